@@ -1,0 +1,154 @@
+"""What all three front ends share: settings binding, severity mapping, and the one converter.
+
+A front end only reads its native record and calls :func:`make_record`; a fix here fixes all three.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import trace as _trace
+
+from highlight_logging import _context, _exceptions, _pipeline, _settings
+from highlight_logging._coerce import coerce_attributes, safe_str, truncate
+from highlight_logging._record import Attributes, ExceptionInfo, Record
+from highlight_logging._settings import Settings
+
+# Loggers that talk about exporting: never sent through a pipeline (no feedback loop).
+INTERNAL_LOGGERS = ("highlight_logging", "grpc._channel", "grpc._common", "grpc._cython")
+_RESERVED = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
+
+
+class Binding:
+    """A front end's settings, resolved once and again only after ``configure()``."""
+
+    __slots__ = ("_generation", "keywords", "pipeline", "settings")
+
+    def __init__(self, keywords: Mapping[str, Any]) -> None:
+        self.keywords = _settings.check_keywords(keywords)
+        self._resolve()
+
+    def _resolve(self) -> None:
+        self.settings: Settings = _settings.resolve(self.keywords)
+        self.pipeline: _pipeline.Pipeline | None = (
+            None if self.settings.disabled else _pipeline.get(self.settings)
+        )
+        self._generation = _settings.generation
+
+    def get(self) -> _pipeline.Pipeline | None:
+        """The pipeline to submit to, or None when disabled or on an export worker thread."""
+        if self._generation != _settings.generation:
+            self._resolve()
+        if threading.get_ident() in _pipeline.worker_threads:
+            return None
+        return self.pipeline
+
+
+# --- severity ------------------------------------------------------------------------------------
+# stdlib level numbers -> OTLP SeverityNumber.  Each stdlib level starts a band of ten numbers;
+# a custom level inside a band takes the band's 2nd to 4th severity (SUCCESS 25 -> INFO2, 10).
+_BAND_OFFSET = (0, 1, 1, 1, 1, 1, 2, 2, 2, 3)
+_BELOW_DEBUG = (1, 1, 1, 1, 1, 1, 2, 2, 3, 4)  # 0..9: TRACE (loguru's 5 is TRACE, 1)
+
+
+def severity_number(levelno: int) -> int:
+    try:
+        levelno = int(levelno)
+    except Exception:
+        return 9
+    if levelno < 10:
+        return _BELOW_DEBUG[max(levelno, 0)]
+    if levelno >= 50:
+        return min(21 + (levelno - 50 + 4) // 5, 24) if levelno > 50 else 21
+    band, within = divmod(levelno - 10, 10)
+    return 5 + 4 * band + _BAND_OFFSET[within]
+
+
+# --- trace context -------------------------------------------------------------------------------
+
+
+def current_span() -> tuple[bytes, bytes, int]:
+    """(trace_id, span_id, flags) of the active span, from any OpenTelemetry setup; empty if none."""
+    try:
+        ctx = _trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            return ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), int(ctx.trace_flags)
+    except Exception:
+        pass
+    return b"", b"", 0
+
+
+def _new_id(bits: int) -> bytes:
+    value = 0
+    while not value:  # all-zero ids are invalid
+        value = random.getrandbits(bits)
+    return value.to_bytes(bits // 8, "big")
+
+
+# --- the converter -------------------------------------------------------------------------------
+
+
+def make_record(
+    settings: Settings,
+    time_ns: int,
+    levelno: int,
+    level_name: str,
+    scope: str,
+    body: Any,
+    base_attributes: Attributes,
+    extras: Iterable[tuple[Any, Any]],
+    exc: Any = None,
+    exception: ExceptionInfo | None = None,
+) -> Record:
+    """The one converter: a front end's pieces -> :class:`Record`. Never raises on bad values.
+
+    ``base_attributes`` are our own (code.*, thread.*), already plain; ``extras`` are the user's,
+    snapshotted here.  ``exc`` is anything :func:`_exceptions.normalize` takes; ``exception`` an
+    already-built :class:`ExceptionInfo` (structlog's rendered tracebacks).
+    """
+    text = body if type(body) is str else safe_str(body)
+    attrs = base_attributes
+    limit = settings.max_body_length
+    if len(text) > limit:
+        attrs["highlight.body_truncated"] = len(text)
+        text = truncate(text, limit)
+    request = _context.current.get()
+    if request is not None:
+        attrs["highlight.session_id"] = request[0]
+        if request[1]:
+            attrs["highlight.trace_id"] = request[1]
+    dropped = coerce_attributes(
+        extras,
+        settings.attribute_value_length_limit,
+        max(settings.attribute_count_limit - _RESERVED, 0),
+        attrs,
+    )
+    if exception is None and exc is not None:
+        exception = _exceptions.from_exc_info(exc, settings.include_exception_message)
+    trace_id, span_id, flags = current_span()
+    parent = b""
+    if exception is not None:
+        # The exception span: a child of the active span, or the root of a new trace.
+        parent = span_id
+        span_id = _new_id(64)
+        if not trace_id:
+            trace_id, flags = _new_id(128), 1
+    return Record(
+        time_ns,
+        time.time_ns(),
+        severity_number(levelno),
+        level_name,
+        scope,
+        text,
+        attrs,
+        trace_id,
+        span_id,
+        flags,
+        exception,
+        parent,
+        dropped,
+    )

@@ -1,0 +1,101 @@
+"""``HighlightHandler``: the stdlib ``logging`` front end."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from highlight_logging._coerce import safe_str
+from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
+from highlight_logging._record import Attributes
+
+# Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
+# of ``record.__dict__`` is what the user passed as ``extra``.
+_STANDARD = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
+    | {"message", "asctime", "taskName", "color_message"}
+    | {"otelSpanID", "otelTraceID", "otelTraceSampled", "otelServiceName"}
+)
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        # logger.info("%d", "x"): keep what the user wrote, and say why it did not format.
+        args = f"; args: {safe_str(record.args)}" if record.args else ""
+        return f"{safe_str(record.msg)} [formatting failed: {type(exc).__name__}: {safe_str(exc)}{args}]"
+
+
+class HighlightHandler(logging.Handler):
+    """A ``logging.Handler`` that exports records as OTLP log records (exceptions also as spans).
+
+    Works from ``dictConfig`` (``"class": "highlight_logging.HighlightHandler"`` plus settings as
+    keys), ``fileConfig`` (``kwargs=``) and ``addHandler``.  Handlers with equal settings share one
+    pipeline; closing one does not stop it for the others.
+    """
+
+    def __init__(self, level: int | str = logging.NOTSET, **settings: Any) -> None:
+        super().__init__(level)
+        self._binding = Binding(settings)
+
+    def __repr__(self) -> str:
+        return f"<HighlightHandler {logging.getLevelName(self.level)} endpoint={self._binding.settings.endpoint!r}>"
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        # Like Handler.handle but without the per-record handler lock: emit() is thread-safe.
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # 3.12+: a filter may return a replacement
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            pipeline = self._binding.get()
+            if pipeline is None or record.name.startswith(INTERNAL_LOGGERS):
+                return
+            settings = pipeline.settings
+            body = self.format(record) if self.formatter is not None else _message(record)
+            attrs: Attributes = {
+                "code.file.path": record.pathname,
+                "code.function.name": record.funcName,
+                "code.line.number": record.lineno,
+                "thread.id": record.thread,
+                "thread.name": record.threadName,
+            }
+            if record.stack_info:
+                attrs["code.stacktrace"] = safe_str(record.stack_info)
+            extras = [(k, v) for k, v in record.__dict__.items() if k not in _STANDARD]
+            pipeline.submit(
+                make_record(
+                    settings,
+                    int(record.created * 1e9),
+                    record.levelno,
+                    record.levelname,
+                    record.name,
+                    body,
+                    attrs,
+                    extras,
+                    record.exc_info,
+                )
+            )
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Export what is queued. Bounded by ``shutdown_timeout``; inside ``dictConfig`` (which
+        holds logging's module lock while it flushes old handlers) it only wakes the worker, so
+        reconfiguring never waits on a slow collector."""
+        pipeline = self._binding.pipeline
+        if pipeline is None:
+            return
+        lock = getattr(logging, "_lock", None)
+        is_owned = getattr(lock, "_is_owned", None)
+        if is_owned is not None and is_owned():
+            pipeline.flush(0)
+            return
+        pipeline.flush()

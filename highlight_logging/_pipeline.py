@@ -1,0 +1,585 @@
+"""The one export pipeline per distinct settings: bounded queue, one worker, batches, retries.
+
+Modelled on opentelemetry-sdk's ``_shared_internal.BatchProcessor`` (bounded deque, one worker,
+fork hooks, a deadline on shutdown), with what it lacks for a logging bridge:
+
+* the queue is bounded by records *and* bytes, and a full queue drops the *incoming* record, so the
+  first records of an incident survive; every drop is counted by reason (:func:`stats`);
+* logs and their exception spans travel together, each record encoded on the worker straight to
+  protobuf bytes (``_encode``), with requests split under the collector's 4 MiB limit;
+* retries follow the OTLP specification; while the collector is unreachable the worker keeps the
+  batch in hand as long as the buffer has room, so an outage loses only what overflows the buffer;
+* every wait is bounded and interruptible, so exit takes at most ``shutdown_timeout``;
+* after ``fork()`` the child starts with an empty queue, a new worker and a new channel.
+
+Nothing here logs through ``logging``: diagnostics go to stderr through ``_diag``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from highlight_logging import _diag, _encode, _transport
+from highlight_logging._coerce import truncate
+from highlight_logging._record import Attributes, Record, Value
+from highlight_logging._settings import Settings
+from highlight_logging._version import __version__
+
+REASONS = (
+    "queue_full",
+    "non_retryable",
+    "rejected",
+    "export_timeout",
+    "too_large",
+    "encode_error",
+    "shutdown",
+)
+_SIGNALS = ("logs", "spans")
+
+#: Idents of export worker threads: records logged on them never re-enter a pipeline.
+worker_threads: set[int] = set()
+
+_BACKOFF_BASE = 0.25
+_BACKOFF_CAP = 5.0
+_DROP_WARNING_EVERY = 10.0
+_SPAN_ATTR_PREFIXES = ("code.", "thread.", "highlight.")
+
+
+def _new_counters() -> dict[str, dict[str, Any]]:
+    return {s: {"queued": 0, "exported": 0, "dropped": dict.fromkeys(REASONS, 0)} for s in _SIGNALS}
+
+
+def _process_name() -> str:
+    name = os.path.basename(sys.executable or "") or "python"
+    return name
+
+
+class Pipeline:
+    """Queue + worker + transport for one :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._scrubber = _make_scrubber(settings)
+        self._reset()
+
+    # --- state that a forked child must rebuild ---------------------------------------------------
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Record] = collections.deque()
+        self._bytes = 0
+        self._wake = threading.Event()
+        self._abort = threading.Event()  # interrupts retry sleeps at the shutdown deadline
+        self._done = threading.Condition(threading.Lock())
+        self._accepted = 0  # records accepted into the queue, ever
+        self._finished = 0  # records the worker is done with, exported or dropped
+        self._flushers = 0
+        self._drops_seen = 0  # total drops when the last flush() returned
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._stopped = False
+        self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
+        self._transport: _transport.GrpcTransport | _transport.HttpTransport | None = None
+        self._warned_partial = False
+        self.counters = _new_counters()
+        self._resource = _encode.resource(self._resource_attributes())
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's queued records are the parent's to send: never duplicate them here.
+        self._reset()
+
+    def _resource_attributes(self) -> Attributes:
+        s = self.settings
+        attrs: Attributes = {
+            "telemetry.sdk.name": "highlight_logging",
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.version": __version__,
+            "process.pid": os.getpid(),
+        }
+        attrs.update(dict(s.resource_attributes))
+        if s.service_name:
+            attrs["service.name"] = s.service_name
+        attrs.setdefault("service.name", f"unknown_service:{_process_name()}")
+        if s.service_version:
+            attrs["service.version"] = s.service_version
+        if s.environment:
+            attrs["deployment.environment.name"] = s.environment
+        if s.project_id:
+            attrs["highlight.project_id"] = s.project_id
+        return attrs
+
+    # --- the caller's side ------------------------------------------------------------------------
+
+    def submit(self, record: Record) -> None:
+        """Enqueue; never blocks on anything but a short, uncontended lock, never raises."""
+        if self._worker is None:
+            self._start()
+        spans = 1 if record.exception is not None else 0
+        s = self.settings
+        with self._lock:
+            counters = self.counters
+            if (
+                self._stopped
+                or len(self._queue) >= s.max_queue_size
+                or self._bytes + record.size > s.max_queue_bytes
+            ):
+                reason = "shutdown" if self._stopped else "queue_full"
+                counters["logs"]["dropped"][reason] += 1
+                counters["spans"]["dropped"][reason] += spans
+                full = True
+            else:
+                self._queue.append(record)
+                self._bytes += record.size
+                self._accepted += 1
+                counters["logs"]["queued"] += 1
+                counters["spans"]["queued"] += spans
+                full = False
+                n = len(self._queue)
+        if full:
+            if not self._stopped:
+                _diag.warn(
+                    "export queue full, dropping new log records; see highlight_logging.stats()",
+                    key=f"queue_full:{id(self)}",
+                    every=_DROP_WARNING_EVERY,
+                )
+            return
+        if n == s.max_export_batch_size:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is not None:
+                return
+            worker = threading.Thread(target=self._run, name="highlight_logging-export", daemon=True)
+            self._worker = worker
+        worker.start()
+        _ensure_exit_hook()
+
+    # --- the worker -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        worker_threads.add(threading.get_ident())
+        try:
+            self._loop()
+        except BaseException as exc:  # never let the worker die silently
+            _diag.warn(f"export worker stopped by {type(exc).__name__}: {exc}", key="worker-crash")
+        finally:
+            worker_threads.discard(threading.get_ident())
+            with self._done:
+                self._done.notify_all()
+
+    def _loop(self) -> None:
+        batch_size = self.settings.max_export_batch_size
+        while True:
+            if not self._stopping:
+                self._wake.wait(self.settings.schedule_delay)
+            self._wake.clear()
+            while True:
+                batch = self._take(batch_size)
+                if not batch:
+                    break
+                try:
+                    self._export(batch)
+                finally:
+                    with self._done:
+                        self._finished += len(batch)
+                        self._done.notify_all()
+                if len(self._queue) < batch_size and not self._flushers and not self._stopping:
+                    break
+            if self._stopping and not self._queue:
+                return
+
+    def _take(self, n: int) -> list[Record]:
+        with self._lock:
+            queue = self._queue
+            count = min(n, len(queue))
+            batch = [queue.popleft() for _ in range(count)]
+            self._bytes -= sum(r.size for r in batch)
+        return batch
+
+    def _export(self, batch: list[Record]) -> None:
+        logs: dict[str, list[bytes]] = {}
+        spans: dict[str, list[bytes]] = {}
+        limit = self.settings.max_request_bytes - len(self._resource) - _encode.REQUEST_OVERHEAD
+        for record in batch:
+            has_span = record.exception is not None
+            try:
+                log, span = self._encode(record)
+            except Exception:
+                self._count_drop("logs", "encode_error", 1)
+                if has_span:
+                    self._count_drop("spans", "encode_error", 1)
+                continue
+            if len(log) > limit:
+                self._count_drop("logs", "too_large", 1)
+            else:
+                logs.setdefault(record.scope, []).append(log)
+            if span is not None:
+                if len(span) > limit:
+                    self._count_drop("spans", "too_large", 1)
+                else:
+                    spans.setdefault(record.scope, []).append(span)
+        for payload, count in self._requests(logs):
+            self._send(_transport.LOGS, "logs", payload, count)
+        for payload, count in self._requests(spans):
+            self._send(_transport.TRACES, "spans", payload, count)
+
+    def _requests(self, by_scope: dict[str, list[bytes]]) -> Iterator[tuple[bytes, int]]:
+        """Pack records into requests that stay under ``max_request_bytes``."""
+        limit = self.settings.max_request_bytes
+        base = len(self._resource) + _encode.REQUEST_OVERHEAD
+        groups: list[tuple[bytes, list[bytes]]] = []
+        size, count = base, 0
+        for name, records in by_scope.items():
+            scope = _encode.scope(name)
+            scope_cost = len(scope) + _encode.REQUEST_OVERHEAD
+            current: list[bytes] | None = None
+            for record in records:
+                cost = len(record) + 6  # its tag and length
+                if count and size + cost + (scope_cost if current is None else 0) > limit:
+                    yield _encode.request(self._resource, groups), count
+                    groups, size, count, current = [], base, 0, None
+                if current is None:
+                    current = []
+                    groups.append((scope, current))
+                    size += scope_cost
+                current.append(record)
+                size += cost
+                count += 1
+        if count:
+            yield _encode.request(self._resource, groups), count
+
+    def _encode(self, record: Record) -> tuple[bytes, bytes | None]:
+        s = self.settings
+        attrs = record.attributes
+        body = record.body
+        scrubbed: list[str] = []
+        scrubber = self._scrubber
+        if scrubber is not None:
+            attrs, found = scrubber.scrub_attributes(attrs)
+            body, found_body = scrubber.scrub_text(body, "body")
+            scrubbed = found + found_body
+        exc = record.exception
+        event_attrs: Attributes = {}
+        if exc is not None:
+            event_attrs["exception.type"] = exc.type
+            if exc.message is not None:
+                message = exc.message
+                if scrubber is not None:
+                    message, found = scrubber.scrub_text(message, "exception.message")
+                    scrubbed += found
+                event_attrs["exception.message"] = truncate(message, s.attribute_value_length_limit)
+            stack = exc.stacktrace
+            if scrubber is not None:
+                stack, found = scrubber.scrub_text(stack, "exception.stacktrace")
+                scrubbed += found
+            event_attrs["exception.stacktrace"] = truncate(
+                stack, max(s.attribute_value_length_limit, s.max_body_length)
+            )
+            attrs = {**attrs, **event_attrs}
+        if scrubbed:
+            attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}
+        log = _encode.log_record(
+            record.time_ns,
+            record.observed_ns,
+            record.severity_number,
+            record.severity_text,
+            body,
+            attrs,
+            record.dropped_attributes,
+            record.trace_id,
+            record.span_id,
+            record.flags,
+        )
+        if exc is None:
+            return log, None
+        span_attrs = {k: v for k, v in attrs.items() if k.startswith(_SPAN_ATTR_PREFIXES)}
+        span = _encode.exception_span(
+            record.trace_id,
+            record.span_id,
+            record.parent_span_id,
+            record.flags,
+            exc.type,
+            record.time_ns,
+            span_attrs,
+            event_attrs,
+            str(event_attrs.get("exception.message", exc.type)),
+        )
+        return log, span
+
+    def _send(self, signal: str, counter: str, payload: bytes, count: int) -> None:
+        """Export one request, retrying as the specification says, until its deadline."""
+        s = self.settings
+        transport = self._transport
+        if transport is None:
+            transport = self._transport = _transport.make(s)
+        attempt = 0
+        deadline = time.monotonic() + s.export_timeout
+        while True:
+            now = time.monotonic()
+            end = min(deadline, self._deadline)
+            if self._abort.is_set() or now >= self._deadline:
+                self._count_drop(counter, "shutdown", count)
+                return
+            outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
+            if outcome.ok:
+                exported = max(count - outcome.rejected, 0)
+                with self._lock:
+                    self.counters[counter]["exported"] += exported
+                if outcome.rejected:
+                    self._count_drop(counter, "rejected", min(outcome.rejected, count))
+                    if not self._warned_partial:
+                        self._warned_partial = True
+                        _diag.warn(
+                            f"the collector rejected {outcome.rejected} {counter} (partial success): "
+                            f"{outcome.detail or 'no message'}"
+                        )
+                if attempt:
+                    _diag.warn(
+                        f"export recovered after {attempt} retries", key=f"recovered:{id(self)}", every=30.0
+                    )
+                return
+            if outcome.too_large:
+                self._count_drop(counter, "too_large", count)
+                _diag.warn(
+                    f"collector refused a request as too large: {outcome.detail}", key="too_large", every=60.0
+                )
+                return
+            if not outcome.retryable:
+                self._count_drop(counter, "non_retryable", count)
+                _diag.warn(
+                    f"export failed, not retryable: {outcome.detail}",
+                    key=f"fail:{outcome.detail}",
+                    every=60.0,
+                )
+                return
+            if outcome.reconnect:
+                transport.reconnect()
+            delay = outcome.retry_after
+            if delay is None:
+                # Exponential backoff with full jitter, capped so that recovery after an outage is prompt.
+                delay = random.uniform(0.5, 1.0) * min(_BACKOFF_CAP, _BACKOFF_BASE * (2**attempt))
+            attempt += 1
+            _diag.warn(
+                f"export failing ({outcome.detail}); retrying, records are kept in the buffer",
+                key=f"retry:{id(self)}",
+                every=_DROP_WARNING_EVERY,
+            )
+            now = time.monotonic()
+            if now + delay > deadline and not self._stopping and self._has_room(count):
+                # The collector is away but the buffer has room: keep this batch rather than lose it.
+                deadline = now + delay + s.export_timeout
+            if now + delay > min(deadline, self._deadline):
+                reason = "shutdown" if self._stopping else "export_timeout"
+                self._count_drop(counter, reason, count)
+                return
+            if self._abort.wait(delay):
+                self._count_drop(counter, "shutdown", count)
+                return
+
+    def _has_room(self, count: int) -> bool:
+        return len(self._queue) + count <= self.settings.max_queue_size
+
+    def _count_drop(self, signal: str, reason: str, count: int) -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            self.counters[signal]["dropped"][reason] += count
+        if reason != "shutdown":
+            _diag.warn(
+                f"dropped {signal} ({reason}); see highlight_logging.stats()",
+                key=f"drop:{id(self)}:{reason}",
+                every=_DROP_WARNING_EVERY,
+            )
+
+    # --- flush and shutdown ----------------------------------------------------------------------
+
+    def dropped_total(self) -> int:
+        with self._lock:
+            return sum(sum(c["dropped"].values()) for c in self.counters.values())
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Export everything accepted so far; True when it all went out within ``timeout``."""
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout
+        with self._lock:
+            target = self._accepted
+        if self._worker is None or self._stopped:
+            ok = self._finished >= target
+        else:
+            with self._done:
+                self._flushers += 1
+            self._wake.set()
+            try:
+                with self._done:
+                    ok = self._done.wait_for(
+                        lambda: self._finished >= target or not self._worker_alive(), timeout=max(timeout, 0)
+                    )
+                    ok = ok and self._finished >= target
+            finally:
+                with self._done:
+                    self._flushers -= 1
+        dropped = self.dropped_total()
+        clean = dropped == self._drops_seen
+        self._drops_seen = dropped
+        return ok and clean
+
+    def _worker_alive(self) -> bool:
+        worker = self._worker
+        return worker is not None and worker.is_alive()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued within ``timeout`` (default ``shutdown_timeout``), then stop."""
+        if self._stopped:
+            return True
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout
+        self._deadline = time.monotonic() + max(timeout, 0)
+        self._stopping = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(self._deadline - time.monotonic(), 0))
+            if worker.is_alive():
+                # Deadline reached: interrupt the retry sleep and the request in flight.
+                self._abort.set()
+                if self._transport is not None:
+                    self._transport.cancel()
+                worker.join(0.5)
+        with self._lock:
+            self._stopped = True
+            leftover = list(self._queue)
+            self._queue.clear()
+            self._bytes = 0
+            self.counters["logs"]["dropped"]["shutdown"] += len(leftover)
+            self.counters["spans"]["dropped"]["shutdown"] += sum(
+                1 for r in leftover if r.exception is not None
+            )
+        if self._transport is not None and not (worker is not None and worker.is_alive()):
+            self._transport.close()
+        return not leftover and self.dropped_total() == 0
+
+    def summary(self) -> str | None:
+        """One line naming every loss, or None when nothing was lost."""
+        parts = []
+        with self._lock:
+            for signal, c in self.counters.items():
+                lost = {r: n for r, n in c["dropped"].items() if n}
+                if lost:
+                    detail = ", ".join(f"{r}: {n}" for r, n in lost.items())
+                    parts.append(f"{sum(lost.values())} {signal} lost ({detail})")
+        return "; ".join(parts) if parts else None
+
+
+def _make_scrubber(settings: Settings) -> Any:
+    if not settings.scrub:
+        return None
+    from highlight_logging._scrub import Scrubber
+
+    return Scrubber(
+        keys=settings.scrub_keys,
+        extra_keys=settings.scrub_extra_keys,
+        patterns=settings.scrub_patterns,
+        extra_patterns=settings.scrub_extra_patterns,
+    )
+
+
+# --- the registry: one pipeline per distinct settings ----------------------------------------------
+
+_registry: dict[Settings, Pipeline] = {}
+_registry_lock = threading.Lock()
+_exit_hook_installed = False
+
+
+def get(settings: Settings) -> Pipeline:
+    pipeline = _registry.get(settings)
+    if pipeline is None:
+        with _registry_lock:
+            pipeline = _registry.get(settings)
+            if pipeline is None:
+                pipeline = _registry[settings] = Pipeline(settings)
+    return pipeline
+
+
+def pipelines() -> list[Pipeline]:
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def flush_all(timeout: float | None = None) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for pipeline in pipelines():
+        left = None if deadline is None else max(deadline - time.monotonic(), 0)
+        ok = pipeline.flush(left) and ok
+    return ok
+
+
+def shutdown_all(timeout: float | None = None) -> bool:
+    """Stop every pipeline within one shared deadline; print a line if anything was lost."""
+    ps = pipelines()
+    if timeout is None:
+        timeout = max((p.settings.shutdown_timeout for p in ps), default=3.0)
+    deadline = time.monotonic() + timeout
+    ok = True
+    for pipeline in ps:
+        ok = pipeline.shutdown(max(deadline - time.monotonic(), 0)) and ok
+    for pipeline in ps:
+        line = pipeline.summary()
+        if line:
+            _diag.warn(f"at exit: {line}", key=f"summary:{id(pipeline)}")
+    return ok
+
+
+def reset_for_tests() -> None:
+    """Shut everything down quickly and forget it (test isolation)."""
+    shutdown_all(timeout=1.0)
+    with _registry_lock:
+        _registry.clear()
+    _diag.reset()
+
+
+def stats() -> dict[str, Any]:
+    """Counters summed over every pipeline of this process."""
+    total = _new_counters()
+    for pipeline in pipelines():
+        with pipeline._lock:
+            for signal, c in pipeline.counters.items():
+                t = total[signal]
+                t["queued"] += c["queued"]
+                t["exported"] += c["exported"]
+                for reason, n in c["dropped"].items():
+                    t["dropped"][reason] += n
+    for t in total.values():
+        t["dropped_total"] = sum(t["dropped"].values())
+    return total
+
+
+def _ensure_exit_hook() -> None:
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        # Registered after logging's own hook, so it runs first: records reach the collector
+        # before logging.shutdown() closes handlers.
+        atexit.register(shutdown_all)
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    _diag._lock = threading.Lock()
+    worker_threads.clear()
+    for pipeline in list(_registry.values()):
+        pipeline._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

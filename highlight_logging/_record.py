@@ -1,0 +1,83 @@
+"""The one neutral record every front end produces and the pipeline consumes.
+
+Front ends are thin: each turns its native record (a ``logging.LogRecord``, a structlog event
+dict, a loguru message) into a :class:`Record` on the caller's thread and enqueues it.  Everything
+else (scrubbing, limits, protobuf encoding, batching, export) happens once, on the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+#: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
+#: Produced by :func:`highlight_logging._coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
+Value = Union[str, bool, int, float, bytes, None, list["Value"], dict[str, "Value"]]  # noqa: UP007 (runtime alias on 3.10)
+Attributes = dict[str, Value]
+
+
+class ExceptionInfo:
+    """An exception already turned into strings on the caller's thread (OTel semconv names)."""
+
+    __slots__ = ("message", "stacktrace", "type")
+
+    def __init__(self, type: str, message: str | None, stacktrace: str) -> None:
+        self.type = type  # ``module.Qualname``; bare for builtins
+        self.message = message  # ``str(exc)``, guarded; None when the user opted out
+        self.stacktrace = stacktrace  # full traceback with causes, contexts and groups
+
+
+class Record:
+    """One log record, plus optionally the exception span that goes with it.
+
+    ``span_id`` is the log's span: the active span's, or the exception span's own id when
+    ``exception`` is set (then ``parent_span_id`` is the active span's, or ``b""``).
+    """
+
+    __slots__ = (
+        "attributes",
+        "body",
+        "dropped_attributes",
+        "exception",
+        "flags",
+        "observed_ns",
+        "parent_span_id",
+        "scope",
+        "severity_number",
+        "severity_text",
+        "size",
+        "span_id",
+        "time_ns",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        time_ns: int,
+        observed_ns: int,
+        severity_number: int,
+        severity_text: str,
+        scope: str,
+        body: str,
+        attributes: Attributes,
+        trace_id: bytes,
+        span_id: bytes,
+        flags: int,
+        exception: ExceptionInfo | None = None,
+        parent_span_id: bytes = b"",
+        dropped_attributes: int = 0,
+    ) -> None:
+        self.time_ns = time_ns
+        self.observed_ns = observed_ns
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.scope = scope
+        self.body = body
+        self.attributes = attributes
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.exception = exception
+        self.parent_span_id = parent_span_id
+        self.dropped_attributes = dropped_attributes  # over the attribute count limit
+        # A cheap over-estimate of the encoded size, for the queue's byte bound.
+        self.size = 256 + len(body) + 48 * len(attributes) + (len(exception.stacktrace) if exception else 0)

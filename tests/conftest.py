@@ -1,0 +1,37 @@
+"""Make test helper modules (e.g. ``otlp_receiver``) importable from any test file."""
+
+import os
+import sys
+
+_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from highlight_logging import _pipeline, _settings  # noqa: E402
+from highlight_logging._receiver import Receiver  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with no OTEL_*/HIGHLIGHT_* environment, no configure(), no pipelines."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "HIGHLIGHT_")):
+            monkeypatch.delenv(name)
+    _settings.configure()
+    yield
+    _pipeline.reset_for_tests()
+    _settings.configure()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real in-process OTLP/gRPC receiver on a free loopback port (``receiver.endpoint``)."""
+    with Receiver() as rx:
+        yield rx
+        _pipeline.reset_for_tests()  # deliver before the receiver goes away
