@@ -13,10 +13,14 @@ from typing import Any
 from highlight_logging import _pipeline, _settings
 from highlight_logging._context import context
 from highlight_logging._handler import HighlightHandler
+from highlight_logging._loguru import LoguruSink
+from highlight_logging._structlog import StructlogProcessor
 from highlight_logging._version import __version__
 
 __all__ = [
     "HighlightHandler",
+    "LoguruSink",
+    "StructlogProcessor",
     "__version__",
     "configure",
     "context",

@@ -112,22 +112,33 @@ def from_exc_info(exc_info: Any, include_message: bool = True) -> ExceptionInfo 
         return ExceptionInfo("Exception", None, "<traceback unavailable>")
 
 
-def from_rendered(text: str, include_message: bool = True) -> ExceptionInfo:
-    """Recover type and message from a traceback that was already rendered to text (structlog).
+_GROUP_PREFIXES = ("  | ", "  + ", "  +-", "    | ")
 
-    The last non-indented line of a Python traceback is ``module.Type: message``.
+
+def from_rendered(text: str, include_message: bool = True) -> ExceptionInfo:
+    """Recover type and message from a traceback already rendered to text (structlog).
+
+    The logged exception is the last top-level block (after any ``The above exception ...``
+    separators).  After its indented frame lines comes ``module.Type: message``, and the message
+    runs to the end of the block, so multi-line messages and ``__notes__`` are kept whole.
     """
-    etype, message = "Exception", text.strip()
-    for line in reversed(text.rstrip().splitlines()):
-        if (
-            line
-            and not line[0].isspace()
-            and not line.startswith(("Traceback", "During handling", "The above"))
-        ):
-            head, sep, rest = line.partition(": ")
+    lines = text.rstrip("\n").splitlines()
+    headers = ("Traceback (most recent call last):", "  + Exception Group Traceback")
+    tops = [i for i, line in enumerate(lines) if line.startswith(headers)]
+    start = tops[-1] if tops else -1
+    etype, message = "Exception", ""
+    for j in range(start + 1, len(lines)):
+        line = lines[j]
+        body = line[4:] if line.startswith(_GROUP_PREFIXES) else line
+        if body and not body[0].isspace() and not body.startswith(("Traceback", "+-", "+---")):
+            head, sep, rest = body.partition(": ")
             if head and " " not in head.strip():
-                etype, message = head.strip(), rest if sep else ""
-            else:
-                message = line
-            break
+                etype = head.strip()
+                tail = [rest] if sep else []
+                tail += [ln[4:] if ln.startswith(_GROUP_PREFIXES) else ln for ln in lines[j + 1 :]]
+                message = "\n".join(tail).strip() if sep else ""
+                # "ExceptionGroup: msg (2 sub-exceptions)" is followed by the members: keep line one
+                if etype.endswith("Group") and message:
+                    message = message.splitlines()[0]
+                break
     return ExceptionInfo(etype, message if include_message else None, text)

@@ -8,6 +8,7 @@ from typing import Any
 from highlight_logging._coerce import safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
 from highlight_logging._record import Attributes
+from highlight_logging._structlog import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
 # of ``record.__dict__`` is what the user passed as ``extra``.
@@ -54,7 +55,7 @@ class HighlightHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             pipeline = self._binding.get()
-            if pipeline is None or record.name.startswith(INTERNAL_LOGGERS):
+            if pipeline is None or record.name.startswith(INTERNAL_LOGGERS) or exported_by_structlog(record):
                 return
             settings = pipeline.settings
             body = self.format(record) if self.formatter is not None else _message(record)

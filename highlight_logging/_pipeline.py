@@ -73,7 +73,8 @@ class Pipeline:
     # --- state that a forked child must rebuild ---------------------------------------------------
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a SIGTERM flush in a forked child may interrupt submit() on the same thread.
+        self._lock = threading.RLock()
         self._queue: collections.deque[Record] = collections.deque()
         self._bytes = 0
         self._wake = threading.Event()
@@ -88,6 +89,8 @@ class Pipeline:
         self._stopped = False
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
         self._transport: _transport.GrpcTransport | _transport.HttpTransport | None = None
+        self._send_lock = threading.Lock()  # held around each attempt; fork() waits for it
+        self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
         self._resource = _encode.resource(self._resource_attributes())
@@ -329,7 +332,8 @@ class Pipeline:
             if self._abort.is_set() or now >= self._deadline:
                 self._count_drop(counter, "shutdown", count)
                 return
-            outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
+            with self._send_lock:
+                outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
             if outcome.ok:
                 exported = max(count - outcome.rejected, 0)
                 with self._lock:
@@ -570,6 +574,12 @@ def _ensure_exit_hook() -> None:
         # Registered after logging's own hook, so it runs first: records reach the collector
         # before logging.shutdown() closes handlers.
         atexit.register(shutdown_all)
+        try:
+            import multiprocessing.util
+
+            multiprocessing.util.register_after_fork(_mp_token, _mp_after_fork)
+        except Exception:
+            pass
 
 
 def _after_fork_in_child() -> None:
@@ -579,7 +589,77 @@ def _after_fork_in_child() -> None:
     worker_threads.clear()
     for pipeline in list(_registry.values()):
         pipeline._after_fork_in_child()
+    if _registry:
+        _hook_child_exit()
+
+
+def _child_exit(*_: object) -> None:
+    shutdown_all()
+
+
+def _hook_child_exit() -> None:
+    """Deliver a forked child's records on exits that skip ``atexit``.
+
+    ``Pool.terminate()`` (``with Pool() as p``) sends SIGTERM: while SIGTERM still has its
+    default action we flush first and then die by the same signal.  (``multiprocessing``
+    children that end normally are covered by :func:`_mp_after_fork`.)
+    """
+    try:
+        import signal
+
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        pass
+
+
+class _MultiprocessingHook:
+    """multiprocessing clears its finalizers in a new child, then runs its after-fork hooks:
+    from there we register a finalizer, which it runs before its children's ``os._exit()``."""
+
+
+_mp_token = _MultiprocessingHook()
+
+
+def _mp_after_fork(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _child_exit, exitpriority=100)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    import signal
+
+    try:
+        shutdown_all(timeout=1.0)
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+_FORK_WAIT = 1.0  # longest a fork() waits for an export in flight
+
+
+def _before_fork() -> None:
+    # Without gRPC's fork support a child cannot use gRPC that its parent had initialised; with
+    # no channel open at fork time the child starts gRPC afresh. The parent reopens lazily.
+    # Holding each pipeline's send lock keeps its worker from reopening a channel mid-fork.
+    for pipeline in list(_registry.values()):
+        if pipeline._send_lock.acquire(timeout=_FORK_WAIT):
+            pipeline._fork_held = True
+            transport = pipeline._transport
+            if transport is not None:
+                transport.close()
+
+
+def _after_fork_in_parent() -> None:
+    for pipeline in list(_registry.values()):
+        if pipeline._fork_held:
+            pipeline._fork_held = False
+            pipeline._send_lock.release()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )

@@ -39,7 +39,7 @@ Top-level keys starting with our semantic-convention prefixes (``highlight.``, `
   bearer token" is left alone.
 
 The common case (no secrets) is made cheap by a byte-level pre-filter and by caching each key's
-verdict; see :meth:`Scrubber._maybe_secret`.
+verdict; see :func:`_maybe_secret`.
 """
 
 from __future__ import annotations
@@ -104,16 +104,15 @@ _EXEMPT_PREFIXES = ("highlight.", "exception.", "service.", "telemetry.", "proce
 _UNTOUCHED_PREFIXES = ("code.", "thread.")
 
 _CACHE_MAX = 4096
-# Top-level key verdicts.
-_CHECK, _DENY, _UNTOUCHED = 0, 1, 2
 
 _SEPARATORS = re.compile(r"[_.\-]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
-# Lookbehinds sit after the first literal/char so re keeps its fast prefix scan.
+# Only run on strings the pre-filter flags.  The lookbehinds stop a match starting mid-token;
+# a card run's end is checked in _default_repl (a lookahead there would backtrack).
 _DEFAULT_RE = re.compile(
-    r"(?P<card>[0-9](?<![0-9A-Za-z][0-9])(?:[ -]?[0-9]){12,})"
-    r"|(?P<jwt>eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
+    r"(?P<card>(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,})"
+    r"|(?P<jwt>(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
     r"|\b(?P<scheme>(?i:bearer|basic)[ \t]+)(?P<cred>[A-Za-z0-9._~+/-]+=*)",
     re.ASCII,
 )
@@ -121,13 +120,30 @@ _CARD_GROUPS = re.compile(r"([ -])")
 # Shortest string any default pattern can match ("basic x", "eyJa.b.").
 _DEFAULT_MIN_LEN = 7
 
-# Pre-filter table: every digit becomes "0", any other byte "x".
-_DIGIT_TABLE = bytes(48 if 48 <= b <= 57 else 120 for b in range(256))
-_CARD_RUN = b"0" * 13
+# Pre-filter table: ASCII letters lower-cased, every digit folded onto "0".
+_FOLD_TABLE = bytes(48 if 48 <= b <= 57 else (b + 32 if 65 <= b <= 90 else b) for b in range(256))
+# Value types with nothing to scrub (bool is listed because type() is matched exactly).
+_SCALARS = frozenset((int, float, bool, type(None)))
+
+
+def _maybe_secret(s: str) -> bool:
+    """Cheap necessary condition for any default pattern to match ``s``.
+
+    On ordinary text the regex costs several µs, this a fraction of one.  One C pass folds the
+    text: ASCII letters lower-cased, every digit turned into "0", spaces and dashes deleted; a
+    card (13+ digits, single spaces/dashes between) is then 13 zeros in a row.  Deleting and
+    case-folding only ever add false alarms, which the regex then rules out.
+    """
+    try:
+        raw = s.encode()
+    except UnicodeEncodeError:  # lone surrogates; the plain call is the faster common case
+        raw = s.encode("utf-8", "surrogatepass")
+    folded = raw.translate(_FOLD_TABLE, b" -").decode("latin-1")
+    return "eyj" in folded or "bearer" in folded or "basic" in folded or "0000000000000" in folded
 
 
 def _luhn_card(digits: str) -> bool:
-    """Whether ``digits`` (13-19 ASCII digits) looks like a payment card and passes Luhn."""
+    """Whether ``digits`` is 13-19 digits, starts like a payment card (2-6) and passes Luhn."""
     if not (13 <= len(digits) <= 19) or digits[0] not in "23456":
         return False
     total = 0
@@ -220,18 +236,24 @@ class Scrubber:
 
     ``keys`` replaces :data:`DEFAULT_KEYS` (and drops the default substring rule), ``extra_keys``
     extends whichever list is in use.  ``patterns`` replaces the default value patterns (each
-    user pattern's whole match is replaced), ``extra_patterns`` extends them.
+    user pattern's whole match is replaced), ``extra_patterns`` extends them.  Bad patterns
+    raise ``ValueError`` here rather than on the worker.
+
+    Scrubbed paths are dotted key paths (``user.password``); list elements report their list's
+    path (``items.token``, not ``items.0.token``), and each path is reported once.
     """
 
     __slots__ = (
         "_batch",
         "_defaults",
+        "_deny_keys",
         "_enabled",
         "_key_cache",
         "_min_len",
         "_run_re",
+        "_safe_keys",
         "_substrings",
-        "_top_cache",
+        "_untouched_keys",
         "_user_patterns",
     )
 
@@ -262,7 +284,10 @@ class Scrubber:
             self._min_len = 1 << 62  # no value patterns at all
         # Top-level strings share one pre-filter only when that pre-filter is all there is.
         self._batch = self._defaults and not self._user_patterns
-        self._top_cache: dict[Any, int] = {}
+        # Top-level key verdicts, as sets so a whole record's keys are checked in one C call.
+        self._safe_keys: set[Any] = set()  # not denied (value-checked or untouched)
+        self._untouched_keys: set[Any] = set()  # code.*, thread.*
+        self._deny_keys: set[Any] = set()
         self._key_cache: dict[Any, bool] = {}
 
     # -- public API -------------------------------------------------------------------------
@@ -272,7 +297,72 @@ class Scrubber:
         if not self._enabled or not attrs:
             return attrs, []
         try:
-            return self._scrub_top(attrs)
+            # One method, no helper call: this is the per-record hot path.
+            paths: list[str] = []
+            out: Attributes | None = None
+            skip = self._untouched_keys
+            if not self._safe_keys.issuperset(attrs):
+                # Unknown or denied keys present: the rare path once the key sets are warm.
+                if len(self._safe_keys) + len(self._deny_keys) + len(attrs) > _CACHE_MAX:
+                    # Keys repeat, so a rare full reset beats LRU bookkeeping on every lookup.
+                    # Done before learning so this record's verdicts all stay in the sets.
+                    self._safe_keys.clear()
+                    self._untouched_keys.clear()
+                    self._deny_keys.clear()
+                denied: set[str] = set()
+                for key in attrs:
+                    if key not in self._safe_keys and (key in self._deny_keys or self._learn_top(key)):
+                        denied.add(key)
+                if denied:
+                    out = dict(attrs)
+                    for key in denied:
+                        out[key] = MARKER
+                        paths.append(key)
+                    skip = skip | denied
+            min_len = self._min_len
+            batch = self._batch
+            # With only the default patterns, top-level strings share one pre-filter run; the
+            # strings of untouched keys may join it too, as a false alarm costs only time.
+            pending: list[str] = []
+            for key, value in attrs.items():
+                kind = type(value)
+                if kind is str:
+                    text: str = value  # type: ignore[assignment]  # narrowed by the type() test
+                    if len(text) < min_len:
+                        continue
+                    if batch:
+                        pending.append(text)
+                        continue
+                    if key in skip:
+                        continue
+                    new: Value = self._scrub_str(text)
+                    if new is value:
+                        continue
+                    _note(paths, key)
+                elif kind in _SCALARS or key in skip:
+                    continue
+                else:
+                    try:
+                        new = self._scrub_value(value, key, 1, set(), paths)
+                    except Exception:
+                        new = MARKER
+                        _note(paths, key)
+                    if new is value:
+                        continue
+                if out is None:
+                    out = dict(attrs)
+                out[key] = new
+            if pending and _maybe_secret(pending[0] if len(pending) == 1 else "\n".join(pending)):
+                for key, value in attrs.items():  # a suspect: now string by string
+                    if type(value) is not str or key in skip:
+                        continue
+                    new = self._scrub_str(value)
+                    if new is not value:
+                        _note(paths, key)
+                        if out is None:
+                            out = dict(attrs)
+                        out[key] = new
+            return (attrs if out is None else out), paths
         except Exception:
             # Unexpected failure: give up on the values rather than risk leaking one.
             try:
@@ -284,65 +374,17 @@ class Scrubber:
         """Apply the value patterns to ``text``; ``[path]`` is returned when something was replaced."""
         if not self._enabled:
             return text, []
+        try:
+            if self._batch and (len(text) < _DEFAULT_MIN_LEN or not _maybe_secret(text)):
+                return text, []  # the common case, without the general path's call and checks
+        except Exception:
+            pass  # _scrub_str below deals with it safely
         new = self._scrub_str(text)
         if new is text:
             return text, []
         return new, [path]
 
     # -- internals --------------------------------------------------------------------------
-
-    def _scrub_top(self, attrs: Attributes) -> tuple[Attributes, list[str]]:
-        paths: list[str] = []
-        out: Attributes | None = None
-        cache = self._top_cache
-        min_len = self._min_len
-        batch = self._batch
-        # Top-level strings wait for one pre-filter over all of them (see _maybe_secret).
-        pending_keys: list[str] = []
-        pending: list[str] = []
-        for key, value in attrs.items():
-            verdict = cache.get(key)
-            if verdict is None:
-                verdict = self._top_verdict(key)
-            if verdict == _CHECK:
-                if isinstance(value, str):
-                    if len(value) < min_len:
-                        continue
-                    if batch:
-                        pending_keys.append(key)
-                        pending.append(value)
-                        continue
-                    new: Value = self._scrub_str(value)
-                    if new is value:
-                        continue
-                    _note(paths, key)
-                elif value is None or isinstance(value, (int, float)):
-                    continue
-                else:
-                    try:
-                        new = self._scrub_value(value, key, 1, set(), paths)
-                    except Exception:
-                        new = MARKER
-                        _note(paths, key)
-                    if new is value:
-                        continue
-            elif verdict == _DENY:
-                new = MARKER
-                _note(paths, key)
-            else:
-                continue
-            if out is None:
-                out = dict(attrs)
-            out[key] = new
-        if pending and self._maybe_secret(pending[0] if len(pending) == 1 else "\n".join(pending)):
-            for key, value in zip(pending_keys, pending, strict=True):
-                new = self._scrub_str(value)
-                if new is not value:
-                    _note(paths, key)
-                    if out is None:
-                        out = dict(attrs)
-                    out[key] = new
-        return (attrs if out is None else out), paths
 
     def _scrub_value(self, value: Value, path: str, depth: int, seen: set[int], paths: list[str]) -> Value:
         """Scrub one nested value; ``seen`` holds the ids of the containers above it (cycles)."""
@@ -418,7 +460,7 @@ class Scrubber:
             if len(s) < self._min_len:
                 return s
             out = s
-            if self._defaults and self._maybe_secret(s):
+            if self._defaults and _maybe_secret(s):
                 out = _DEFAULT_RE.sub(_default_repl, s)
             for pattern in self._user_patterns:
                 out = pattern.sub(_user_repl, out)
@@ -426,37 +468,16 @@ class Scrubber:
         except Exception:
             return MARKER
 
-    @staticmethod
-    def _maybe_secret(s: str) -> bool:
-        """Cheap necessary condition for any default pattern to match ``s``.
-
-        The regex costs several µs on ordinary text; these are a handful of single C passes.
-        A card needs 13 digits with only spaces/dashes between them: with digits folded onto
-        "0" and spaces/dashes deleted, that is 13 zeros in a row.
-        """
-        if "eyJ" in s:
-            return True
-        lowered = s.lower()
-        if "bearer" in lowered or "basic" in lowered:
-            return True
-        return (
-            len(s) >= 13
-            and s.encode("utf-8", "surrogatepass").translate(_DIGIT_TABLE, b" -").find(_CARD_RUN) >= 0
-        )
-
-    def _top_verdict(self, key: Any) -> int:
+    def _learn_top(self, key: Any) -> bool:
+        """Classify a new top-level key into the verdict sets; True when it is denied."""
         k = key if isinstance(key, str) else str(key)
         if k.startswith(_UNTOUCHED_PREFIXES):
-            verdict = _UNTOUCHED
-        elif k.startswith(_EXEMPT_PREFIXES):
-            verdict = _CHECK
-        else:
-            verdict = _DENY if self._denied(k) else _CHECK
-        cache = self._top_cache
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()  # keys repeat; a rare full reset beats LRU bookkeeping per lookup
-        cache[key] = verdict
-        return verdict
+            self._untouched_keys.add(key)
+        elif not k.startswith(_EXEMPT_PREFIXES) and self._denied(k):
+            self._deny_keys.add(key)
+            return True
+        self._safe_keys.add(key)
+        return False
 
     def _nested_verdict(self, key: Any) -> bool:
         denied = self._denied(key if isinstance(key, str) else str(key))

@@ -1,0 +1,393 @@
+"""highlight_logging benchmark suite: ours vs OpenTelemetry's own handlers, side by side.
+
+    .venv/bin/python benchmarks/run.py                    # N=50,000, 3 interleaved rounds
+    .venv/bin/python benchmarks/run.py --n 20000 --rounds 3
+    .venv/bin/python benchmarks/run.py --quick            # smoke: N=5,000, 1 round
+
+Every measurement runs in a fresh process (``benchmarks/_case.py``), round-robin over all cases,
+repeated ``--rounds`` times; the figures are medians over rounds and the ratios medians of the
+per-round ratios (each round's two sides ran back to back).  One receiver process
+(``benchmarks/_receiver_proc.py``: the bundled OTLP ``Receiver`` behind a byte-counting proxy) serves
+every case, so decoding on the receiving end is never charged to the measured process.
+
+Writes ``benchmarks/results/latest.json`` and ``benchmarks/results/latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+WORKLOADS = ("stdlib", "structlog", "loguru")
+VARIANTS = ("base", "exc", "threads", "paced")
+SIDE_LABEL = {
+    ("stdlib", "floor"): "floor: deque.append handler",
+    ("stdlib", "otel"): "OTel SDK LoggingHandler",
+    ("stdlib", "ours"): "HighlightHandler",
+    ("structlog", "otel"): "OTel structlog processor",
+    ("structlog", "ours"): "StructlogProcessor",
+    ("loguru", "otel"): "OTel LoggingHandler as sink",
+    ("loguru", "ours"): "LoguruSink",
+}
+PACKAGES = (
+    "highlight-logging",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-grpc",
+    "opentelemetry-instrumentation-structlog",
+    "grpcio",
+    "protobuf",
+    "structlog",
+    "loguru",
+)
+
+Case = tuple[str, str, str]  # workload, side, variant
+
+
+@dataclass
+class Goal:
+    name: str
+    value: str
+    threshold: str
+    passed: bool | None  # None: not measurable (n/a) or informational
+
+    @property
+    def mark(self) -> str:
+        return {True: "pass", False: "**FAIL**", None: "n/a"}[self.passed]
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def all_cases(workloads: Iterable[str], variants: Iterable[str]) -> list[Case]:
+    cases: list[Case] = []
+    for variant in variants:
+        for workload in workloads:
+            if workload == "stdlib" and variant == "base":
+                cases.append((workload, "floor", variant))
+            cases += [(workload, "otel", variant), (workload, "ours", variant)]
+    return cases
+
+
+def start_receiver() -> tuple[subprocess.Popen[str], dict[str, int]]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "_receiver_proc.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit("benchmark receiver did not start")
+    ports: dict[str, int] = json.loads(line)
+    return proc, ports
+
+
+def run_case(case: Case, n: int, ports: dict[str, int], timeout: float) -> dict[str, Any]:
+    workload, side, variant = case
+    cmd = [
+        sys.executable,
+        os.path.join(HERE, "_case.py"),
+        f"--workload={workload}",
+        f"--side={side}",
+        f"--variant={variant}",
+        f"--n={n}",
+        f"--proxy-port={ports['proxy']}",
+        f"--control-port={ports['control']}",
+        f"--timeout={timeout}",
+    ]
+    budget = 60 + timeout + n * 2e-3  # generous for the loop itself (2 ms per record)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, env=env)
+    except subprocess.TimeoutExpired:
+        return {"workload": workload, "side": side, "variant": variant, "status": "failed",
+                "error": f"case process killed after {budget:.0f}s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"workload": workload, "side": side, "variant": variant, "status": "error",
+                "error": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if proc.stderr.strip():
+        result["stderr_tail"] = proc.stderr.strip()[-300:]
+    return result
+
+
+# --- aggregation --------------------------------------------------------------------------------
+
+FIELDS = ("app_us", "cpu_us", "bg_cpu_us", "e2e_rps", "bytes_per_rec", "rss_mb", "p50_us", "p99_us", "max_us", "deliver_s")
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses = {r["status"] for r in runs}
+    ok = [r for r in runs if r["status"] == "ok"]
+    status = "ok" if statuses == {"ok"} else "n/a" if "n/a" in statuses else "failed"
+    out: dict[str, Any] = {"status": status, "runs": len(runs), "ok_runs": len(ok)}
+    for f in FIELDS:
+        values = [r[f] for r in ok if r.get(f) is not None]
+        out[f] = statistics.median(values) if values else None
+    out["delivered"] = all(r.get("received") == r.get("n") for r in ok) if ok and "received" in ok[0] else None
+    out["errors"] = sorted({r["error"] for r in runs if r.get("error")})
+    out["note"] = next((r["note"] for r in ok if r.get("note")), "")
+    return out
+
+
+def paired_ratio(
+    by_round: list[dict[Case, dict[str, Any]]], a: Case, b: Case, f: Callable[[dict[str, Any], dict[str, Any]], float]
+) -> float | None:
+    """Median over rounds of f(run a, run b), using only rounds where both ran ok."""
+    values = []
+    for rnd in by_round:
+        ra, rb = rnd.get(a), rnd.get(b)
+        if ra and rb and ra["status"] == "ok" and rb["status"] == "ok":
+            values.append(f(ra, rb))
+    return statistics.median(values) if values else None
+
+
+def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[str, Any]],
+             workloads: Iterable[str]) -> list[Goal]:
+    goals: list[Goal] = []
+
+    def fmt(x: float | None, unit: str = "x") -> str:
+        return "n/a" if x is None else f"{x:.2f}{unit}"
+
+    def three(w: str, variant: str) -> dict[str, float | None]:
+        ours, otel = (w, "ours", variant), (w, "otel", variant)
+        return {
+            "app": paired_ratio(by_round, ours, otel, lambda a, b: a["app_us"] / b["app_us"]),
+            "cpu": paired_ratio(by_round, ours, otel, lambda a, b: a["cpu_us"] / b["cpu_us"]),
+            "e2e": paired_ratio(by_round, ours, otel, lambda a, b: a["e2e_rps"] / b["e2e_rps"]),
+        }
+
+    ratios: dict[tuple[str, str], dict[str, float | None]] = {}
+    for w in workloads:
+        name = {"stdlib": "HighlightHandler vs OTel LoggingHandler",
+                "structlog": "StructlogProcessor vs OTel structlog",
+                "loguru": "LoguruSink vs OTel handler sink"}[w]
+        for variant in ("base", "threads"):
+            if (w, "ours", variant) not in med:
+                continue
+            r = ratios[(w, variant)] = three(w, variant)
+            suffix = "" if variant == "base" else " [4 threads: same targets, not a stated goal]"
+            for key, label, limit, better in (
+                ("app", "app-thread us/call", 0.25, "le"),
+                ("cpu", "process CPU us/record", 0.25, "le"),
+                ("e2e", "end-to-end records/s", 4.0, "ge"),
+            ):
+                v = r[key]
+                passed = None if v is None else (v <= limit if better == "le" else v >= limit)
+                goals.append(Goal(f"{w}: {name}: {label}{suffix}", fmt(v),
+                                  f"{'<=' if better == 'le' else '>='} {limit}x", passed))
+        if w == "stdlib" and ("stdlib", "floor", "base") in med:
+            v = paired_ratio(by_round, ("stdlib", "ours", "base"), ("stdlib", "floor", "base"),
+                             lambda a, b: a["app_us"] / b["app_us"])
+            goals.append(Goal("stdlib: HighlightHandler app-thread vs deque.append floor", fmt(v), "<= 2.5x",
+                              None if v is None else v <= 2.5))
+        if (w, "ours", "exc") in med and (w, "base") in ratios:
+            rx = three(w, "exc")
+            rb = ratios[(w, "base")]
+            for key, label in (("app", "app-thread"), ("cpu", "CPU/record"), ("e2e", "records/s")):
+                vx, vb = rx[key], rb[key]
+                if vx is None or vb is None:
+                    goals.append(Goal(f"{w}: 1/100 exceptions: {label} ratio vs no-exception", "n/a", "within 20%", None))
+                    continue
+                change = vx / vb - 1
+                passed = change <= 0.20 if key != "e2e" else change >= -0.20
+                goals.append(Goal(f"{w}: 1/100 exceptions: {label} ratio vs no-exception",
+                                  f"{vx:.2f}x vs {vb:.2f}x ({change:+.0%})", "not worse by >20%", passed))
+        if (w, "ours", "paced") in med:
+            for side in ("ours", "otel"):
+                v = paired_ratio(by_round, (w, side, "paced"), (w, side, "paced"), lambda a, b: a["p99_us"] / a["p50_us"])
+                label = SIDE_LABEL[(w, side)]
+                goals.append(Goal(f"{w}: paced 2,000/s: {label} p99/p50", fmt(v), "<= 3x",
+                                  (None if v is None else v <= 3) if side == "ours" else None))
+        if (w, "ours", "base") in med:
+            ours, otel = med[(w, "ours", "base")], med[(w, "otel", "base")]
+            bo, bt = ours.get("bytes_per_rec"), otel.get("bytes_per_rec")
+            goals.append(Goal(f"{w}: bytes on the wire per record (ours vs OTel)",
+                              "n/a" if bo is None or bt is None else f"{bo:.1f} vs {bt:.1f} B",
+                              "<= OTel", None if bo is None or bt is None else bo <= bt))
+            ro, rt = ours.get("rss_mb"), otel.get("rss_mb")
+            goals.append(Goal(f"{w}: peak RSS (ours vs OTel, informative)",
+                              "n/a" if ro is None or rt is None else f"{ro:.0f} vs {rt:.0f} MB", "-", None))
+    # No record dropped, anywhere.
+    bad = []
+    for rnd_i, rnd in enumerate(by_round):
+        for case, res in rnd.items():
+            if case[1] == "floor" or res["status"] == "n/a":
+                continue
+            if res["status"] != "ok":
+                bad.append(f"{'/'.join(case)} round {rnd_i + 1}: {res.get('error', res['status'])}")
+    delivering = sum(1 for rnd in by_round for c, r in rnd.items() if c[1] != "floor" and r["status"] != "n/a")
+    goals.append(Goal("no record dropped (receiver count == N, stats() dropped_total == 0) in every run",
+                      f"{delivering - len(bad)}/{delivering} runs complete", "all", not bad if delivering else None))
+    for line in bad[:10]:
+        goals.append(Goal(f"  failed: {line}", "", "", False))
+    return goals
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "packages": versions,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def num(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def markdown(info: dict[str, Any], config: dict[str, Any], med: dict[Case, dict[str, Any]], goals: list[Goal]) -> str:
+    out = [
+        "# highlight_logging benchmarks",
+        "",
+        f"N = {config['n']:,} records per run (paced: 6,000 at 2,000/s), medians of {config['rounds']} interleaved "
+        f"round(s), each run in a fresh process; receiver (bundled `Receiver`) in another process on loopback, "
+        "behind a byte-counting proxy. Generated by `benchmarks/run.py`.",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']} ({info['platform']}); "
+        f"load average at start {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'] or ())}.",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()) + ".",
+        "",
+        "## Goals",
+        "",
+        "| goal | measured | target | result |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {g.name} | {g.value} | {g.threshold} | {g.mark} |" for g in goals]
+    out += [
+        "",
+        "## Medians",
+        "",
+        "app us/call: wall time of the logging loop / N (paced: mean call). CPU us/rec: `process_time()` from "
+        "before the loop until the receiver has all N, / N; off-thread: the part not on the calling thread (export "
+        "worker, gRPC). rec/s: N / wall time until the receiver has all N. "
+        "B/rec: client-to-server bytes through the proxy / N (ours sends exceptions as spans too).",
+        "",
+        "| workload | side | variant | app us/call | CPU us/rec | of which off-thread | end-to-end rec/s | B/rec | peak RSS MB "
+        "| p50 / p99 / max us | status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for (w, side, variant), m in med.items():
+        lat = "-" if m.get("p50_us") is None else f"{m['p50_us']:.0f} / {m['p99_us']:.0f} / {m['max_us']:,.0f}"
+        status = m["status"] + (f" ({m['ok_runs']}/{m['runs']})" if m["status"] != "n/a" else "")
+        out.append(
+            f"| {w} | {SIDE_LABEL[(w, side)]} | {variant} | {num(m['app_us'])} | {num(m['cpu_us'])} | "
+            f"{num(m['bg_cpu_us']) if variant != 'threads' else '-'} | "
+            f"{num(m['e2e_rps'], 0)} | {num(m['bytes_per_rec'])} | {num(m['rss_mb'], 0)} | {lat} | {status} |"
+        )
+    otel_notes = sorted({m["note"] for c, m in med.items() if c[1] == "otel" and m.get("note")})
+    our_notes = sorted({m["note"] for c, m in med.items() if c[1] == "ours" and m.get("note")})
+    errors = sorted({f"{'/'.join(c)}: {e}" for c, m in med.items() for e in m["errors"]})
+    out += ["", "OTel side: opentelemetry-sdk `LoggerProvider` + `BatchLogRecordProcessor` (defaults: batch 512, "
+            "schedule delay 1 s; `max_queue_size` raised to hold every record) + `OTLPLogExporter` (gRPC, insecure, "
+            "`Compression.Gzip`). structlog counterpart: " + (", ".join(otel_notes) or "-") + ". "
+            "structlog chain on both sides: add_log_level, TimeStamper, <side>, format_exc_info, KeyValueRenderer, "
+            "ReturnLogger; loguru: `format=\"{message}\"` on both sides. "
+            "Both sides end with their own flush (`force_flush()` / `highlight_logging.flush()`) before waiting "
+            "for the receiver." + (f" Ours: {'; '.join(our_notes)}." if our_notes else "")]
+    if errors:
+        out += ["", "Errors and skipped cases:", ""] + [f"- {e}" for e in errors]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="highlight_logging vs OpenTelemetry benchmark suite")
+    parser.add_argument("--n", type=int, default=50_000, help="records per run (default 50,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=5,000, 1 round")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take to deliver")
+    parser.add_argument("--out", default=RESULTS, help="directory for latest.json / latest.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.rounds = 5_000, 1
+    workloads = [w for w in args.workloads.split(",") if w]
+    variants = [v for v in args.variants.split(",") if v]
+    cases = all_cases(workloads, variants)
+    info = machine_info()
+    config = {"n": args.n, "rounds": args.rounds, "workloads": workloads, "variants": variants}
+
+    receiver, ports = start_receiver()
+    by_round: list[dict[Case, dict[str, Any]]] = []
+    started = time.monotonic()
+    try:
+        for rnd in range(args.rounds):
+            order = cases if rnd % 2 == 0 else cases[::-1]  # alternate who goes first within each pair
+            results: dict[Case, dict[str, Any]] = {}
+            for i, case in enumerate(order):
+                r = run_case(case, args.n, ports, args.timeout)
+                r["round"] = rnd + 1
+                results[case] = r
+                extra = f" {r.get('error', '')}" if r["status"] != "ok" else ""
+                print(f"[round {rnd + 1}/{args.rounds} {i + 1}/{len(order)} {time.monotonic() - started:5.0f}s] "
+                      f"{'/'.join(case):<24} {r['status']:<6} app {num(r.get('app_us'))} us  cpu {num(r.get('cpu_us'))} us  "
+                      f"{num(r.get('e2e_rps'), 0)} rec/s{extra}", file=sys.stderr, flush=True)
+            by_round.append(results)
+    finally:
+        assert receiver.stdin is not None
+        receiver.stdin.close()
+        try:
+            receiver.wait(5)
+        except subprocess.TimeoutExpired:
+            receiver.kill()
+
+    med = {case: aggregate([rnd[case] for rnd in by_round if case in rnd]) for case in cases}
+    goals = evaluate(by_round, med, workloads)
+    md = markdown(info, config, med, goals)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "latest.json"), "w", encoding="utf-8") as f:
+        json.dump({
+            "machine": info,
+            "config": config,
+            "elapsed_s": time.monotonic() - started,
+            "medians": [{"workload": c[0], "side": c[1], "variant": c[2], **m} for c, m in med.items()],
+            "goals": [{"goal": g.name, "measured": g.value, "target": g.threshold, "passed": g.passed} for g in goals],
+            "runs": [r for rnd in by_round for r in rnd.values()],
+        }, f, indent=1)
+    with open(os.path.join(args.out, "latest.md"), "w", encoding="utf-8") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
