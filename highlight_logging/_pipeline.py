@@ -88,7 +88,7 @@ class Pipeline:
         self._stopping = False
         self._stopped = False
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
-        self._transport: _transport.GrpcTransport | _transport.HttpTransport | None = None
+        self._transport: Any = None
         self._send_lock = threading.Lock()  # held around each attempt; fork() waits for it
         self._fork_held = False
         self._warned_partial = False
@@ -587,6 +587,7 @@ def _after_fork_in_child() -> None:
     _registry_lock = threading.Lock()
     _diag._lock = threading.Lock()
     worker_threads.clear()
+    _transport.forked_child = True
     for pipeline in list(_registry.values()):
         pipeline._after_fork_in_child()
     if _registry:
@@ -627,11 +628,19 @@ def _mp_after_fork(_: object) -> None:
     multiprocessing.util.Finalize(None, _child_exit, exitpriority=100)
 
 
+_SIGTERM_FLUSH = 1.0
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     import signal
 
+    # A signal handler runs on the main thread between two bytecodes, maybe while that thread
+    # holds one of our locks (or is itself shutting down): flush from a fresh thread and wait
+    # a bounded time, so the handler can never deadlock on what it interrupted.
     try:
-        shutdown_all(timeout=1.0)
+        flusher = threading.Thread(target=shutdown_all, kwargs={"timeout": _SIGTERM_FLUSH}, daemon=True)
+        flusher.start()
+        flusher.join(_SIGTERM_FLUSH + 0.5)
     finally:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -314,5 +314,30 @@ class HttpTransport:
         pass
 
 
-def make(settings: Settings) -> GrpcTransport | HttpTransport:
-    return HttpTransport(settings) if settings.protocol == "http/protobuf" else GrpcTransport(settings)
+#: Set in a child after fork(): gRPC may be unusable there (see :func:`make`).
+forked_child = False
+
+
+def _grpc_fork_support() -> bool:
+    try:
+        from grpc._cython import cygrpc
+
+        return bool(cygrpc.is_fork_support_enabled())
+    except Exception:
+        return False
+
+
+def make(settings: Settings) -> Any:
+    """The transport for ``settings``: OTLP/HTTP, gRPC, or gRPC without grpcio in a forked child.
+
+    Without gRPC's fork support (``GRPC_ENABLE_FORK_SUPPORT=0``), grpcio in a child of a process
+    that used it can deadlock holding the GIL; there a small pure-Python HTTP/2 client speaks the
+    same protocol instead.
+    """
+    if settings.protocol == "http/protobuf":
+        return HttpTransport(settings)
+    if forked_child and not _grpc_fork_support():
+        from highlight_logging._h2transport import H2Transport
+
+        return H2Transport(settings)
+    return GrpcTransport(settings)

@@ -1,0 +1,298 @@
+"""OTLP/gRPC unary exports over HTTP/2 driven by hand (``h2`` + a plain socket), without grpcio.
+
+Only for a forked child whose parent used grpcio while gRPC fork support is off
+(``GRPC_ENABLE_FORK_SUPPORT=0``): grpcio's C core is then unusable in the child, and even creating a
+channel can deadlock holding the GIL.  Nothing here touches that core (``grpc.StatusCode`` is a plain
+enum).  Like every transport it never raises and never logs (h2's logger is a no-op by default),
+and it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
+
+One export at a time (the worker thread); :meth:`cancel` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+from highlight_logging._settings import Settings, is_plaintext
+from highlight_logging._transport import _GRPC_METHODS, LOGS, GrpcTransport, Outcome, _partial_success
+
+_S = grpc.StatusCode
+_CODES = {code.value[0]: code for code in _S}
+# A proxy answering without grpc-status: what gRPC clients infer (doc/http-grpc-status-mapping.md).
+_HTTP_CODES = {400: _S.INTERNAL, 401: _S.UNAUTHENTICATED, 403: _S.PERMISSION_DENIED, 404: _S.UNIMPLEMENTED}
+_HTTP_CODES.update(dict.fromkeys((429, 502, 503, 504), _S.UNAVAILABLE))
+# RST_STREAM without a status, as gRPC maps it: REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM.
+_RST_CODES = {7: _S.UNAVAILABLE, 8: _S.CANCELLED, 11: _S.RESOURCE_EXHAUSTED}
+
+
+class _SetupError(Exception):
+    """Bad TLS files: a configuration problem, not worth retrying (as in GrpcTransport)."""
+
+
+class _Status:
+    """The three accessors ``GrpcTransport._failure`` reads from a ``grpc.RpcError``."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, details_bin: bytes | None) -> None:
+        self._code, self._message = code, message
+        self._trailers = [("grpc-status-details-bin", details_bin)] if details_bin else []
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._message
+
+    def trailing_metadata(self) -> list[tuple[str, bytes]]:
+        return self._trailers
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket, scheme: str, authority: str) -> None:
+        self.sock, self.scheme, self.authority = sock, scheme, authority
+        self.pid = os.getpid()  # a connection inherited through fork belongs to the parent
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+
+    def flush(self, deadline: float) -> None:
+        out = self.h2.data_to_send()
+        if out:
+            self.sock.settimeout(_remaining(deadline))
+            self.sock.sendall(out)  # since 3.5 the timeout bounds the whole sendall
+
+    def idle_ok(self) -> bool:
+        """Read what arrived while idle (PING, GOAWAY, EOF) so a closed connection is not reused."""
+        if self.pid != os.getpid():
+            return False
+        try:
+            self.sock.settimeout(0)
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return False
+                if any(isinstance(e, h2.events.ConnectionTerminated) for e in self.h2.receive_data(data)):
+                    return False
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return True  # nothing more to read: still open
+        except Exception:
+            return False
+
+
+class _Response:
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}  # headers, then trailers (a trailers-only answer has one set)
+        self.data = b""
+        self.reset: int | None = None
+        self.ended = False
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline exceeded")
+    return left
+
+
+class H2Transport:
+    """Same interface and outcomes as :class:`GrpcTransport`; one lazily opened connection per target."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._mapper = GrpcTransport(settings)  # only for _failure: creates no channel, no C-core call
+        self._metadata = [(k.lower(), v) for k, v in settings.headers]
+        self._conns: dict[str, _Conn] = {}
+        self._tls_context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()  # guards the three fields cancel() reads
+        self._busy = self._cancelled = False
+        self._active: socket.socket | None = None
+
+    def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
+        deadline = time.monotonic() + max(timeout, 0.001)
+        s = self._settings
+        endpoint = (s.logs_endpoint if signal == LOGS else s.traces_endpoint) or s.endpoint
+        target = GrpcTransport._target(endpoint)
+        with self._lock:
+            self._busy, self._cancelled = True, False
+        try:
+            conn = self._conns.get(target)
+            if conn is None or not conn.idle_ok():
+                self._drop(target)
+                conn = self._conns[target] = self._connect(
+                    target, is_plaintext(endpoint, s.insecure), deadline
+                )
+            with self._lock:
+                self._active = conn.sock
+                if self._cancelled:
+                    raise ConnectionAbortedError("cancelled")
+            return self._outcome(self._call(conn, signal, payload, deadline), signal)
+        except Exception as exc:
+            self._drop(target)  # the connection's state is unknown: start afresh next time
+            return self._broken(exc)
+        finally:
+            with self._lock:
+                self._busy, self._active = False, None
+
+    def _connect(self, target: str, plaintext: bool, deadline: float) -> _Conn:
+        parts = urllib.parse.urlsplit("//" + target)
+        host = parts.hostname or ""
+        sock = socket.create_connection((host, parts.port or 443), timeout=_remaining(deadline))
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not plaintext:
+                sock = self._tls().wrap_socket(sock, server_hostname=host)  # handshake under the timeout
+                if sock.selected_alpn_protocol() != "h2":
+                    raise ConnectionError("the collector did not agree to HTTP/2 (ALPN)")
+            conn = _Conn(sock, "http" if plaintext else "https", target)
+            conn.h2.initiate_connection()
+            conn.flush(deadline)
+            return conn
+        except BaseException:
+            sock.close()
+            raise
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._tls_context is None:
+            s = self._settings
+            try:
+                ctx = ssl.create_default_context(cafile=s.certificate_file or None)
+                if s.client_certificate_file:
+                    ctx.load_cert_chain(s.client_certificate_file, s.client_key_file or None)
+                ctx.set_alpn_protocols(["h2"])
+            except Exception as exc:
+                raise _SetupError(f"{type(exc).__name__}: {exc}") from exc
+            self._tls_context = ctx
+        return self._tls_context
+
+    def _call(self, conn: _Conn, signal: str, payload: bytes, deadline: float) -> _Response:
+        gz = self._settings.compression == "gzip"
+        message = gzip.compress(payload, compresslevel=6) if gz else payload
+        body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
+        sid = conn.h2.get_next_available_stream_id()
+        headers = [
+            (":method", "POST"),
+            (":scheme", conn.scheme),
+            (":path", _GRPC_METHODS[signal]),
+            (":authority", conn.authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-timeout", f"{min(max(1, int(_remaining(deadline) * 1000)), 99_999_999)}m"),
+            ("user-agent", "highlight-logging"),
+            ("grpc-accept-encoding", "gzip"),
+            *([("grpc-encoding", "gzip")] if gz else []),
+            *self._metadata,
+        ]
+        conn.h2.send_headers(sid, headers)
+        resp = _Response()
+        while body and not resp.ended:  # the collector may answer early (e.g. message too large)
+            size = min(conn.h2.local_flow_control_window(sid), conn.h2.max_outbound_frame_size, len(body))
+            if size <= 0:
+                self._pump(conn, sid, resp, deadline)  # blocked: wait for WINDOW_UPDATE
+                continue
+            conn.h2.send_data(sid, body[:size], end_stream=size == len(body))
+            body = body[size:]
+            conn.flush(deadline)
+        if body and resp.reset is None:
+            conn.h2.reset_stream(sid, 8)  # answered early: CANCEL the rest of the request
+        while not resp.ended:
+            self._pump(conn, sid, resp, deadline)
+        conn.flush(deadline)
+        return resp
+
+    def _pump(self, conn: _Conn, sid: int, resp: _Response, deadline: float) -> None:
+        conn.flush(deadline)
+        conn.sock.settimeout(_remaining(deadline))
+        data = conn.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("connection closed by the collector")
+        for event in conn.h2.receive_data(data):
+            if isinstance(event, h2.events.ConnectionTerminated) and not resp.ended:
+                raise ConnectionResetError(f"GOAWAY from the collector ({event.error_code!s})")
+            if getattr(event, "stream_id", None) != sid:
+                continue
+            if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                resp.fields.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                resp.data += event.data
+                conn.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+            elif isinstance(event, h2.events.StreamReset):
+                resp.reset, resp.ended = int(event.error_code), True
+            resp.ended = resp.ended or isinstance(event, h2.events.StreamEnded)
+
+    def _outcome(self, resp: _Response, signal: str) -> Outcome:
+        f = resp.fields
+        if "grpc-status" in f:
+            code = _CODES.get(int(f["grpc-status"]) if f["grpc-status"].isdigit() else -1, _S.UNKNOWN)
+        elif resp.reset is not None:
+            code = _RST_CODES.get(resp.reset, _S.INTERNAL)
+            f.setdefault("grpc-message", f"stream reset by the collector (HTTP/2 error {resp.reset})")
+        else:
+            code = _HTTP_CODES.get(int(f.get(":status", "0") or 0), _S.UNKNOWN)
+        if code is _S.OK:
+            try:  # accepted whatever the body says; an unreadable body just hides partial_success
+                n = int.from_bytes(resp.data[1:5], "big")
+                msg = resp.data[5 : 5 + n]
+                response = gzip.decompress(msg) if resp.data[:1] == b"\x01" else msg
+            except Exception:
+                response = b""
+            rejected, message = _partial_success(response, signal)
+            return Outcome(True, rejected=rejected, detail=message)
+        details = None
+        if "grpc-status-details-bin" in f:  # base64, padding usually stripped
+            raw = f["grpc-status-details-bin"]
+            try:
+                details = base64.b64decode(raw + "=" * (-len(raw) % 4))
+            except Exception:
+                pass
+        status = _Status(code, urllib.parse.unquote(f.get("grpc-message", "")), details)
+        return self._mapper._failure(status)
+
+    def _broken(self, exc: Exception) -> Outcome:
+        """An exception in transit: a broken connection is UNAVAILABLE, as grpcio would report it."""
+        text = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            cancelled = self._cancelled
+        if cancelled:  # like a cancelled grpc future: not retried (shutdown is under way)
+            return Outcome(False, detail=f"CANCELLED: {text}", reconnect=True)
+        if isinstance(exc, TimeoutError):
+            return Outcome(False, retryable=True, detail=f"DEADLINE_EXCEEDED: {text}", reconnect=True)
+        if isinstance(exc, (OSError, h2.exceptions.H2Error)):  # refused, reset, TLS, protocol
+            return Outcome(False, retryable=True, detail=f"UNAVAILABLE: {text}", reconnect=True)
+        return Outcome(False, detail=text)  # _SetupError, bad endpoint, ...
+
+    def _drop(self, target: str) -> None:
+        conn = self._conns.pop(target, None)
+        if conn is not None:
+            try:
+                conn.sock.close()  # close, not shutdown: an inherited socket must survive in the parent
+            except Exception:
+                pass
+
+    def cancel(self) -> None:
+        """Abort the export in flight (shutdown deadline reached); safe from any thread."""
+        with self._lock:
+            self._cancelled = self._busy
+            sock = self._active
+        if sock is not None:
+            try:  # shutdown wakes a blocked recv/send; close() from another thread would not
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except Exception:
+                pass
+
+    def reconnect(self) -> None:
+        """Drop the connections so the next export opens a fresh one."""
+        for target in list(self._conns):
+            self._drop(target)
+
+    def close(self) -> None:
+        self.reconnect()

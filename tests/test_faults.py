@@ -1,0 +1,332 @@
+"""Faults: retries per the OTLP specification, outages, bursts, unreachable collectors, loss accounting."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from otlp_receiver import Blackhole, FaultyReceiver, free_port
+
+import highlight_logging
+from highlight_logging import HighlightHandler
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def rx() -> Iterator[FaultyReceiver]:
+    with FaultyReceiver(http_port=None) as receiver:
+        yield receiver
+        from highlight_logging import _pipeline
+
+        receiver.clear_faults()
+        _pipeline.reset_for_tests()
+
+
+def make_logger(name: str, **settings: Any) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(HighlightHandler(**settings))
+    return logger
+
+
+def dropped(signal: str = "logs") -> dict[str, int]:
+    return dict(highlight_logging.stats()[signal]["dropped"])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    ],
+)
+def test_retryable_codes_are_retried(rx: FaultyReceiver, code: grpc.StatusCode) -> None:
+    """Each retryable status is retried, and the batch arrives once."""
+    rx.fail_next(2, code, signal="logs")
+    log = make_logger("faults.retry", endpoint=rx.endpoint)
+    log.info("hello")
+    assert highlight_logging.flush(10)
+    assert [r.body for r in rx.log_records()] == ["hello"]
+    assert len(rx.injected) == 2
+    assert sum(dropped().values()) == 0
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ],
+)
+def test_other_codes_are_not_retried(
+    rx: FaultyReceiver, code: grpc.StatusCode, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Non-retryable statuses (and RESOURCE_EXHAUSTED without RetryInfo) drop the batch at once, counted."""
+    rx.fail_next(1, code, signal="logs")
+    log = make_logger("faults.fatal", endpoint=rx.endpoint)
+    log.info("lost")
+    assert not highlight_logging.flush(10)
+    assert len(rx.injected) == 1
+    assert dropped()["non_retryable"] == 1
+    log.info("next one arrives")
+    assert highlight_logging.flush(10)
+    assert [r.body for r in rx.log_records()] == ["next one arrives"]
+    err = capfd.readouterr().err
+    assert "not retryable" in err and err.count("\n") <= 3
+
+
+def test_resource_exhausted_with_retry_info_honours_the_delay(rx: FaultyReceiver) -> None:
+    """RESOURCE_EXHAUSTED with RetryInfo is retried after retry_delay."""
+    rx.fail_next(1, grpc.StatusCode.RESOURCE_EXHAUSTED, retry_delay=0.6, signal="logs")
+    log = make_logger("faults.exhausted", endpoint=rx.endpoint)
+    start = time.monotonic()
+    log.info("later")
+    assert highlight_logging.flush(10)
+    assert time.monotonic() - start >= 0.6
+    assert [r.body for r in rx.log_records()] == ["later"]
+
+
+def test_partial_success_is_not_retried_and_reported_once(
+    rx: FaultyReceiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A partial_success is never retried; its rejected count is counted and said once."""
+    rx.partial_success(2, "two were bad", n=2, signal="logs")
+    log = make_logger("faults.partial", endpoint=rx.endpoint)
+    for i in range(5):
+        log.info("r%d", i)
+    highlight_logging.flush(10)
+    for i in range(5):
+        log.info("s%d", i)
+    highlight_logging.flush(10)
+    assert len(rx.requests) == 2  # no retry
+    assert dropped()["rejected"] == 4
+    assert highlight_logging.stats()["logs"]["exported"] == 6
+    err = capfd.readouterr().err
+    assert err.count("two were bad") == 1
+
+
+def test_outage_of_four_seconds_at_1000_per_second_loses_nothing(rx: FaultyReceiver) -> None:
+    """With defaults, a 4 s outage at 1,000 records/s loses nothing."""
+    log = make_logger("faults.outage", endpoint=rx.endpoint)
+    n = 5000
+    rx.go_down()
+    start = time.monotonic()
+    for i in range(n):
+        if i == 4000:
+            rx.come_up()
+        # pace at 1,000/s
+        delay = start + i / 1000 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        log.info("r%d", i)
+    assert highlight_logging.flush(30)
+    bodies = [r.body for r in rx.log_records()]
+    assert len(bodies) == n and len(set(bodies)) == n
+    assert sum(dropped().values()) == 0
+
+
+def test_longer_outage_loses_only_the_overflow_and_counts_it_exactly(rx: FaultyReceiver) -> None:
+    """Past the buffer, only the overflow is lost, and stats() counts exactly what was lost."""
+    log = make_logger("faults.overflow", endpoint=rx.endpoint, max_queue_size=1000, max_export_batch_size=100)
+    rx.go_down()
+    sent = 3000
+    for i in range(sent):
+        log.info("r%d", i)
+    rx.come_up()
+    highlight_logging.flush(30)
+    received = len(rx.log_records())
+    d = dropped()
+    assert d["queue_full"] > 0
+    assert received + sum(d.values()) == sent
+    assert received >= 1000  # the buffer's worth survived
+
+
+def test_burst_of_20000_with_defaults_loses_nothing(rx: FaultyReceiver) -> None:
+    """20,000 records logged as fast as a loop can go all arrive, with defaults."""
+    log = make_logger("faults.burst", endpoint=rx.endpoint)
+    for i in range(20_000):
+        log.info("burst %d", i)
+    assert highlight_logging.flush(60)
+    assert rx.wait_for_logs(20_000, 10)
+    assert len({r.body for r in rx.log_records()}) == 20_000
+    assert sum(dropped().values()) == 0
+
+
+def test_byte_bound_drops_new_records_and_warns(
+    rx: FaultyReceiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The queue is bounded by bytes too; when full, new records are dropped and counted, with one warning."""
+    log = make_logger("faults.bytes", endpoint=rx.endpoint, max_queue_bytes=200_000)
+    rx.go_down()
+    for _ in range(100):
+        log.info("x" * 10_000)
+    d = dropped()
+    assert d["queue_full"] > 0
+    rx.come_up()
+    highlight_logging.flush(30)
+    assert len(rx.log_records()) + sum(dropped().values()) == 100
+    err = capfd.readouterr().err
+    assert err.count("queue full") == 1
+
+
+def test_eight_threads_deliver_every_record_exactly_once(rx: FaultyReceiver) -> None:
+    """8 threads x 2,000 records: all 16,000 arrive, exactly once."""
+    log = make_logger("faults.threads", endpoint=rx.endpoint)
+
+    def work(t: int) -> None:
+        for i in range(2000):
+            log.info("t%d-%d", t, i)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert highlight_logging.flush(60)
+    bodies = [r.body for r in rx.log_records()]
+    assert len(bodies) == 16_000 and len(set(bodies)) == 16_000
+
+
+def test_requests_are_split_under_the_collector_limit(rx: FaultyReceiver) -> None:
+    """Big records are packed into several requests under 4 MiB; an oversized one is dropped alone."""
+    log = make_logger("faults.split", endpoint=rx.endpoint, max_body_length=5_000_000)
+    for i in range(12):
+        log.info(f"{i:02d}" + "y" * 1_000_000)
+    log.info("z" * 4_500_000)  # over the request limit by itself
+    log.info("small neighbour")
+    highlight_logging.flush(30)
+    bodies = [str(r.body) for r in rx.log_records()]
+    assert len(bodies) == 13 and "small neighbour" in bodies
+    assert all(info.size < 4 * 1024 * 1024 for info in rx.requests)
+    assert dropped()["too_large"] == 1
+
+
+def test_no_feedback_loop_with_root_handler_at_debug_and_collector_down() -> None:
+    """Records logged while exporting (grpc, ourselves) never re-enter the pipeline."""
+    root = logging.getLogger()
+    old_level, old_handlers = root.level, root.handlers[:]
+    handler = HighlightHandler(endpoint=f"127.0.0.1:{free_port()}", shutdown_timeout=0.5)
+    root.handlers = [handler]
+    root.setLevel(logging.DEBUG)
+    try:
+        for i in range(10):
+            logging.getLogger("app").info("r%d", i)
+        highlight_logging.flush(1.0)
+        logging.getLogger("highlight_logging").warning("internal")
+        logging.getLogger("grpc._channel").debug("internal")
+        assert highlight_logging.stats()["logs"]["queued"] == 10
+    finally:
+        root.handlers = old_handlers
+        root.setLevel(old_level)
+
+
+def test_dictconfig_again_during_a_slow_export_returns_promptly(rx: FaultyReceiver) -> None:
+    """Reconfiguring logging while a slow collector holds an export does not wait for it."""
+    rx.set_delay(5.0)
+    config: dict[str, Any] = {
+        "version": 1,
+        "handlers": {"hl": {"class": "highlight_logging.HighlightHandler", "endpoint": rx.endpoint}},
+        "loggers": {"faults.slow": {"handlers": ["hl"], "level": "INFO", "propagate": False}},
+    }
+    logging.config.dictConfig(config)
+    logging.getLogger("faults.slow").info("slow")
+    highlight_logging.flush(0)  # wake the worker
+    assert rx.wait_for(lambda: len(rx.requests) >= 1, 5)  # the export is now in flight
+    start = time.monotonic()
+    logging.config.dictConfig(config)
+    assert time.monotonic() - start < 2.0
+    rx.set_delay(0)
+    logging.getLogger("faults.slow").handlers.clear()
+
+
+def _child(code: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    environ = {**os.environ, "PYTHONPATH": ROOT, **env}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=environ, capture_output=True, text=True, timeout=60
+    )
+    return proc, time.monotonic() - start
+
+
+_STARTUP = "import time, logging, highlight_logging\n"
+
+
+def _baseline() -> float:
+    _, took = _child(_STARTUP)
+    return took
+
+
+@pytest.mark.parametrize("kind", ["refused", "blackhole"])
+def test_exit_within_the_shutdown_deadline_when_collector_is_unreachable(kind: str) -> None:
+    """Collector refused or blackholed: exit takes at most the 3 s deadline, with a few clear stderr lines."""
+    with Blackhole() as hole:
+        endpoint = hole.endpoint if kind == "blackhole" else f"127.0.0.1:{free_port()}"
+        code = f"""
+            import logging, highlight_logging
+            log = logging.getLogger("down")
+            log.addHandler(highlight_logging.HighlightHandler(endpoint="{endpoint}"))
+            log.setLevel(logging.INFO)
+            for i in range(1000):
+                log.info("r%d", i)
+            """
+        baseline = _baseline()
+        proc, took = _child(code)
+    assert proc.returncode == 0
+    assert took - baseline < 3.5, (took, baseline)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert 1 <= len(lines) <= 4, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "1000 logs lost" in proc.stderr  # the exit summary names the loss
+
+
+def test_shutdown_deadline_is_configurable() -> None:
+    """shutdown_timeout bounds the exit."""
+    with Blackhole() as hole:
+        code = f"""
+            import logging, highlight_logging
+            log = logging.getLogger("down")
+            log.addHandler(highlight_logging.HighlightHandler(endpoint="{hole.endpoint}", shutdown_timeout=0.5))
+            log.warning("x")
+            """
+        baseline = _baseline()
+        proc, took = _child(code)
+    assert proc.returncode == 0
+    assert took - baseline < 1.5
+
+
+def test_headers_never_appear_in_repr_or_diagnostics(capfd: pytest.CaptureFixture[str]) -> None:
+    """API keys in headers stay out of repr() and of every warning."""
+    handler = HighlightHandler(
+        endpoint=f"127.0.0.1:{free_port()}", headers={"x-api-key": "SUPERSECRET"}, shutdown_timeout=0.3
+    )
+    assert "SUPERSECRET" not in repr(handler)
+    assert "SUPERSECRET" not in repr(handler._binding.settings)
+    log = logging.getLogger("faults.headers")
+    log.propagate = False
+    log.addHandler(handler)
+    log.error("x")
+    highlight_logging.shutdown(0.5)
+    assert "SUPERSECRET" not in capfd.readouterr().err
+    log.removeHandler(handler)

@@ -1,0 +1,290 @@
+"""The pure-Python OTLP/gRPC client used in forked children when grpcio's fork support is off."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from otlp_receiver import (
+    Blackhole,
+    ByteCounter,
+    FaultyReceiver,
+    free_port,
+    log_record,
+    logs_request,
+    span,
+    spans_request,
+)
+
+from highlight_logging._h2transport import H2Transport
+from highlight_logging._settings import resolve
+from highlight_logging._transport import LOGS, TRACES, GrpcTransport, Outcome
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+
+
+def _logs(n: int = 1, body: str = "hello") -> bytes:
+    return logs_request(*(log_record(f"{body} {i}") for i in range(n))).SerializeToString()
+
+
+def _h2(endpoint: str, **kw: Any) -> H2Transport:
+    return H2Transport(resolve({"endpoint": endpoint, **kw}))
+
+
+def _fields(o: Outcome) -> tuple[Any, ...]:
+    return (o.ok, o.retryable, o.retry_after, o.rejected, o.detail, o.reconnect, o.too_large)
+
+
+@pytest.fixture
+def rx() -> Iterator[FaultyReceiver]:
+    with FaultyReceiver(http_port=None) as receiver:
+        yield receiver
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_logs_and_spans_arrive(rx: FaultyReceiver, compression: str) -> None:
+    """Logs and spans exported through H2Transport reach a real grpc server, gzip or not."""
+    t = _h2(rx.endpoint, compression=compression)
+    assert _fields(t.export(LOGS, _logs(3), 5.0))[:2] == (True, False)
+    spans = spans_request(span("a"), span("b", span_id=b"\x03" * 8)).SerializeToString()
+    assert t.export(TRACES, spans, 5.0).ok
+    assert rx.wait_for_logs(3, timeout=5) and rx.wait_for_spans(2, timeout=5)
+    assert sorted(str(r.body) for r in rx.log_records()) == ["hello 0", "hello 1", "hello 2"]
+    assert [s.span.name for s in rx.spans()] == ["a", "b"]
+    t.close()
+
+
+def test_gzip_is_on_the_wire(rx: FaultyReceiver) -> None:
+    """compression=gzip really compresses the request bytes sent."""
+    payload = _logs(200, body="very compressible " * 20)
+    sent = {}
+    for compression in ("gzip", "none"):
+        with ByteCounter(rx.port) as counter:
+            assert _h2(counter.endpoint, compression=compression).export(LOGS, payload, 5.0).ok
+            sent[compression] = counter.sent
+    assert sent["gzip"] * 5 < sent["none"]
+    assert rx.wait_for_logs(400, timeout=5)
+
+
+def test_connection_is_reused_and_survives_a_collector_restart() -> None:
+    """Exports share one connection; after the collector restarts, the next export reconnects and succeeds."""
+    with FaultyReceiver(http_port=None) as first:
+        port = first.port
+        t = _h2(first.endpoint)
+        assert t.export(LOGS, _logs(), 5.0).ok
+        sock = t._conns[first.endpoint].sock
+        assert t.export(LOGS, _logs(), 5.0).ok
+        assert t._conns[first.endpoint].sock is sock
+    with FaultyReceiver(port=port, http_port=None) as second:
+        assert t.export(LOGS, _logs(), 5.0).ok
+        assert second.wait_for_logs(1, timeout=5)
+
+
+def test_large_payload_respects_flow_control(rx: FaultyReceiver) -> None:
+    """A 3 MB uncompressed request (far beyond the 64 KiB initial window) arrives intact."""
+    bodies = [os.urandom(1500).hex() for _ in range(1000)]  # ~3 MB, incompressible anyway
+    payload = logs_request(*(log_record(b) for b in bodies)).SerializeToString()
+    assert len(payload) > 3_000_000
+    assert _h2(rx.endpoint, compression="none").export(LOGS, payload, 20.0).ok
+    assert rx.wait_for_logs(1000, timeout=10)
+    assert sorted(str(r.body) for r in rx.log_records()) == sorted(bodies)
+
+
+def test_message_over_the_server_limit_is_too_large_like_grpcio(rx: FaultyReceiver) -> None:
+    """Over the server's 4 MiB limit: an early RESOURCE_EXHAUSTED answer, too_large, as with grpcio."""
+    payload = logs_request(*(log_record(os.urandom(2500).hex()) for _ in range(1000))).SerializeToString()
+    t = _h2(rx.endpoint, compression="none")
+    h2 = t.export(LOGS, payload, 20.0)
+    assert t.export(LOGS, _logs(), 5.0).ok  # the connection is still usable afterwards
+    grpcio = GrpcTransport(resolve({"endpoint": rx.endpoint, "compression": "none"}))
+    try:
+        expected = grpcio.export(LOGS, payload, 20.0)
+    finally:
+        grpcio.close()
+    assert (h2.ok, h2.retryable, h2.too_large) == (False, False, True)
+    assert _fields(h2) == _fields(expected)
+
+
+@pytest.mark.parametrize(
+    ("code", "delay", "retryable", "reconnect"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, None, True, True),
+        (grpc.StatusCode.UNAVAILABLE, 0.25, True, True),
+        (grpc.StatusCode.INVALID_ARGUMENT, None, False, False),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, None, False, False),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 1.5, True, False),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, None, True, False),
+        (grpc.StatusCode.UNAUTHENTICATED, None, False, False),
+    ],
+)
+def test_status_maps_exactly_like_grpcio(
+    rx: FaultyReceiver, code: grpc.StatusCode, delay: float | None, retryable: bool, reconnect: bool
+) -> None:
+    """Each (trailers-only) error status gives the same Outcome as GrpcTransport, RetryInfo included."""
+    rx.fail_next(2, code, message="nope: 100% bad", retry_delay=delay)
+    h2 = _h2(rx.endpoint).export(LOGS, _logs(), 5.0)
+    grpcio = GrpcTransport(resolve({"endpoint": rx.endpoint}))
+    try:
+        expected = grpcio.export(LOGS, _logs(), 5.0)
+    finally:
+        grpcio.close()
+    assert (h2.ok, h2.retryable, h2.retry_after, h2.reconnect) == (False, retryable, delay, reconnect)
+    assert h2.detail == f"{code.name}: nope: 100% bad"
+    assert _fields(h2) == _fields(expected)
+
+
+def test_partial_success_gives_rejected(rx: FaultyReceiver) -> None:
+    """A partial_success in the response body becomes Outcome.rejected and its message."""
+    rx.partial_success(2, "two dropped", n=1)
+    out = _h2(rx.endpoint).export(LOGS, _logs(3), 5.0)
+    assert (out.ok, out.rejected, out.detail) == (True, 2, "two dropped")
+
+
+def test_connection_refused_is_retryable() -> None:
+    """Nothing listening: a retryable UNAVAILABLE with reconnect, at once."""
+    start = time.monotonic()
+    out = _h2(f"127.0.0.1:{free_port()}").export(LOGS, _logs(), 2.0)
+    assert time.monotonic() - start < 2.0
+    assert (out.ok, out.retryable, out.reconnect) == (False, True, True)
+    assert out.detail.startswith("UNAVAILABLE: ConnectionRefusedError")
+
+
+def test_blackholed_collector_hits_the_deadline() -> None:
+    """A collector that never answers: DEADLINE_EXCEEDED, retryable, within the timeout."""
+    with Blackhole() as hole:
+        start = time.monotonic()
+        out = _h2(hole.endpoint).export(LOGS, _logs(), 0.5)
+        elapsed = time.monotonic() - start
+    assert 0.4 < elapsed < 1.5
+    assert (out.ok, out.retryable, out.reconnect) == (False, True, True)
+    assert out.detail.startswith("DEADLINE_EXCEEDED")
+
+
+def test_cancel_from_another_thread_aborts_the_export(rx: FaultyReceiver) -> None:
+    """cancel() ends an export in flight promptly; it is not retried, and the next export works."""
+    t = _h2(rx.endpoint)
+    rx.set_delay(10)
+    threading.Timer(0.3, t.cancel).start()
+    start = time.monotonic()
+    out = t.export(LOGS, _logs(), 8.0)
+    assert time.monotonic() - start < 2.0
+    assert (out.ok, out.retryable) == (False, False) and out.detail.startswith("CANCELLED")
+    rx.set_delay(0)
+    assert t.export(LOGS, _logs(), 5.0).ok
+
+
+class _Recorder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """Any unary method: records its invocation metadata, answers an empty message."""
+
+    def __init__(self) -> None:
+        self.metadata: list[dict[str, Any]] = []
+
+    def service(self, details: Any) -> Any:
+        self.metadata.append(dict(details.invocation_metadata))
+        return grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+
+
+def _serve(port_spec: str, credentials: Any = None) -> tuple[grpc.Server, _Recorder, int]:
+    recorder = _Recorder()
+    server = grpc.server(ThreadPoolExecutor(max_workers=2), handlers=[recorder])
+    if credentials is None:
+        port = server.add_insecure_port(port_spec)
+    else:
+        port = server.add_secure_port(port_spec, credentials)
+    server.start()
+    return server, recorder, port
+
+
+def test_headers_arrive_as_metadata() -> None:
+    """settings.headers reach the server as (lowercased) gRPC metadata, with our user-agent."""
+    # The bundled Receiver does not expose metadata, so a tiny generic grpc server records it.
+    server, recorder, port = _serve("127.0.0.1:0")
+    try:
+        out = _h2(
+            f"127.0.0.1:{port}", headers=(("X-Highlight-Project", "p1"), ("authorization", "k"))
+        ).export(LOGS, _logs(), 5.0)
+    finally:
+        server.stop(0)
+    assert out.ok
+    (md,) = recorder.metadata
+    assert md["x-highlight-project"] == "p1" and md["authorization"] == "k"
+    assert md["user-agent"].startswith("highlight-logging")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_with_client_certificate(tmp_path: Path) -> None:
+    """TLS endpoints use ALPN h2, verify against certificate_file and present the client certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    creds = grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=cert.read_bytes(), require_client_auth=True
+    )
+    server, recorder, port = _serve("127.0.0.1:0", creds)
+    try:
+        endpoint = f"https://127.0.0.1:{port}"
+        anonymous = _h2(endpoint, certificate_file=str(cert)).export(LOGS, _logs(), 5.0)
+        out = _h2(
+            endpoint, certificate_file=str(cert), client_certificate_file=str(cert), client_key_file=str(key)
+        ).export(LOGS, _logs(), 5.0)
+        missing = _h2(endpoint, certificate_file=str(tmp_path / "missing.pem")).export(LOGS, _logs(), 5.0)
+    finally:
+        server.stop(0)
+    assert out.ok and len(recorder.metadata) == 1
+    assert (anonymous.ok, anonymous.retryable) == (False, True)  # handshake refused: UNAVAILABLE
+    assert (missing.ok, missing.retryable) == (False, False)  # bad configuration: not retried
+
+
+_FORK_SCRIPT = """
+import multiprocessing, sys
+sys.path.insert(0, sys.argv[2])
+from otlp_receiver import export_logs, log_record, logs_request
+from highlight_logging._h2transport import H2Transport
+from highlight_logging._settings import resolve
+from highlight_logging._transport import LOGS
+
+def work(i):
+    payload = logs_request(log_record(f"child {i}")).SerializeToString()
+    out = H2Transport(resolve({"endpoint": sys.argv[1]})).export(LOGS, payload, 5.0)
+    return out.ok, out.detail
+
+if __name__ == "__main__":
+    export_logs(sys.argv[1], logs_request(log_record("parent")))  # the parent has used grpcio
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        print(pool.map(work, range(4), chunksize=1))
+"""
+
+
+@pytest.mark.parametrize("fork_support", ["0", "false"])
+def test_forked_pool_workers_export_without_grpc_fork_support(rx: FaultyReceiver, fork_support: str) -> None:
+    """GRPC_ENABLE_FORK_SUPPORT off, parent used grpcio: fork-Pool workers still export, nothing hangs."""
+    env = {**os.environ, "GRPC_ENABLE_FORK_SUPPORT": fork_support, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT, rx.endpoint, str(TESTS_DIR)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([(True, "")] * 4)
+    assert rx.wait_for_logs(5, timeout=5)
+    assert sorted(str(r.body) for r in rx.log_records()) == [*(f"child {i}" for i in range(4)), "parent"]
