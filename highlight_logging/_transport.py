@@ -320,8 +320,9 @@ forked_child = False
 
 def _grpc_fork_support() -> bool:
     try:
-        from grpc._cython import cygrpc
+        import importlib
 
+        cygrpc: Any = importlib.import_module("grpc._cython.cygrpc")
         return bool(cygrpc.is_fork_support_enabled())
     except Exception:
         return False
