@@ -337,6 +337,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def resolve(keywords: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Merge keyword > configure() > environment > default into one :class:`Settings`."""
+    keywords = check_keywords(keywords)
     env = _from_env(os.environ if environ is None else environ)
     merged: dict[str, Any] = {}
     env_attrs: Pairs = env.pop("env_resource_attributes", ())
