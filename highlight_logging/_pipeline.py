@@ -510,6 +510,8 @@ def get(settings: Settings) -> Pipeline:
             pipeline = _registry.get(settings)
             if pipeline is None:
                 pipeline = _registry[settings] = Pipeline(settings)
+                _ensure_exit_hook()
+                _hook_sigterm()
     return pipeline
 
 
@@ -591,19 +593,22 @@ def _after_fork_in_child() -> None:
     for pipeline in list(_registry.values()):
         pipeline._after_fork_in_child()
     if _registry:
-        _hook_child_exit()
+        _hook_sigterm()
 
 
 def _child_exit(*_: object) -> None:
     shutdown_all()
 
 
-def _hook_child_exit() -> None:
-    """Deliver a forked child's records on exits that skip ``atexit``.
+def _hook_sigterm() -> None:
+    """Deliver records on SIGTERM, which skips ``atexit``.
 
-    ``Pool.terminate()`` (``with Pool() as p``) sends SIGTERM: while SIGTERM still has its
-    default action we flush first and then die by the same signal.  (``multiprocessing``
-    children that end normally are covered by :func:`_mp_after_fork`.)
+    While SIGTERM still has its default action (nobody else handles it), we flush for at most
+    a second first and then die by the same signal, so exit codes and supervisors see no
+    difference.  This covers ``Pool.terminate()`` (``with Pool() as p``) in forked children and
+    servers such as uvicorn that restore the previous handler and re-raise SIGTERM on exit.
+    ``multiprocessing`` children that end normally are covered by :func:`_mp_after_fork`.
+    Only the main thread can set a handler; elsewhere this does nothing.
     """
     try:
         import signal

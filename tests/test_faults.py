@@ -330,3 +330,21 @@ def test_headers_never_appear_in_repr_or_diagnostics(capfd: pytest.CaptureFixtur
     highlight_logging.shutdown(0.5)
     assert "SUPERSECRET" not in capfd.readouterr().err
     log.removeHandler(handler)
+
+
+def test_sigterm_delivers_queued_records_then_dies_by_sigterm(rx: FaultyReceiver) -> None:
+    """A process killed by SIGTERM (default action) flushes first; its exit status is unchanged."""
+    code = f"""
+        import logging, os, signal, time, highlight_logging
+        log = logging.getLogger("term")
+        log.setLevel(logging.INFO)
+        log.addHandler(highlight_logging.HighlightHandler(endpoint="{rx.endpoint}", schedule_delay=30))
+        for i in range(50):
+            log.info("r%d", i)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        """
+    proc, took = _child(code)
+    assert proc.returncode == -15
+    assert rx.wait_for_logs(50, 5)
+    assert took < 8

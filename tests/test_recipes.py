@@ -1,0 +1,298 @@
+"""Smoke tests for the framework recipes in examples/ (docs/frameworks.md).
+
+Each test runs a recipe as it is documented — a real server on a free loopback port, or a real
+prefork Celery worker — in a subprocess pointed at the in-process ``receiver`` through
+OTEL_EXPORTER_OTLP_ENDPOINT, drives it, stops it the graceful way, and checks what arrived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from highlight_logging._receiver import ReceivedLog, Receiver
+
+pytestmark = pytest.mark.timeout(90)
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+START_TIMEOUT = 30.0  # imports of grpc + a framework on a slow CI machine
+STOP_TIMEOUT = 20.0
+ARRIVAL_TIMEOUT = 20.0
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A child inherits an ignored SIGINT (e.g. pytest started in the background) and would then
+    never stop on SIGINT: let it start with the default disposition instead."""
+    old = signal.getsignal(signal.SIGINT)
+    if old is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if old is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, old)
+
+
+class Recipe:
+    """A recipe running in its own process group; ``stop()`` is the graceful path, and whatever
+    is left is killed at the end of the test."""
+
+    def __init__(self, cmd: list[str], cwd: Path, receiver: Receiver, tmp_path: Path, **env: str) -> None:
+        self.cmd = cmd
+        self.log_path = tmp_path / "recipe-output.log"
+        environ = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{receiver.endpoint}",
+            "PYTHONUNBUFFERED": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **env,
+        }
+        with open(self.log_path, "wb") as out, _sigint_not_ignored():
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def wait_listening(self, port: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.cmd} exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"{self.cmd} not listening on {port} after {START_TIMEOUT}s:\n{self.output()}"
+                    )
+                time.sleep(0.05)
+
+    def stop(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.cmd} still running {STOP_TIMEOUT}s after {sig.name}:\n{self.output()}")
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def run(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Recipe]]:
+    started: list[Recipe] = []
+
+    def start(cmd: list[str], cwd: Path = EXAMPLES, **env: str) -> Recipe:
+        recipe = Recipe(cmd, cwd, receiver, tmp_path, **env)
+        started.append(recipe)
+        return recipe
+
+    yield start
+    for recipe in started:
+        recipe.kill()
+
+
+def _get(port: int, path: str) -> int:
+    try:
+        with _NO_PROXY.open(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _logs(receiver: Receiver, service: str) -> list[ReceivedLog]:
+    return [r for r in receiver.log_records() if r.resource_attributes.get("service.name") == service]
+
+
+def _pid(record: ReceivedLog) -> object:
+    return record.resource_attributes["process.pid"]
+
+
+def _assert_no_duplicates(logs: list[ReceivedLog]) -> None:
+    seen = Counter((_pid(r), r.record.time_unix_nano, repr(r.body)) for r in logs)
+    assert [k for k, n in seen.items() if n > 1] == []
+
+
+def _check_web_recipe(receiver: Receiver, recipe: Recipe, service: str, hello: str, failure: str) -> None:
+    """The info log and the exception log (with its span) arrived once each, from the server."""
+
+    def info() -> list[ReceivedLog]:
+        return [r for r in _logs(receiver, service) if r.body == hello]
+
+    def errors() -> list[ReceivedLog]:
+        return [r for r in _logs(receiver, service) if r.attributes.get("exception.message") == failure]
+
+    assert receiver.wait_for(lambda: bool(info() and errors()), ARRIVAL_TIMEOUT), recipe.output()
+    (log,) = info()
+    assert log.record.severity_text == "INFO"
+    assert log.attributes["user_id"] == 42
+    assert _pid(log) == recipe.pid
+    (err,) = errors()
+    assert err.record.severity_text == "ERROR"
+    assert err.attributes["exception.type"] == "RuntimeError"
+    stack = str(err.attributes["exception.stacktrace"])
+    assert "in boom" in stack and f"RuntimeError: {failure}" in stack
+    (span,) = [s for s in receiver.spans() if s.span.span_id == err.record.span_id]
+    assert span.resource_attributes["service.name"] == service
+    assert span.span.status.code == Status.STATUS_CODE_ERROR
+    assert span.span.events[0].name == "exception"
+    _assert_no_duplicates(_logs(receiver, service))
+
+
+def test_flask(receiver: Receiver, run: Callable[..., Recipe]) -> None:
+    """Flask dev server: a route's info log and Flask's unhandled-exception log + span arrive."""
+    pytest.importorskip("flask")
+    port = _free_port()
+    app = run([sys.executable, "-m", "flask", "--app", "flask_app", "run", "--port", str(port)])
+    app.wait_listening(port)
+    assert _get(port, "/") == 200
+    assert _get(port, "/boom") == 500
+    app.stop(signal.SIGINT)  # the dev server exits normally on Ctrl-C, running exit hooks
+    _check_web_recipe(receiver, app, "flask-demo", "hello from flask", "flask route failed")
+
+
+def test_fastapi_uvicorn(receiver: Receiver, run: Callable[..., Recipe]) -> None:
+    """uvicorn: the route's info log and uvicorn.error's "Exception in ASGI application" + span arrive."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    port = _free_port()
+    app = run(
+        [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--host", "127.0.0.1", "--port", str(port)]
+    )
+    app.wait_listening(port)
+    assert _get(port, "/") == 200
+    assert _get(port, "/boom") == 500
+    app.stop(signal.SIGTERM)
+    _check_web_recipe(receiver, app, "fastapi-demo", "hello from fastapi", "fastapi route failed")
+    (err,) = [r for r in _logs(receiver, "fastapi-demo") if "exception.type" in r.attributes]
+    assert (err.scope.name, str(err.body).rstrip()) == ("uvicorn.error", "Exception in ASGI application")
+
+
+def test_django_runserver(receiver: Receiver, run: Callable[..., Recipe]) -> None:
+    """Django runserver with LOGGING: a view's info log and django.request's 500 log + span arrive."""
+    pytest.importorskip("django")
+    port = _free_port()
+    cmd = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    app = run(cmd, cwd=EXAMPLES / "django_app")
+    app.wait_listening(port)
+    assert _get(port, "/") == 200
+    assert _get(port, "/boom") == 500
+    app.stop(signal.SIGINT)  # runserver exits normally on Ctrl-C, running exit hooks
+    _check_web_recipe(receiver, app, "django-demo", "hello from django", "django view failed")
+    (err,) = [r for r in _logs(receiver, "django-demo") if "exception.type" in r.attributes]
+    assert (err.scope.name, err.body) == ("django.request", "Internal Server Error: /boom")
+
+
+def test_gunicorn_preload_workers(receiver: Receiver, run: Callable[..., Recipe], tmp_path: Path) -> None:
+    """gunicorn --preload -w 3: the master's import log arrives once, workers' logs from each worker."""
+    pytest.importorskip("gunicorn")
+    port = _free_port()
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "3", "-b", f"127.0.0.1:{port}"]
+    # XDG_RUNTIME_DIR: where gunicorn >= 25.1 puts its control socket (not in $HOME).
+    server = run([*cmd, "gunicorn_app:app"], XDG_RUNTIME_DIR=str(tmp_path))
+    server.wait_listening(port)
+    paths = [f"/r{i}" for i in range(6)]
+    for path in paths:
+        assert _get(port, path) == 200
+    server.stop(signal.SIGTERM)
+
+    def by_body(prefix: str) -> list[ReceivedLog]:
+        return [r for r in _logs(receiver, "gunicorn-demo") if str(r.body).startswith(prefix)]
+
+    def arrived() -> bool:
+        return len(by_body("worker booted")) >= 3 and len(by_body("request ")) >= len(paths)
+
+    assert receiver.wait_for(arrived, ARRIVAL_TIMEOUT), server.output()
+    (imported,) = by_body("app imported")
+    assert _pid(imported) == server.pid
+    workers = {_pid(r) for r in by_body("worker booted")}
+    assert len(workers) == 3 and server.pid not in workers
+    requests = by_body("request ")
+    assert sorted(str(r.body) for r in requests) == [f"request {p}" for p in paths]
+    assert {_pid(r) for r in requests} <= workers
+    _assert_no_duplicates(_logs(receiver, "gunicorn-demo"))
+
+
+def test_celery_prefork_worker(receiver: Receiver, run: Callable[..., Recipe], tmp_path: Path) -> None:
+    """Celery prefork: task logs and the failure log + span arrive from pool children exiting via os._exit."""
+    celery = pytest.importorskip("celery")
+    broker_dir = tmp_path / "broker"
+    # --max-tasks-per-child=1: each child exits (os._exit) right after its task, so its records
+    # arrive only because worker_process_shutdown flushes them.
+    cmd = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=prefork", "--concurrency=2"]
+    options = ["--max-tasks-per-child=1", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    worker = run([*cmd, *options, "-l", "INFO"], CELERY_BROKER_DIR=str(broker_dir))
+    producer = celery.Celery(broker="filesystem://localhost/")
+    producer.conf.broker_transport_options = {
+        "data_folder_in": str(broker_dir / "queue"),
+        "data_folder_out": str(broker_dir / "queue"),
+        "control_folder": str(broker_dir / "control"),
+    }
+    for folder in ("queue", "control"):
+        (broker_dir / folder).mkdir(parents=True, exist_ok=True)
+    try:
+        producer.send_task("celery_app.greet", args=["ada"])
+        producer.send_task("celery_app.greet", args=["grace"])
+        producer.send_task("celery_app.fail")
+    finally:
+        producer.close()
+
+    def task_logs() -> list[ReceivedLog]:
+        return [r for r in _logs(receiver, "celery-demo") if "from a celery task" in str(r.body)]
+
+    def failures() -> list[ReceivedLog]:
+        logs = _logs(receiver, "celery-demo")
+        return [r for r in logs if r.attributes.get("exception.message") == "celery task failed"]
+
+    assert receiver.wait_for(lambda: len(task_logs()) >= 2 and failures(), ARRIVAL_TIMEOUT), worker.output()
+    worker.stop(signal.SIGTERM)  # warm shutdown
+    greets = task_logs()
+    assert sorted(str(r.body) for r in greets) == [
+        "hello ada from a celery task",
+        "hello grace from a celery task",
+    ]
+    (failure,) = failures()
+    children = {_pid(r) for r in [*greets, failure]}
+    assert len(children) == 3 and worker.pid not in children  # one task per child
+    for r in [*greets, failure]:  # set by the worker_process_init hook
+        assert str(r.resource_attributes["service.instance.id"]).endswith(f"/{_pid(r)}")
+    assert failure.scope.name == "celery.app.trace"
+    assert failure.attributes["exception.type"] == "RuntimeError"
+    (span,) = [s for s in receiver.spans() if s.span.span_id == failure.record.span_id]
+    assert span.span.status.code == Status.STATUS_CODE_ERROR
+    ready = [r for r in _logs(receiver, "celery-demo") if str(r.body).endswith(" ready.")]
+    assert [_pid(r) for r in ready] == [worker.pid]
+    _assert_no_duplicates(_logs(receiver, "celery-demo"))
