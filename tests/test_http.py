@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from otlp_receiver import FaultyReceiver
 
 import highlight_logging
 from highlight_logging import HighlightHandler
 from highlight_logging._settings import resolve
-from otlp_receiver import FaultyReceiver
 
 
 @pytest.fixture
