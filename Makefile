@@ -22,6 +22,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict tests/typing_smoke.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -12,19 +12,24 @@ from typing import Any
 
 from highlight_logging import _pipeline, _settings
 from highlight_logging._context import context
+from highlight_logging._errors import record_exception
 from highlight_logging._handler import HighlightHandler
 from highlight_logging._loguru import LoguruSink
+from highlight_logging._middleware import HighlightASGIMiddleware, HighlightWSGIMiddleware
 from highlight_logging._structlog import StructlogProcessor
 from highlight_logging._version import __version__
 
 __all__ = [
+    "HighlightASGIMiddleware",
     "HighlightHandler",
+    "HighlightWSGIMiddleware",
     "LoguruSink",
     "StructlogProcessor",
     "__version__",
     "configure",
     "context",
     "flush",
+    "record_exception",
     "shutdown",
     "stats",
 ]

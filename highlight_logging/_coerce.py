@@ -78,12 +78,31 @@ def coerce(value: object, limit: int, depth: int = 0, seen: frozenset[int] = fro
     return truncate(safe_str(value), limit)
 
 
-def coerce_attributes(items: Any, limit: int, count_limit: int, out: dict[str, Value]) -> int:
-    """Add ``items`` (key, value pairs) to ``out`` until ``count_limit``; return how many were dropped."""
+def coerce_attributes(
+    items: Any,
+    limit: int,
+    count_limit: int,
+    out: dict[str, Value],
+    implicit: tuple[str, ...] = (),
+    skip: frozenset[str] = frozenset(),
+) -> int:
+    """Add ``items`` (key, value pairs) to ``out`` until ``count_limit``; return how many were dropped.
+
+    ``implicit`` names attributes the record carries besides ``out`` (its call site): they count
+    towards ``count_limit`` too, except those that ``out`` already overrides.  Keys in ``skip`` are
+    not attributes at all (a front end's own fields, e.g. structlog's ``event``) and are passed over.
+    """
     dropped = 0
+    room = count_limit - len(implicit)
     for key, value in items:
-        if len(out) >= count_limit:
+        if key in skip:
+            continue
+        if len(out) >= room and len(out) + sum(1 for k in implicit if k not in out) >= count_limit:
             dropped += 1
+            continue
+        kind = type(value)
+        if type(key) is str and (kind is int or (kind is str and len(value) <= limit)):
+            out[key] = value  # the common cases, without a call
             continue
         out[key if type(key) is str else safe_str(key)] = coerce(value, limit)
     return dropped

@@ -7,7 +7,7 @@ from typing import Any
 
 from highlight_logging._coerce import safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
-from highlight_logging._record import Attributes
+from highlight_logging._record import SITE_KEYS, Attributes
 from highlight_logging._structlog import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
@@ -17,6 +17,17 @@ _STANDARD = frozenset(
     | {"message", "asctime", "taskName", "color_message"}
     | {"otelSpanID", "otelTraceID", "otelTraceSampled", "otelServiceName"}
 )
+
+
+def _extras(fields: dict[str, Any]) -> list[tuple[str, Any]]:
+    """What the user passed as ``extra`` (or a filter added), in the order given."""
+    names = fields.keys() - _STANDARD  # one C-level pass; usually empty or a single name
+    if not names:
+        return []
+    if len(names) == 1:
+        name = names.pop()
+        return [(name, fields[name])]
+    return [(k, v) for k, v in fields.items() if k in names]
 
 
 def _message(record: logging.LogRecord) -> str:
@@ -45,7 +56,7 @@ class HighlightHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> Any:
         # Like Handler.handle but without the per-record handler lock: emit() is thread-safe.
-        rv = self.filter(record)
+        rv = self.filter(record) if self.filters else True
         if isinstance(rv, logging.LogRecord):  # 3.12+: a filter may return a replacement
             record = rv
         if rv:
@@ -57,29 +68,29 @@ class HighlightHandler(logging.Handler):
             pipeline = self._binding.get()
             if pipeline is None or record.name.startswith(INTERNAL_LOGGERS) or exported_by_structlog(record):
                 return
-            settings = pipeline.settings
             body = self.format(record) if self.formatter is not None else _message(record)
-            attrs: Attributes = {
-                "code.file.path": record.pathname,
-                "code.function.name": record.funcName,
-                "code.line.number": record.lineno,
-                "thread.id": record.thread,
-                "thread.name": record.threadName,
-            }
+            attrs: Attributes = {}
             if record.stack_info:
                 attrs["code.stacktrace"] = safe_str(record.stack_info)
-            extras = [(k, v) for k, v in record.__dict__.items() if k not in _STANDARD]
             pipeline.submit(
                 make_record(
-                    settings,
+                    pipeline.settings,
                     int(record.created * 1e9),
                     record.levelno,
                     record.levelname,
                     record.name,
                     body,
                     attrs,
-                    extras,
+                    _extras(record.__dict__),
                     record.exc_info,
+                    site=(
+                        SITE_KEYS,
+                        record.pathname,
+                        record.funcName,
+                        record.lineno,
+                        record.thread,
+                        record.threadName,
+                    ),
                 )
             )
         except RecursionError:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from highlight_logging import _pipeline
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
-from highlight_logging._record import Attributes
+from highlight_logging._record import SITE_KEYS, Attributes
 
 if TYPE_CHECKING:
     from loguru import Message
@@ -74,14 +74,8 @@ class LoguruSink:
                 return
             level = record["level"]
             thread = record["thread"]
-            attrs: Attributes = {
-                "code.file.path": record["file"].path,
-                "code.function.name": record["function"],
-                "code.line.number": record["line"],
-                "thread.id": thread.id,
-                "thread.name": thread.name,
-            }
             exc = record["exception"]
+            attrs: Attributes = {}
             pipeline.submit(
                 make_record(
                     pipeline.settings,
@@ -93,6 +87,14 @@ class LoguruSink:
                     attrs,
                     record["extra"].items(),
                     (exc.type, exc.value, exc.traceback) if exc else None,
+                    site=(
+                        SITE_KEYS,
+                        record["file"].path,
+                        record["function"],
+                        record["line"],
+                        thread.id,
+                        thread.name,
+                    ),
                 )
             )
         except Exception:

@@ -7,12 +7,20 @@ else (scrubbing, limits, protobuf encoding, batching, export) happens once, on t
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 #: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
 #: Produced by :func:`highlight_logging._coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
 Value = Union[str, bool, int, float, bytes, None, list["Value"], dict[str, "Value"]]  # noqa: UP007 (runtime alias on 3.10)
 Attributes = dict[str, Value]
+
+#: Where a record was logged: ``(names, value, value, ...)``, ``names`` being one of the constant
+#: tuples below and the values plain (str, int or None).  Kept raw so that the worker encodes each
+#: distinct site once (``_encode.site_attributes``) instead of five attributes per record.
+Site = tuple[Any, ...]
+SITE_KEYS = ("code.file.path", "code.function.name", "code.line.number", "thread.id", "thread.name")
+THREAD_KEYS = ("thread.id", "thread.name")
+SITE_KEY_SET = frozenset(SITE_KEYS)  # every name a site may carry (THREAD_KEYS are among them)
 
 
 class ExceptionInfo:
@@ -31,6 +39,7 @@ class Record:
 
     ``span_id`` is the log's span: the active span's, or the exception span's own id when
     ``exception`` is set (then ``parent_span_id`` is the active span's, or ``b""``).
+    ``span_only`` (``record_exception``): send the exception span, with every attribute, and no log.
     """
 
     __slots__ = (
@@ -44,8 +53,10 @@ class Record:
         "scope",
         "severity_number",
         "severity_text",
+        "site",
         "size",
         "span_id",
+        "span_only",
         "time_ns",
         "trace_id",
     )
@@ -65,6 +76,8 @@ class Record:
         exception: ExceptionInfo | None = None,
         parent_span_id: bytes = b"",
         dropped_attributes: int = 0,
+        site: Site | None = None,
+        span_only: bool = False,
     ) -> None:
         self.time_ns = time_ns
         self.observed_ns = observed_ns
@@ -79,5 +92,7 @@ class Record:
         self.exception = exception
         self.parent_span_id = parent_span_id
         self.dropped_attributes = dropped_attributes  # over the attribute count limit
+        self.span_only = span_only
+        self.site = site  # code.*/thread.*, encoded before ``attributes``; never scrubbed
         # A cheap over-estimate of the encoded size, for the queue's byte bound.
         self.size = 256 + len(body) + 48 * len(attributes) + (len(exception.stacktrace) if exception else 0)

@@ -48,6 +48,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from highlight_logging._record import Attributes, Value
@@ -124,6 +125,7 @@ _DEFAULT_MIN_LEN = 7
 _FOLD_TABLE = bytes(48 if 48 <= b <= 57 else (b + 32 if 65 <= b <= 90 else b) for b in range(256))
 # Value types with nothing to scrub (bool is listed because type() is matched exactly).
 _SCALARS = frozenset((int, float, bool, type(None)))
+_SCALARS_AND_STR = _SCALARS | {str}
 
 
 def _maybe_secret(s: str) -> bool:
@@ -291,6 +293,29 @@ class Scrubber:
         self._key_cache: dict[Any, bool] = {}
 
     # -- public API -------------------------------------------------------------------------
+
+    def batch_clean(self, texts: list[str], attribute_dicts: list[Attributes]) -> bool:
+        """True when nothing in ``texts`` and ``attribute_dicts`` needs scrubbing, checked at once.
+
+        That is: every key is a known, not denied key, every value a scalar or a string, and the
+        default value pre-filter passes on all the texts and strings together.  The export worker
+        asks this once per batch (the common case being yes) instead of scrubbing record by record.
+        With user patterns there is no pre-filter and this is always False.
+        """
+        if not self._enabled:
+            return True
+        if not self._batch:
+            return False
+        try:
+            if not self._safe_keys.issuperset(set().union(*attribute_dicts)):
+                return False  # unknown keys: the per-record path learns them
+            values = list(chain.from_iterable(map(dict.values, attribute_dicts)))
+            if not _SCALARS_AND_STR.issuperset(map(type, values)):
+                return False  # containers: walked record by record
+            # "\n" survives the pre-filter's folding, so no match can span two texts.
+            return not _maybe_secret("\n".join(texts + [v for v in values if type(v) is str]))
+        except Exception:
+            return False
 
     def scrub_attributes(self, attrs: Attributes) -> tuple[Attributes, list[str]]:
         """Return ``(attrs, [])`` when nothing matched, else a scrubbed copy and the scrubbed paths."""

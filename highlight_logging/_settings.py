@@ -65,6 +65,8 @@ class Settings:
     scrub_patterns: tuple[str, ...] | None = None
     scrub_extra_patterns: tuple[str, ...] = ()
     include_exception_message: bool = True
+    # Records and exception spans go through the app's global OpenTelemetry providers (_providers)
+    use_otel_providers: bool = False
     # Off switch
     disabled: bool = False
 
@@ -213,6 +215,7 @@ _KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "scrub_patterns": _parse_strings,
     "scrub_extra_patterns": _parse_strings,
     "include_exception_message": _parse_bool,
+    "use_otel_providers": _parse_bool,
     "disabled": _parse_bool,
 }
 
@@ -223,6 +226,7 @@ _ENV: tuple[tuple[tuple[str, ...], str, Callable[[Any], Any]], ...] = (
     (("HIGHLIGHT_PROJECT_ID",), "project_id", _parse_str),
     (("OTEL_SERVICE_NAME",), "service_name", _parse_str),
     (("OTEL_SDK_DISABLED",), "disabled", _parse_bool),
+    (("HIGHLIGHT_USE_OTEL_PROVIDERS",), "use_otel_providers", _parse_bool),
     (("OTEL_EXPORTER_OTLP_ENDPOINT",), "endpoint", _parse_str),
     (("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",), "logs_endpoint", _parse_str),
     (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), "traces_endpoint", _parse_str),

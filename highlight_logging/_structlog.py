@@ -20,7 +20,7 @@ from typing import Any
 from highlight_logging import _diag, _exceptions
 from highlight_logging._coerce import coerce, safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
-from highlight_logging._record import Attributes, ExceptionInfo
+from highlight_logging._record import SITE_KEYS, THREAD_KEYS, Attributes, ExceptionInfo, Site
 
 __all__ = ["DEFAULT_SCOPE", "StructlogProcessor", "exported_by_structlog"]
 
@@ -52,6 +52,7 @@ _CALLSITE = (
     ("func_name", "code.function.name"),
     ("lineno", "code.line.number"),
 )
+_CALLSITE_KEYS = frozenset(key for key, _ in _CALLSITE)
 
 # Method and level names -> (stdlib level number, severity text).  Aliases take the stdlib name,
 # so the same call reads the same from all three front ends.
@@ -106,7 +107,9 @@ def _level(name: Any) -> tuple[int, str]:
 def _time_ns(value: Any) -> int | None:
     """Epoch seconds (int or float) or an ISO-8601 string -> ns; None when it is neither."""
     try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if type(value) is float:  # TimeStamper(fmt=None), the common case
+            ns = int(value * 1_000_000_000)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             ns = int(value * 1_000_000_000) if isinstance(value, float) else int(value) * 1_000_000_000
         elif isinstance(value, str):
             text = value.strip()
@@ -351,7 +354,8 @@ class StructlogProcessor:
 
     def _export(self, logger: Any, method_name: str, event_dict: EventDict) -> None:
         pipeline = self._binding.get()
-        if pipeline is None or not isinstance(event_dict, Mapping):
+        # type() first: the ABC isinstance() check costs more than the rest of this line
+        if pipeline is None or (type(event_dict) is not dict and not isinstance(event_dict, Mapping)):
             return
         settings = pipeline.settings
         get = event_dict.get
@@ -396,34 +400,42 @@ class StructlogProcessor:
 
         limit = settings.attribute_value_length_limit
         attrs: Attributes = {}
+        site: Site
         if record is not None:
-            attrs["code.file.path"] = record.pathname
-            attrs["code.function.name"] = record.funcName
-            attrs["code.line.number"] = record.lineno
-            attrs["thread.id"] = record.thread
-            attrs["thread.name"] = record.threadName
+            site = (
+                SITE_KEYS,
+                record.pathname,
+                record.funcName,
+                record.lineno,
+                record.thread,
+                record.threadName,
+            )
         else:
             caller = self._calling_thread.get(None) if self._calling_thread is not None else None
             if caller is not None:
-                attrs["thread.id"], attrs["thread.name"] = caller
+                site = (THREAD_KEYS, *caller)
             else:
-                attrs["thread.id"] = threading.get_ident()
-                attrs["thread.name"] = threading.current_thread().name
-        for key, name in _CALLSITE:
-            if key in event_dict:
-                attrs[name] = coerce(event_dict[key], limit)
+                site = (THREAD_KEYS, threading.get_ident(), threading.current_thread().name)
+        if not _CALLSITE_KEYS.isdisjoint(event_dict):  # CallsiteParameterAdder is optional
+            for key, name in _CALLSITE:
+                if key in event_dict:
+                    attrs[name] = coerce(event_dict[key], limit)
         stack = get("stack_info")
         if isinstance(stack, str):
             attrs["code.stacktrace"] = stack
 
-        extras: list[tuple[Any, Any]] = []
         if record is not None and not get("_from_structlog"):
             from highlight_logging._handler import _STANDARD  # what the stdlib handler calls extra
 
             extras = [
                 (k, v) for k, v in record.__dict__.items() if k not in _STANDARD and k not in event_dict
             ]
-        extras += [(k, v) for k, v in list(event_dict.items()) if k not in _CONSUMED]
+            extras += [(k, v) for k, v in list(event_dict.items()) if k not in _CONSUMED]
+            skip: frozenset[str] = frozenset()
+        else:
+            # The whole event (a snapshot of its items); make_record passes over our own fields.
+            extras = list(event_dict.items())
+            skip = _CONSUMED
 
         exc_info = get("exc_info")
         exception = None
@@ -436,7 +448,9 @@ class StructlogProcessor:
             exception = _rendered_exception(get("exception"), settings.include_exception_message)
 
         pipeline.submit(
-            make_record(settings, ns, levelno, level_name, scope, body, attrs, extras, exc_info, exception)
+            make_record(
+                settings, ns, levelno, level_name, scope, body, attrs, extras, exc_info, exception, site, skip
+            )
         )
 
         # Tell HighlightHandler which LogRecord will carry this event (see exported_by_structlog).
