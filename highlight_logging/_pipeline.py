@@ -592,19 +592,30 @@ def flush_all(timeout: float | None = None) -> bool:
     return ok
 
 
+_shutting_down = False  # shutdown_all() is running (a SIGTERM then waits for it, see _on_sigterm)
+_sigterm_deferred = False
+
+
 def shutdown_all(timeout: float | None = None) -> bool:
     """Stop every pipeline within one shared deadline; print a line if anything was lost."""
+    global _shutting_down
     ps = pipelines()
     if timeout is None:
         timeout = max((p.settings.shutdown_timeout for p in ps), default=3.0)
     deadline = time.monotonic() + timeout
     ok = True
-    for pipeline in ps:
-        ok = pipeline.shutdown(max(deadline - time.monotonic(), 0)) and ok
-    for pipeline in ps:
-        line = pipeline.summary()
-        if line:
-            _diag.warn(f"at exit: {line}", key=f"summary:{id(pipeline)}")
+    was, _shutting_down = _shutting_down, True
+    try:
+        for pipeline in ps:
+            ok = pipeline.shutdown(max(deadline - time.monotonic(), 0)) and ok
+        for pipeline in ps:
+            line = pipeline.summary()
+            if line:
+                _diag.warn(f"at exit: {line}", key=f"summary:{id(pipeline)}")
+    finally:
+        _shutting_down = was
+    if _sigterm_deferred and not was:
+        _die_by_sigterm()
     return ok
 
 
@@ -698,19 +709,32 @@ def _mp_after_fork(_: object) -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    import signal
-
+    global _sigterm_deferred
+    if _shutting_down:
+        # The main thread was already delivering (e.g. a multiprocessing child exiting normally
+        # when Pool.terminate() signalled it): let it finish, then die by SIGTERM.
+        _sigterm_deferred = True
+        return
     # A signal handler runs on the main thread between two bytecodes, maybe while that thread
-    # holds one of our locks (or is itself shutting down): flush from a fresh thread and wait
-    # a bounded time, so the handler can never deadlock on what it interrupted.
+    # holds one of our locks: flush from a fresh thread and wait a bounded time, so the handler
+    # can never deadlock on what it interrupted.
     try:
         budget = max((p.settings.shutdown_timeout for p in list(_registry.values())), default=3.0)
         flusher = threading.Thread(target=shutdown_all, kwargs={"timeout": budget}, daemon=True)
         flusher.start()
         flusher.join(budget + 0.5)
+        if flusher.is_alive():
+            queued = sum(len(p._queue) for p in list(_registry.values()))
+            _diag.warn(f"at exit: SIGTERM: gave up delivering after {budget:g} s; {queued} log records lost")
     finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        _die_by_sigterm()
+
+
+def _die_by_sigterm() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 _FORK_WAIT = 1.0  # longest a fork() waits for an export in flight
