@@ -8,6 +8,7 @@ worker's first export, so a forked child never touches its parent's channel.
 from __future__ import annotations
 
 import gzip
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -120,6 +121,8 @@ class GrpcTransport:
         self._settings = settings
         self._channels: dict[str, grpc.Channel] = {}
         self._calls: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._inflight: Any = None
         self._metadata = tuple((k.lower(), v) for k, v in settings.headers)
         self._compression = (
             grpc.Compression.Gzip if settings.compression == "gzip" else grpc.Compression.NoCompression
@@ -172,15 +175,18 @@ class GrpcTransport:
     def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
         try:
             call = self._call(signal)
-            # A blocking call, not call.future(): a future starts a spin thread per request
-            # (about 0.8 ms of CPU against 0.5 ms, measured). cancel() closes the channel instead.
-            response = call(payload, timeout=max(timeout, 0.001), metadata=self._metadata)
+            future = call.future(payload, timeout=max(timeout, 0.001), metadata=self._metadata)
+            with self._lock:
+                self._inflight = future
+            try:
+                response = future.result()
+            finally:
+                with self._lock:
+                    self._inflight = None
         except grpc.RpcError as err:
             return self._failure(err)
-        except OSError as exc:  # an unreadable certificate file: configuration, not retryable
+        except Exception as exc:  # bad certificate file, channel closed by shutdown, ...
             return Outcome(False, detail=f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # the channel was closed under us (shutdown, fork): try again
-            return Outcome(False, retryable=True, reconnect=True, detail=f"{type(exc).__name__}: {exc}")
         rejected, message = _partial_success(response, signal)
         return Outcome(True, rejected=rejected, detail=message)
 
@@ -216,8 +222,14 @@ class GrpcTransport:
         return Outcome(False, detail=detail)
 
     def cancel(self) -> None:
-        """Abort the request in flight (shutdown deadline reached): closing a channel ends its RPCs."""
-        self.reconnect()
+        """Abort the request in flight (shutdown deadline reached)."""
+        with self._lock:
+            future = self._inflight
+        if future is not None:
+            try:
+                future.cancel()
+            except Exception:
+                pass
 
     def reconnect(self) -> None:
         """Drop the channel so the next export opens a fresh one."""
