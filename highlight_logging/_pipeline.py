@@ -29,7 +29,7 @@ from typing import Any
 
 from highlight_logging import _diag, _encode, _transport
 from highlight_logging._coerce import truncate
-from highlight_logging._record import Attributes, Record, Value
+from highlight_logging._record import Attributes, ExceptionInfo, Record, Value
 from highlight_logging._settings import Settings
 from highlight_logging._version import __version__
 
@@ -62,6 +62,29 @@ def _new_counters() -> dict[str, dict[str, Any]]:
 def _process_name() -> str:
     name = os.path.basename(sys.executable or "") or "python"
     return name
+
+
+def exception_attributes(
+    exc: ExceptionInfo, settings: Settings, scrubber: Any
+) -> tuple[Attributes, list[str]]:
+    """The ``exception.*`` attributes of ``exc``, scrubbed and cut to the limits, and what was
+    scrubbed.  Shared by the export worker and ``_providers``, so both send the same thing."""
+    event_attrs: Attributes = {"exception.type": exc.type}
+    scrubbed: list[str] = []
+    if exc.message is not None:
+        message = exc.message
+        if scrubber is not None:
+            message, found = scrubber.scrub_text(message, "exception.message")
+            scrubbed += found
+        event_attrs["exception.message"] = truncate(message, settings.attribute_value_length_limit)
+    stack = exc.stacktrace
+    if scrubber is not None:
+        stack, found = scrubber.scrub_text(stack, "exception.stacktrace")
+        scrubbed += found
+    event_attrs["exception.stacktrace"] = truncate(
+        stack, max(settings.attribute_value_length_limit, settings.max_body_length)
+    )
+    return event_attrs, scrubbed
 
 
 class Pipeline:
@@ -312,38 +335,10 @@ class Pipeline:
             if found:
                 scrubbed = scrubbed + found
         exc = record.exception
-        if exc is None and not scrubbed:  # the common case
-            log = _encode.log_record(
-                record.time_ns,
-                record.observed_ns,
-                record.severity_number,
-                record.severity_text,
-                body,
-                attrs,
-                record.dropped_attributes,
-                record.trace_id,
-                record.span_id,
-                record.flags,
-                record.site,
-            )
-            return log, None
-        s = self.settings
         event_attrs: Attributes = {}
         if exc is not None:
-            event_attrs["exception.type"] = exc.type
-            if exc.message is not None:
-                message = exc.message
-                if scrubber is not None:
-                    message, found = scrubber.scrub_text(message, "exception.message")
-                    scrubbed += found
-                event_attrs["exception.message"] = truncate(message, s.attribute_value_length_limit)
-            stack = exc.stacktrace
-            if scrubber is not None:
-                stack, found = scrubber.scrub_text(stack, "exception.stacktrace")
-                scrubbed += found
-            event_attrs["exception.stacktrace"] = truncate(
-                stack, max(s.attribute_value_length_limit, s.max_body_length)
-            )
+            event_attrs, found = exception_attributes(exc, self.settings, scrubber)
+            scrubbed = scrubbed + found
             attrs = {**attrs, **event_attrs}
         if scrubbed:
             attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}

@@ -33,7 +33,7 @@ from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
 from highlight_logging import _diag, _pipeline
-from highlight_logging._coerce import truncate
+from highlight_logging._pipeline import exception_attributes
 from highlight_logging._record import Attributes, Record, Value
 from highlight_logging._settings import Settings
 
@@ -249,20 +249,8 @@ def prepare(record: Record, settings: Settings, scrubber: Any) -> tuple[str, Att
     exc = record.exception
     event_attrs: Attributes = {}
     if exc is not None:
-        event_attrs["exception.type"] = exc.type
-        if exc.message is not None:
-            message = exc.message
-            if scrubber is not None:
-                message, found = scrubber.scrub_text(message, "exception.message")
-                scrubbed += found
-            event_attrs["exception.message"] = truncate(message, settings.attribute_value_length_limit)
-        stack = exc.stacktrace
-        if scrubber is not None:
-            stack, found = scrubber.scrub_text(stack, "exception.stacktrace")
-            scrubbed += found
-        event_attrs["exception.stacktrace"] = truncate(
-            stack, max(settings.attribute_value_length_limit, settings.max_body_length)
-        )
+        event_attrs, found = exception_attributes(exc, settings, scrubber)
+        scrubbed += found
         attrs = {**attrs, **event_attrs}
     else:
         attrs = dict(attrs)
