@@ -7,7 +7,7 @@ from typing import Any
 
 from highlight_logging._coerce import safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
-from highlight_logging._record import SITE_KEYS, Attributes
+from highlight_logging._record import Attributes, logrecord_site
 from highlight_logging._structlog import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
@@ -83,14 +83,7 @@ class HighlightHandler(logging.Handler):
                     attrs,
                     _extras(record.__dict__),
                     record.exc_info,
-                    site=(
-                        SITE_KEYS,
-                        record.pathname,
-                        record.funcName,
-                        record.lineno,
-                        record.thread,
-                        record.threadName,
-                    ),
+                    site=logrecord_site(record),
                 )
             )
         except RecursionError:

@@ -23,6 +23,11 @@ THREAD_KEYS = ("thread.id", "thread.name")
 SITE_KEY_SET = frozenset(SITE_KEYS)  # every name a site may carry (THREAD_KEYS are among them)
 
 
+def logrecord_site(record: Any) -> Site:
+    """The call site of a ``logging.LogRecord``, in :data:`SITE_KEYS` order."""
+    return (SITE_KEYS, record.pathname, record.funcName, record.lineno, record.thread, record.threadName)
+
+
 class ExceptionInfo:
     """An exception already turned into strings on the caller's thread (OTel semconv names)."""
 

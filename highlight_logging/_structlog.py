@@ -20,7 +20,7 @@ from typing import Any
 from highlight_logging import _diag, _exceptions
 from highlight_logging._coerce import coerce, safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
-from highlight_logging._record import SITE_KEYS, THREAD_KEYS, Attributes, ExceptionInfo, Site
+from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
 
 __all__ = ["DEFAULT_SCOPE", "StructlogProcessor", "exported_by_structlog"]
 
@@ -402,14 +402,7 @@ class StructlogProcessor:
         attrs: Attributes = {}
         site: Site
         if record is not None:
-            site = (
-                SITE_KEYS,
-                record.pathname,
-                record.funcName,
-                record.lineno,
-                record.thread,
-                record.threadName,
-            )
+            site = logrecord_site(record)
         else:
             caller = self._calling_thread.get(None) if self._calling_thread is not None else None
             if caller is not None:
