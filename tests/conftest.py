@@ -10,6 +10,7 @@ if _TESTS_DIR not in sys.path:
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+from otlp_receiver import FaultyReceiver  # noqa: E402
 
 from highlight_logging import _pipeline, _settings  # noqa: E402
 from highlight_logging._receiver import Receiver  # noqa: E402
@@ -34,4 +35,13 @@ def receiver() -> Iterator[Receiver]:
     """A real in-process OTLP/gRPC receiver on a free loopback port (``receiver.endpoint``)."""
     with Receiver() as rx:
         yield rx
+        _pipeline.reset_for_tests()  # deliver before the receiver goes away
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyReceiver]:
+    """A real receiver (gRPC and OTLP/HTTP) that a test can tell to fail, delay or go down."""
+    with FaultyReceiver() as rx:
+        yield rx
+        rx.clear_faults()
         _pipeline.reset_for_tests()  # deliver before the receiver goes away

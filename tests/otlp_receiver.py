@@ -12,6 +12,7 @@ an exporter talks to it::
 from __future__ import annotations
 
 import gzip as gzip_module
+import logging
 import selectors
 import socket
 import threading
@@ -521,3 +522,15 @@ class ByteCounter:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def handler_logger(name: str, **settings: Any) -> logging.Logger:
+    """A logger at DEBUG whose only handler is a fresh HighlightHandler with ``settings``."""
+    from highlight_logging import HighlightHandler
+
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(HighlightHandler(**settings))
+    return logger

@@ -10,36 +10,16 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-from otlp_receiver import Blackhole, FaultyReceiver, free_port
+from otlp_receiver import Blackhole, FaultyReceiver, free_port, handler_logger
 
 import highlight_logging
 from highlight_logging import HighlightHandler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def rx() -> Iterator[FaultyReceiver]:
-    with FaultyReceiver(http_port=None) as receiver:
-        yield receiver
-        from highlight_logging import _pipeline
-
-        receiver.clear_faults()
-        _pipeline.reset_for_tests()
-
-
-def make_logger(name: str, **settings: Any) -> logging.Logger:
-    logger = logging.getLogger(name)
-    logger.handlers.clear()
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    logger.addHandler(HighlightHandler(**settings))
-    return logger
 
 
 def dropped(signal: str = "logs") -> dict[str, int]:
@@ -57,14 +37,14 @@ def dropped(signal: str = "logs") -> dict[str, int]:
         grpc.StatusCode.DATA_LOSS,
     ],
 )
-def test_retryable_codes_are_retried(rx: FaultyReceiver, code: grpc.StatusCode) -> None:
+def test_retryable_codes_are_retried(faulty: FaultyReceiver, code: grpc.StatusCode) -> None:
     """Each retryable status is retried, and the batch arrives once."""
-    rx.fail_next(2, code, signal="logs")
-    log = make_logger("faults.retry", endpoint=rx.endpoint)
+    faulty.fail_next(2, code, signal="logs")
+    log = handler_logger("faults.retry", endpoint=faulty.endpoint)
     log.info("hello")
     assert highlight_logging.flush(10)
-    assert [r.body for r in rx.log_records()] == ["hello"]
-    assert len(rx.injected) == 2
+    assert [r.body for r in faulty.log_records()] == ["hello"]
+    assert len(faulty.injected) == 2
     assert sum(dropped().values()) == 0
 
 
@@ -81,119 +61,121 @@ def test_retryable_codes_are_retried(rx: FaultyReceiver, code: grpc.StatusCode) 
     ],
 )
 def test_other_codes_are_not_retried(
-    rx: FaultyReceiver, code: grpc.StatusCode, capfd: pytest.CaptureFixture[str]
+    faulty: FaultyReceiver, code: grpc.StatusCode, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Non-retryable statuses (and RESOURCE_EXHAUSTED without RetryInfo) drop the batch at once, counted."""
-    rx.fail_next(1, code, signal="logs")
-    log = make_logger("faults.fatal", endpoint=rx.endpoint)
+    faulty.fail_next(1, code, signal="logs")
+    log = handler_logger("faults.fatal", endpoint=faulty.endpoint)
     log.info("lost")
     assert not highlight_logging.flush(10)
-    assert len(rx.injected) == 1
+    assert len(faulty.injected) == 1
     assert dropped()["non_retryable"] == 1
     log.info("next one arrives")
     assert highlight_logging.flush(10)
-    assert [r.body for r in rx.log_records()] == ["next one arrives"]
+    assert [r.body for r in faulty.log_records()] == ["next one arrives"]
     err = capfd.readouterr().err
     assert "not retryable" in err and err.count("\n") <= 3
 
 
-def test_resource_exhausted_with_retry_info_honours_the_delay(rx: FaultyReceiver) -> None:
+def test_resource_exhausted_with_retry_info_honours_the_delay(faulty: FaultyReceiver) -> None:
     """RESOURCE_EXHAUSTED with RetryInfo is retried after retry_delay."""
-    rx.fail_next(1, grpc.StatusCode.RESOURCE_EXHAUSTED, retry_delay=0.6, signal="logs")
-    log = make_logger("faults.exhausted", endpoint=rx.endpoint)
+    faulty.fail_next(1, grpc.StatusCode.RESOURCE_EXHAUSTED, retry_delay=0.6, signal="logs")
+    log = handler_logger("faults.exhausted", endpoint=faulty.endpoint)
     start = time.monotonic()
     log.info("later")
     assert highlight_logging.flush(10)
     assert time.monotonic() - start >= 0.6
-    assert [r.body for r in rx.log_records()] == ["later"]
+    assert [r.body for r in faulty.log_records()] == ["later"]
 
 
 def test_partial_success_is_not_retried_and_reported_once(
-    rx: FaultyReceiver, capfd: pytest.CaptureFixture[str]
+    faulty: FaultyReceiver, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """A partial_success is never retried; its rejected count is counted and said once."""
-    rx.partial_success(2, "two were bad", n=2, signal="logs")
-    log = make_logger("faults.partial", endpoint=rx.endpoint)
+    faulty.partial_success(2, "two were bad", n=2, signal="logs")
+    log = handler_logger("faults.partial", endpoint=faulty.endpoint)
     for i in range(5):
         log.info("r%d", i)
     highlight_logging.flush(10)
     for i in range(5):
         log.info("s%d", i)
     highlight_logging.flush(10)
-    assert len(rx.requests) == 2  # no retry
+    assert len(faulty.requests) == 2  # no retry
     assert dropped()["rejected"] == 4
     assert highlight_logging.stats()["logs"]["exported"] == 6
     err = capfd.readouterr().err
     assert err.count("two were bad") == 1
 
 
-def test_outage_of_four_seconds_at_1000_per_second_loses_nothing(rx: FaultyReceiver) -> None:
+def test_outage_of_four_seconds_at_1000_per_second_loses_nothing(faulty: FaultyReceiver) -> None:
     """With defaults, a 4 s outage at 1,000 records/s loses nothing."""
-    log = make_logger("faults.outage", endpoint=rx.endpoint)
+    log = handler_logger("faults.outage", endpoint=faulty.endpoint)
     n = 5000
-    rx.go_down()
+    faulty.go_down()
     start = time.monotonic()
     for i in range(n):
         if i == 4000:
-            rx.come_up()
+            faulty.come_up()
         # pace at 1,000/s
         delay = start + i / 1000 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         log.info("r%d", i)
     assert highlight_logging.flush(30)
-    bodies = [r.body for r in rx.log_records()]
+    bodies = [r.body for r in faulty.log_records()]
     assert len(bodies) == n and len(set(bodies)) == n
     assert sum(dropped().values()) == 0
 
 
-def test_longer_outage_loses_only_the_overflow_and_counts_it_exactly(rx: FaultyReceiver) -> None:
+def test_longer_outage_loses_only_the_overflow_and_counts_it_exactly(faulty: FaultyReceiver) -> None:
     """Past the buffer, only the overflow is lost, and stats() counts exactly what was lost."""
-    log = make_logger("faults.overflow", endpoint=rx.endpoint, max_queue_size=1000, max_export_batch_size=100)
-    rx.go_down()
+    log = handler_logger(
+        "faults.overflow", endpoint=faulty.endpoint, max_queue_size=1000, max_export_batch_size=100
+    )
+    faulty.go_down()
     sent = 3000
     for i in range(sent):
         log.info("r%d", i)
-    rx.come_up()
+    faulty.come_up()
     highlight_logging.flush(30)
-    received = len(rx.log_records())
+    received = len(faulty.log_records())
     d = dropped()
     assert d["queue_full"] > 0
     assert received + sum(d.values()) == sent
     assert received >= 1000  # the buffer's worth survived
 
 
-def test_burst_of_20000_with_defaults_loses_nothing(rx: FaultyReceiver) -> None:
+def test_burst_of_20000_with_defaults_loses_nothing(faulty: FaultyReceiver) -> None:
     """20,000 records logged as fast as a loop can go all arrive, with defaults."""
-    log = make_logger("faults.burst", endpoint=rx.endpoint)
+    log = handler_logger("faults.burst", endpoint=faulty.endpoint)
     for i in range(20_000):
         log.info("burst %d", i)
     assert highlight_logging.flush(60)
-    assert rx.wait_for_logs(20_000, 10)
-    assert len({r.body for r in rx.log_records()}) == 20_000
+    assert faulty.wait_for_logs(20_000, 10)
+    assert len({r.body for r in faulty.log_records()}) == 20_000
     assert sum(dropped().values()) == 0
 
 
 def test_byte_bound_drops_new_records_and_warns(
-    rx: FaultyReceiver, capfd: pytest.CaptureFixture[str]
+    faulty: FaultyReceiver, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The queue is bounded by bytes too; when full, new records are dropped and counted, with one warning."""
-    log = make_logger("faults.bytes", endpoint=rx.endpoint, max_queue_bytes=200_000)
-    rx.go_down()
+    log = handler_logger("faults.bytes", endpoint=faulty.endpoint, max_queue_bytes=200_000)
+    faulty.go_down()
     for _ in range(100):
         log.info("x" * 10_000)
     d = dropped()
     assert d["queue_full"] > 0
-    rx.come_up()
+    faulty.come_up()
     highlight_logging.flush(30)
-    assert len(rx.log_records()) + sum(dropped().values()) == 100
+    assert len(faulty.log_records()) + sum(dropped().values()) == 100
     err = capfd.readouterr().err
     assert err.count("queue full") == 1
 
 
-def test_eight_threads_deliver_every_record_exactly_once(rx: FaultyReceiver) -> None:
+def test_eight_threads_deliver_every_record_exactly_once(faulty: FaultyReceiver) -> None:
     """8 threads x 2,000 records: all 16,000 arrive, exactly once."""
-    log = make_logger("faults.threads", endpoint=rx.endpoint)
+    log = handler_logger("faults.threads", endpoint=faulty.endpoint)
 
     def work(t: int) -> None:
         for i in range(2000):
@@ -205,21 +187,21 @@ def test_eight_threads_deliver_every_record_exactly_once(rx: FaultyReceiver) -> 
     for t in threads:
         t.join()
     assert highlight_logging.flush(60)
-    bodies = [r.body for r in rx.log_records()]
+    bodies = [r.body for r in faulty.log_records()]
     assert len(bodies) == 16_000 and len(set(bodies)) == 16_000
 
 
-def test_requests_are_split_under_the_collector_limit(rx: FaultyReceiver) -> None:
+def test_requests_are_split_under_the_collector_limit(faulty: FaultyReceiver) -> None:
     """Big records are packed into several requests under 4 MiB; an oversized one is dropped alone."""
-    log = make_logger("faults.split", endpoint=rx.endpoint, max_body_length=5_000_000)
+    log = handler_logger("faults.split", endpoint=faulty.endpoint, max_body_length=5_000_000)
     for i in range(12):
         log.info(f"{i:02d}" + "y" * 1_000_000)
     log.info("z" * 4_500_000)  # over the request limit by itself
     log.info("small neighbour")
     highlight_logging.flush(30)
-    bodies = [str(r.body) for r in rx.log_records()]
+    bodies = [str(r.body) for r in faulty.log_records()]
     assert len(bodies) == 13 and "small neighbour" in bodies
-    assert all(info.size < 4 * 1024 * 1024 for info in rx.requests)
+    assert all(info.size < 4 * 1024 * 1024 for info in faulty.requests)
     assert dropped()["too_large"] == 1
 
 
@@ -242,22 +224,22 @@ def test_no_feedback_loop_with_root_handler_at_debug_and_collector_down() -> Non
         root.setLevel(old_level)
 
 
-def test_dictconfig_again_during_a_slow_export_returns_promptly(rx: FaultyReceiver) -> None:
+def test_dictconfig_again_during_a_slow_export_returns_promptly(faulty: FaultyReceiver) -> None:
     """Reconfiguring logging while a slow collector holds an export does not wait for it."""
-    rx.set_delay(5.0)
+    faulty.set_delay(5.0)
     config: dict[str, Any] = {
         "version": 1,
-        "handlers": {"hl": {"class": "highlight_logging.HighlightHandler", "endpoint": rx.endpoint}},
+        "handlers": {"hl": {"class": "highlight_logging.HighlightHandler", "endpoint": faulty.endpoint}},
         "loggers": {"faults.slow": {"handlers": ["hl"], "level": "INFO", "propagate": False}},
     }
     logging.config.dictConfig(config)
     logging.getLogger("faults.slow").info("slow")
     highlight_logging.flush(0)  # wake the worker
-    assert rx.wait_for(lambda: len(rx.requests) >= 1, 5)  # the export is now in flight
+    assert faulty.wait_for(lambda: len(faulty.requests) >= 1, 5)  # the export is now in flight
     start = time.monotonic()
     logging.config.dictConfig(config)
     assert time.monotonic() - start < 2.0
-    rx.set_delay(0)
+    faulty.set_delay(0)
     logging.getLogger("faults.slow").handlers.clear()
 
 
@@ -332,13 +314,13 @@ def test_headers_never_appear_in_repr_or_diagnostics(capfd: pytest.CaptureFixtur
     log.removeHandler(handler)
 
 
-def test_sigterm_delivers_queued_records_then_dies_by_sigterm(rx: FaultyReceiver) -> None:
+def test_sigterm_delivers_queued_records_then_dies_by_sigterm(faulty: FaultyReceiver) -> None:
     """A process killed by SIGTERM (default action) flushes first; its exit status is unchanged."""
     code = f"""
         import logging, os, signal, time, highlight_logging
         log = logging.getLogger("term")
         log.setLevel(logging.INFO)
-        log.addHandler(highlight_logging.HighlightHandler(endpoint="{rx.endpoint}", schedule_delay=30))
+        log.addHandler(highlight_logging.HighlightHandler(endpoint="{faulty.endpoint}", schedule_delay=30))
         for i in range(50):
             log.info("r%d", i)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -346,5 +328,5 @@ def test_sigterm_delivers_queued_records_then_dies_by_sigterm(rx: FaultyReceiver
         """
     proc, took = _child(code)
     assert proc.returncode == -15
-    assert rx.wait_for_logs(50, 5)
+    assert faulty.wait_for_logs(50, 5)
     assert took < 8
