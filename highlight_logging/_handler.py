@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from typing import Any
 
 from highlight_logging._coerce import safe_str
@@ -12,21 +13,30 @@ from highlight_logging._structlog import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
 # of ``record.__dict__`` is what the user passed as ``extra``.
+_PLAIN_RECORD = vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
 _STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
+    _PLAIN_RECORD
     | {"message", "asctime", "taskName", "color_message"}
     | {"otelSpanID", "otelTraceID", "otelTraceSampled", "otelServiceName"}
 )
+_N_INIT = len(_PLAIN_RECORD)  # LogRecord.__init__ sets a fixed set of attributes, always all of them
+_LogRecord = logging.LogRecord
 
 
-def _extras(fields: dict[str, Any]) -> list[tuple[str, Any]]:
+def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
     """What the user passed as ``extra`` (or a filter added), in the order given."""
-    names = fields.keys() - _STANDARD  # one C-level pass; usually empty or a single name
+    fields = record.__dict__
+    if type(record) is _LogRecord:
+        # makeRecord adds ``extra`` after __init__ has set its attributes, and filters and
+        # formatters add theirs later still: in the dict's insertion order, everything past the
+        # first _N_INIT keys.  Measured in the benchmark loop, this skips the set difference below,
+        # which took a fifth of emit().
+        if len(fields) == _N_INIT:
+            return []
+        return [(k, fields[k]) for k in islice(fields, _N_INIT, None) if k not in _STANDARD]
+    names = fields.keys() - _STANDARD  # a subclass may set attributes in any order
     if not names:
         return []
-    if len(names) == 1:
-        name = names.pop()
-        return [(name, fields[name])]
     return [(k, v) for k, v in fields.items() if k in names]
 
 
@@ -81,7 +91,7 @@ class HighlightHandler(logging.Handler):
                     record.name,
                     body,
                     attrs,
-                    _extras(record.__dict__),
+                    _extras(record),
                     record.exc_info,
                     site=logrecord_site(record),
                 )

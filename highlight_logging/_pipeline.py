@@ -51,6 +51,11 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 5.0
 _DROP_WARNING_EVERY = 10.0
 _SPAN_ATTR_PREFIXES = ("code.", "thread.", "highlight.")
+# A burst: records arriving faster than this (per second); the worker then steps back (see
+# Pipeline._step_back_during_burst), checking every slice.
+_BURST_RATE = 5000.0
+_BURST_MIN = 8
+_BURST_SLICE = 0.001
 
 
 def _new_counters() -> dict[str, dict[str, Any]]:
@@ -211,6 +216,7 @@ class Pipeline:
                 self._wake.wait(self.settings.schedule_delay)
             self._wake.clear()
             while True:
+                self._step_back_during_burst()
                 batch = self._take(batch_size)
                 if not batch:
                     break
@@ -224,6 +230,32 @@ class Pipeline:
                     break
             if self._stopping and not self._queue:
                 return
+
+    def _step_back_during_burst(self) -> None:
+        """While the application logs in a burst, leave it the GIL and export afterwards.
+
+        Encoding and exporting need the GIL for ~4 us a record; taken in the middle of a burst, it
+        is time the application's own threads wait.  So while records keep arriving faster than
+        ``_BURST_RATE``, the worker sleeps in slices of ``_BURST_SLICE`` and catches up when the
+        burst ends.  Bounded three ways: never past ``schedule_delay`` (a record waits at most about
+        twice that), never with a quarter of the buffer in use, never while someone waits on
+        flush() or shutdown().  A steady trickle (a request's few lines) never counts as a burst.
+        """
+        s = self.settings
+        give_up = time.monotonic() + s.schedule_delay
+        seen = self._accepted
+        while not (self._flushers or self._stopping):
+            if len(self._queue) >= s.max_queue_size // 4 or self._bytes >= s.max_queue_bytes // 4:
+                return
+            start = time.monotonic()
+            if start >= give_up:
+                return
+            time.sleep(_BURST_SLICE)
+            now = self._accepted
+            # Measured over the real interval: a sleeping worker waits for the GIL to wake.
+            if now - seen < max(_BURST_MIN, _BURST_RATE * (time.monotonic() - start)):
+                return
+            seen = now
 
     def _take(self, n: int) -> list[Record]:
         with self._lock:
@@ -246,8 +278,8 @@ class Pipeline:
         encode = self._encode
         # Background priority while the worker keeps up: every 64 records (~0.15 ms of work) it
         # sleeps 50 us, which hands the GIL to a busy application thread (sleep(0) would not: the
-        # worker takes it straight back); a log burst is then encoded when the app pauses.  With
-        # half the queue in use, or someone waiting on flush/shutdown, it works flat out instead.
+        # worker takes it straight back).  With half the queue in use, or someone waiting on
+        # flush/shutdown, it works flat out instead.
         s = self.settings
         for i, record in enumerate(batch):
             if (

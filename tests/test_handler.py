@@ -106,6 +106,39 @@ def test_typed_extras(log: logging.Logger, receiver: Receiver) -> None:
     assert a["obj"] == "a thing"
 
 
+def test_extras_from_filters_formatters_and_record_factories(
+    log: logging.Logger, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Extras are found however the record got them: ``extra=``, a filter, a custom record class
+    (attributes set before or after LogRecord.__init__); a formatter's own fields are not extras."""
+
+    class Tagging(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.request_id = "r-1"
+            return True
+
+    class Early(logging.LogRecord):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.early = "before init"
+            super().__init__(*args, **kwargs)
+            self.late = "after init"
+
+    handler = log.handlers[0]
+    handler.addFilter(Tagging())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.info("plain")
+    log.info("with extra", extra={"k": 1})
+    monkeypatch.setattr(logging, "_logRecordFactory", Early)
+    log.info("custom class", extra={"k": 2})
+    by_body = {r.body.split(" ", 2)[-1]: r.attributes for r in sent(receiver, 3)}
+    user = {k: v for k, v in by_body["plain"].items() if not k.startswith(("code.", "thread."))}
+    assert user == {"request_id": "r-1"}
+    assert by_body["with extra"]["k"] == 1 and by_body["with extra"]["request_id"] == "r-1"
+    custom = by_body["custom class"]
+    assert (custom["early"], custom["late"], custom["k"]) == ("before init", "after init", 2)
+    assert not {"message", "asctime"} & (set(by_body["plain"]) | set(custom))
+
+
 def test_code_attributes_and_stack_info(log: logging.Logger, receiver: Receiver) -> None:
     """code.* and thread.* are always there; stack_info=True adds code.stacktrace."""
     log.info("x", stack_info=True)

@@ -1,0 +1,115 @@
+"""The export worker's background priority: it steps back during a logging burst, within bounds."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from otlp_receiver import FaultyReceiver, handler_logger
+
+import highlight_logging
+from highlight_logging import _pipeline, _settings
+from highlight_logging._record import Record
+
+
+class FakeClock:
+    """Stands in for the ``time`` module inside _pipeline: each sleep advances the clock and lets
+    ``rate`` records per second arrive, so a burst is simulated without racing a real thread."""
+
+    def __init__(self, pipeline: _pipeline.Pipeline, rate: float) -> None:
+        self.now = 100.0
+        self.pipeline = pipeline
+        self.rate = rate
+        self.sleeps = 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds
+        self.pipeline._accepted += round(self.rate * seconds)
+
+
+def pipeline(**keywords: Any) -> _pipeline.Pipeline:
+    return _pipeline.Pipeline(_settings.resolve({"endpoint": "http://127.0.0.1:9", **keywords}))
+
+
+def record() -> Record:
+    return Record(1, 1, 9, "INFO", "t", "x", {}, b"", b"", 0)
+
+
+def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 20,000 records/s the worker waits, but never longer than schedule_delay."""
+    p = pipeline(schedule_delay=0.5)
+    clock = FakeClock(p, 20_000)
+    monkeypatch.setattr(_pipeline, "time", clock)
+    p._step_back_during_burst()
+    assert 0.5 <= clock.now - 100.0 <= 0.5 + 2 * _pipeline._BURST_SLICE
+    assert clock.sleeps > 100
+
+
+def test_a_steady_trickle_is_not_a_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 2,000 records/s (a busy service's usual pace) the worker goes on after one look."""
+    p = pipeline(schedule_delay=0.5)
+    clock = FakeClock(p, 2_000)
+    monkeypatch.setattr(_pipeline, "time", clock)
+    p._step_back_during_burst()
+    assert clock.sleeps == 1
+
+
+def test_never_steps_back_while_someone_waits_on_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pending flush() (or shutdown) makes the worker export at once."""
+    p = pipeline()
+    clock = FakeClock(p, 20_000)
+    monkeypatch.setattr(_pipeline, "time", clock)
+    p._flushers = 1
+    p._step_back_during_burst()
+    p._flushers, p._stopping = 0, True
+    p._step_back_during_burst()
+    assert clock.sleeps == 0
+
+
+def test_never_steps_back_with_a_quarter_of_the_buffer_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded: with a quarter of the records or bytes queued, the worker exports."""
+    p = pipeline(max_queue_size=40, max_export_batch_size=8)
+    clock = FakeClock(p, 20_000)
+    monkeypatch.setattr(_pipeline, "time", clock)
+    p._queue.extend(record() for _ in range(10))
+    p._step_back_during_burst()
+    assert clock.sleeps == 0
+    q = pipeline(max_queue_bytes=4096)
+    clock = FakeClock(q, 20_000)
+    monkeypatch.setattr(_pipeline, "time", clock)
+    q._bytes = 1024
+    q._step_back_during_burst()
+    assert clock.sleeps == 0
+
+
+def test_flush_during_a_burst_delivers_promptly(faulty: FaultyReceiver) -> None:
+    """A thread logging flat out does not hold back another thread's flush()."""
+    log = handler_logger("priority.burst", endpoint=faulty.endpoint, schedule_delay=30)
+    started, stop = threading.Event(), threading.Event()
+    sent = [0]
+
+    def burst() -> None:
+        while not stop.is_set():
+            log.info("burst %d", sent[0])
+            sent[0] += 1
+            if sent[0] == 1000:
+                started.set()
+
+    producer = threading.Thread(target=burst)
+    producer.start()
+    try:
+        assert started.wait(30)
+        # schedule_delay is 30 s: without the flush overriding the step-back this would time out.
+        assert highlight_logging.flush(10)
+        assert len(faulty.log_records()) >= 1000
+    finally:
+        stop.set()
+        producer.join()
+    assert highlight_logging.flush(10)
+    assert faulty.wait_for_logs(sent[0], 10)
+    assert highlight_logging.stats()["logs"]["dropped_total"] == 0
