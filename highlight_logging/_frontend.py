@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from opentelemetry import context as _otel_context
@@ -117,12 +118,22 @@ _SPAN_KEY: str | None = getattr(getattr(_trace, "propagation", None), "_SPAN_KEY
 _NO_SPAN = (b"", b"", 0)
 
 
+# The default runtime context keeps the current Context in one ContextVar: read it directly (one C
+# call instead of two Python frames, a measurable share of a logging call); any other runtime
+# (OTEL_PYTHON_CONTEXT) goes through the API.
+_runtime = getattr(_otel_context, "_RUNTIME_CONTEXT", None)
+_CONTEXT_VAR: Any = getattr(_runtime, "_current_context", None)
+if type(_CONTEXT_VAR) is not ContextVar or type(_runtime).__name__ != "ContextVarsRuntimeContext":
+    _CONTEXT_VAR = None
+
+
 def current_span() -> tuple[bytes, bytes, int]:
     """(trace_id, span_id, flags) of the active span, from any OpenTelemetry setup; empty if none."""
     try:
         span: Any
         if _SPAN_KEY is not None:
-            span = _otel_context.get_current().get(_SPAN_KEY)
+            context = _CONTEXT_VAR.get() if _CONTEXT_VAR is not None else _otel_context.get_current()
+            span = context.get(_SPAN_KEY)
             if span is None:
                 return _NO_SPAN
         else:  # an API version without the key: the public call
@@ -211,7 +222,7 @@ def make_record(
         # Observed to 256 ns, the precision of a float LogRecord.created: no reader needs more from
         # a handler's clock, and a constant low byte compresses ~1 B/record smaller on the wire.
         time.time_ns() & ~0xFF,
-        severity_number(levelno),
+        _severity_numbers.get(levelno) or severity_number(levelno),
         level_name,
         scope,
         text,

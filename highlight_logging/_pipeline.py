@@ -161,16 +161,16 @@ class Pipeline:
         with self._lock:
             queue = self._queue
             if (
-                not self._stopped
-                and len(queue) < s.max_queue_size
+                len(queue) < s.max_queue_size
                 and self._bytes + size <= s.max_queue_bytes
+                and not self._stopped
             ):
                 queue.append(record)
                 self._bytes += size
                 self._accepted += 1  # also the logs' "queued" counter (see stats())
-                self._reports += record.span_only  # error reports: a span, no log
                 if record.exception is not None:
                     self.counters["spans"]["queued"] += 1
+                    self._reports += record.span_only  # error reports (always an exception): no log
                 n = len(queue)
             else:
                 reason = "shutdown" if self._stopped else "queue_full"
@@ -237,19 +237,24 @@ class Pipeline:
         Encoding and exporting need the GIL for ~4 us a record; taken in the middle of a burst, it
         is time the application's own threads wait.  So while records keep arriving faster than
         ``_BURST_RATE``, the worker sleeps in slices of ``_BURST_SLICE`` and catches up when the
-        burst ends.  Bounded three ways: never past ``schedule_delay`` (a record waits at most about
-        twice that), never with a quarter of the buffer in use, never while someone waits on
-        flush() or shutdown().  A steady trickle (a request's few lines) never counts as a burst.
+        burst ends.  Bounded three ways: never once the oldest queued record is ``schedule_delay``
+        old (so in a burst that never ends records still leave about a second after they were
+        logged), never with a quarter of the buffer in use, never while someone waits on flush()
+        or shutdown().  A steady trickle (a request's few lines) never counts as a burst.
         """
         s = self.settings
-        give_up = time.monotonic() + s.schedule_delay
         seen = self._accepted
         while not (self._flushers or self._stopping):
-            if len(self._queue) >= s.max_queue_size // 4 or self._bytes >= s.max_queue_bytes // 4:
+            queue = self._queue
+            if len(queue) >= s.max_queue_size // 4 or self._bytes >= s.max_queue_bytes // 4:
+                return
+            try:
+                oldest = queue[0].observed_ns
+            except IndexError:
+                return  # nothing queued: nothing to hold back
+            if time.time_ns() - oldest >= s.schedule_delay * 1e9:
                 return
             start = time.monotonic()
-            if start >= give_up:
-                return
             time.sleep(_BURST_SLICE)
             now = self._accepted
             # Measured over the real interval: a sleeping worker waits for the GIL to wake.

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -417,17 +417,17 @@ class StructlogProcessor:
         if isinstance(stack, str):
             attrs["code.stacktrace"] = stack
 
+        extras: Iterable[tuple[str, Any]]
         if record is not None and not get("_from_structlog"):
             from highlight_logging._handler import _STANDARD  # what the stdlib handler calls extra
 
             extras = [
                 (k, v) for k, v in record.__dict__.items() if k not in _STANDARD and k not in event_dict
-            ]
-            extras += [(k, v) for k, v in list(event_dict.items()) if k not in _CONSUMED]
+            ] + [(k, v) for k, v in list(event_dict.items()) if k not in _CONSUMED]
             skip: frozenset[str] = frozenset()
         else:
-            # The whole event (a snapshot of its items); make_record passes over our own fields.
-            extras = list(event_dict.items())
+            # The whole event; make_record snapshots its items at once, passing over our own fields.
+            extras = event_dict.items()
             skip = _CONSUMED
 
         exc_info = get("exc_info")

@@ -26,6 +26,9 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.now
 
+    def time_ns(self) -> int:
+        return int(self.now * 1e9)
+
     def sleep(self, seconds: float) -> None:
         self.sleeps += 1
         self.now += seconds
@@ -36,18 +39,31 @@ def pipeline(**keywords: Any) -> _pipeline.Pipeline:
     return _pipeline.Pipeline(_settings.resolve({"endpoint": "http://127.0.0.1:9", **keywords}))
 
 
-def record() -> Record:
-    return Record(1, 1, 9, "INFO", "t", "x", {}, b"", b"", 0)
+def record(observed_s: float = 100.0) -> Record:
+    return Record(1, int(observed_s * 1e9), 9, "INFO", "t", "x", {}, b"", b"", 0)
 
 
 def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At 20,000 records/s the worker waits, but never longer than schedule_delay."""
+    """At 20,000 records/s the worker waits until the oldest queued record is schedule_delay old."""
     p = pipeline(schedule_delay=0.5)
     clock = FakeClock(p, 20_000)
     monkeypatch.setattr(_pipeline, "time", clock)
+    p._queue.append(record(observed_s=99.8))  # logged 0.2 s ago
     p._step_back_during_burst()
-    assert 0.5 <= clock.now - 100.0 <= 0.5 + 2 * _pipeline._BURST_SLICE
+    assert 0.3 <= clock.now - 100.0 <= 0.3 + 2 * _pipeline._BURST_SLICE
     assert clock.sleeps > 100
+    clock.sleeps = 0
+    p._step_back_during_burst()  # the same record is now due: no second wait
+    assert clock.sleeps == 0
+
+
+def test_nothing_queued_nothing_held_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty queue returns at once."""
+    p = pipeline()
+    clock = FakeClock(p, 20_000)
+    monkeypatch.setattr(_pipeline, "time", clock)
+    p._step_back_during_burst()
+    assert clock.sleeps == 0
 
 
 def test_a_steady_trickle_is_not_a_burst(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,6 +71,7 @@ def test_a_steady_trickle_is_not_a_burst(monkeypatch: pytest.MonkeyPatch) -> Non
     p = pipeline(schedule_delay=0.5)
     clock = FakeClock(p, 2_000)
     monkeypatch.setattr(_pipeline, "time", clock)
+    p._queue.append(record())
     p._step_back_during_burst()
     assert clock.sleeps == 1
 
@@ -64,6 +81,7 @@ def test_never_steps_back_while_someone_waits_on_flush(monkeypatch: pytest.Monke
     p = pipeline()
     clock = FakeClock(p, 20_000)
     monkeypatch.setattr(_pipeline, "time", clock)
+    p._queue.append(record())
     p._flushers = 1
     p._step_back_during_burst()
     p._flushers, p._stopping = 0, True
@@ -82,6 +100,7 @@ def test_never_steps_back_with_a_quarter_of_the_buffer_in_use(monkeypatch: pytes
     q = pipeline(max_queue_bytes=4096)
     clock = FakeClock(q, 20_000)
     monkeypatch.setattr(_pipeline, "time", clock)
+    q._queue.append(record())
     q._bytes = 1024
     q._step_back_during_burst()
     assert clock.sleeps == 0
@@ -113,3 +132,26 @@ def test_flush_during_a_burst_delivers_promptly(faulty: FaultyReceiver) -> None:
     assert highlight_logging.flush(10)
     assert faulty.wait_for_logs(sent[0], 10)
     assert highlight_logging.stats()["logs"]["dropped_total"] == 0
+
+
+def test_a_burst_that_never_ends_still_delivers_as_it_goes(faulty: FaultyReceiver) -> None:
+    """Records leave while a flat-out burst is still running, not only when it stops."""
+    log = handler_logger("priority.endless", endpoint=faulty.endpoint, schedule_delay=0.2)
+    stop = threading.Event()
+    sent = [0]
+
+    def burst() -> None:
+        while not stop.is_set():
+            log.info("endless %d", sent[0])
+            sent[0] += 1
+
+    producer = threading.Thread(target=burst)
+    producer.start()
+    try:
+        assert faulty.wait_for_logs(1, 20), "nothing exported while the burst lasted"
+        assert producer.is_alive()
+    finally:
+        stop.set()
+        producer.join()
+    assert highlight_logging.flush(10)
+    assert faulty.wait_for_logs(sent[0], 10)
