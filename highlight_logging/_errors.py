@@ -18,16 +18,13 @@ from types import TracebackType
 from typing import Any
 
 from highlight_logging import _diag, _exceptions
-from highlight_logging._frontend import Binding, make_record
-from highlight_logging._record import Attributes, Record
+from highlight_logging._frontend import Binding, capture_record
+from highlight_logging._record import Attributes
 
 __all__ = ["record_exception"]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
-#: The Record flag the worker reads (see the ``_record``/``_pipeline`` patch); set by name so this
-#: module also runs against a ``Record`` without it (then the report also sends a log line).
-_FLAG = "span_only"
 _ERROR = 40  # logging.ERROR, without importing logging
 
 _bindings: dict[tuple[tuple[str, Any], ...], Binding] = {}
@@ -49,13 +46,6 @@ def _binding(settings: Mapping[str, Any]) -> Binding:
                     _bindings.clear()
                 binding = _bindings[key] = Binding(dict(key))
     return binding
-
-
-def _mark_span_only(record: Record) -> None:
-    try:
-        setattr(record, _FLAG, True)
-    except AttributeError:  # a Record without the flag: the report also sends a log record
-        pass
 
 
 def record_exception(
@@ -98,11 +88,20 @@ def record_exception(
             scope = str(frame.f_globals.get("__name__") or "__main__")
         body = f"{exception.type}: {exception.message}" if exception.message else exception.type
         extras = list(attributes.items()) if attributes else ()
-        record = make_record(
-            s, time.time_ns(), _ERROR, "ERROR", scope, body, attrs, extras, exception=exception
+        pipeline.submit(
+            capture_record(
+                s,
+                time.time_ns(),
+                _ERROR,
+                "ERROR",
+                scope,
+                body,
+                attrs,
+                extras,
+                exception=exception,
+                span_only=True,
+            )
         )
-        _mark_span_only(record)
-        pipeline.submit(record)
         return True
     except Exception as error:
         _diag.warn(

@@ -1,6 +1,6 @@
 """What all three front ends share: settings binding, severity mapping, and the one converter.
 
-A front end only reads its native record and calls :func:`make_record`; a fix here fixes all three.
+A front end only reads its native record and calls :func:`capture_record`; a fix here fixes all three.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
 from highlight_logging import _context, _exceptions, _pipeline, _settings
-from highlight_logging._coerce import coerce_attributes, safe_str, truncate
-from highlight_logging._record import SITE_KEY_SET, Attributes, ExceptionInfo, Record, Site
+from highlight_logging._coerce import coerce, coerce_attributes, safe_str, truncate
+from highlight_logging._record import SITE_KEY_SET, Attributes, ExceptionInfo, Pending, Record, Site, Value
 from highlight_logging._settings import Settings
 
 # Loggers that talk about exporting: never sent through a pipeline (no feedback loop).
@@ -26,11 +27,12 @@ _RESERVED = 6  # attribute slots kept for exception.*, highlight.scrubbed and th
 
 
 class Sink(Protocol):
-    """What a front end submits to: a Pipeline, a _providers.ProviderPipeline, a testing capture."""
+    """What a front end submits to: a Pipeline, a _providers.ProviderPipeline, a testing capture.
+    Each turns what it is given into a :class:`Record` with :func:`to_record`."""
 
     settings: Settings
 
-    def submit(self, record: Record) -> None: ...
+    def submit(self, record: Pending) -> None: ...
     def flush(self, timeout: float | None = None) -> bool: ...
 
 
@@ -154,11 +156,18 @@ def _new_id(bits: int) -> bytes:
 
 
 # --- the converter -------------------------------------------------------------------------------
+# One converter in two halves: capture_record() runs on the caller's thread and does only what must happen
+# there; to_record() finishes the job on the export worker (or, for the sinks without a worker, in
+# their submit()).
+
+_new_pending = tuple.__new__  # Pending(...) without NamedTuple's Python-level __new__: one C call
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def make_record(
+def capture_record(
     settings: Settings,
-    time_ns: int,
+    when: Any,
     levelno: int,
     level_name: str,
     scope: str,
@@ -169,47 +178,107 @@ def make_record(
     exception: ExceptionInfo | None = None,
     site: Site | None = None,
     skip: frozenset[str] = frozenset(),
-) -> Record:
-    """The one converter: a front end's pieces -> :class:`Record`. Never raises on bad values.
-
-    ``base_attributes`` are our own (code.*, thread.*, ...), already plain; ``site`` the code.*
-    and thread.* values as a :data:`~highlight_logging._record.Site` tuple, which the worker
-    encodes once per distinct site.  ``extras`` are the user's, snapshotted here, except keys in
-    ``skip`` (the front end's own fields, when ``extras`` is its whole event).  ``exc`` is
-    anything :func:`_exceptions.normalize` takes; ``exception`` an already-built
-    :class:`ExceptionInfo` (structlog's rendered tracebacks).
+    span_only: bool = False,
+) -> Pending:
+    """The caller's half of the one converter: a front end's pieces -> :class:`Pending`.
 
     Only what must happen on the caller's thread happens here (as ``QueueHandler.prepare``): the
-    message text, a snapshot of the user's values, the trace context, the exception's strings.
+    message text, a snapshot of the user's values (plain values by reference, anything else
+    coerced now, while it cannot change and its ``__str__`` runs where the user called us), the
+    trace and request context, the exception's strings.  Never raises on bad values.
+
+    ``when`` is int ns since the epoch or an aware/naive datetime; ``base_attributes`` are our own
+    (code.*, thread.*, ...), already plain and owned by this record; ``site`` the code.* and
+    thread.* values as a :data:`~highlight_logging._record.Site` tuple, which the worker encodes
+    once per distinct site.  ``extras`` are the user's, except keys in ``skip`` (the front end's
+    own fields, when ``extras`` is its whole event).  ``exc`` is anything
+    :func:`_exceptions.normalize` takes; ``exception`` an already-built :class:`ExceptionInfo`
+    (structlog's rendered tracebacks).  ``span_only``: an error report (``record_exception``).
     """
     text = body if type(body) is str else safe_str(body)
-    attrs = base_attributes
-    if len(text) > settings.max_body_length:
-        attrs["highlight.body_truncated"] = len(text)
+    if len(text) > settings.max_body_length:  # cut here: the queue's memory bound counts it
+        base_attributes["highlight.body_truncated"] = len(text)
         text = truncate(text, settings.max_body_length)
-    request = _context.current.get()
+    snapshot: list[tuple[str, Value]] = []
+    if extras:  # a generator is always true; empty lists and dict views skip the loop
+        limit = settings.attribute_value_length_limit
+        append = snapshot.append
+        for key, value in extras:
+            if key in skip:
+                continue
+            kind = type(value)
+            if type(key) is str and (
+                kind is int or (kind is str and len(value) <= limit) or kind is float or kind is bool
+            ):
+                append((key, value))  # immutable: a reference is a snapshot
+            else:
+                append((key if type(key) is str else safe_str(key), coerce(value, limit)))
+    if exception is None and exc is not None:
+        exception = _exceptions.from_exc_info(exc, settings.include_exception_message)
+    trace_id, span_id, flags = current_span()
+    size = 256 + len(text) + 48 * (len(base_attributes) + len(snapshot))
+    if exception is not None:
+        size += len(exception.stacktrace)
+    return _new_pending(
+        Pending,
+        (
+            when,
+            # Observed to 256 ns, the precision of a float LogRecord.created: no reader needs more
+            # from a handler's clock, and a constant low byte compresses ~1 B/record smaller.
+            time.time_ns() & ~0xFF,
+            levelno,
+            level_name,
+            scope,
+            text,
+            base_attributes,
+            snapshot,
+            exception,
+            site,
+            trace_id,
+            span_id,
+            flags,
+            _context.current.get(),
+            size,
+            span_only,
+        ),
+    )
+
+
+def datetime_ns(when: datetime) -> int:
+    """ns since the epoch, exactly (``timestamp()`` is a float and loses microseconds)."""
+    if when.tzinfo is None:
+        when = when.astimezone()  # naive means local time, as datetime.timestamp() reads it
+    return (when - _EPOCH) // _MICROSECOND * 1000
+
+
+def to_record(pending: Pending, settings: Settings) -> Record:
+    """The worker's half of the one converter: :class:`Pending` -> :class:`Record`, with the
+    attribute limits applied and the exception span's ids drawn.  Never raises on bad values."""
+    (when, observed, levelno, level_name, scope, text, attrs, extras, exception, site, trace_id, span_id, flags,
+     request, _, span_only) = pending  # fmt: skip
+    if type(when) is not int:
+        try:
+            when = datetime_ns(when)
+        except Exception:
+            when = observed
     if request is not None:
         attrs["highlight.session_id"] = request[0]
         if request[1]:
             attrs["highlight.trace_id"] = request[1]
     dropped = 0
-    if extras:  # a generator is always true; empty lists and dict views skip the call
+    if extras:
         dropped = coerce_attributes(
             extras,
             settings.attribute_value_length_limit,
             settings.attribute_count_limit - _RESERVED,  # below 0 drops all, as 0 would
             attrs,
             () if site is None else site[0],
-            skip,
         )
     if site is not None and attrs and not SITE_KEY_SET.isdisjoint(attrs):
         # A code.*/thread.* attribute set by the user (or the front end) replaces the site's, in
         # its place; for a site without that name, merging changes nothing.
         attrs = {**dict(zip(site[0], site[1:], strict=False)), **attrs}
         site = None
-    if exception is None and exc is not None:
-        exception = _exceptions.from_exc_info(exc, settings.include_exception_message)
-    trace_id, span_id, flags = current_span()
     parent = b""
     if exception is not None:
         # The exception span: a child of the active span, or the root of a new trace.
@@ -218,10 +287,8 @@ def make_record(
         if not trace_id:
             trace_id, flags = _new_id(128), 1
     return Record(
-        time_ns,
-        # Observed to 256 ns, the precision of a float LogRecord.created: no reader needs more from
-        # a handler's clock, and a constant low byte compresses ~1 B/record smaller on the wire.
-        time.time_ns() & ~0xFF,
+        when,
+        observed,
         _severity_numbers.get(levelno) or severity_number(levelno),
         level_name,
         scope,
@@ -234,4 +301,5 @@ def make_record(
         parent,
         dropped,
         site,
+        span_only,
     )

@@ -7,7 +7,7 @@ from itertools import islice
 from typing import Any
 
 from highlight_logging._coerce import safe_str
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
+from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
 from highlight_logging._record import Attributes, logrecord_site
 from highlight_logging._structlog import exported_by_structlog
 
@@ -83,7 +83,7 @@ class HighlightHandler(logging.Handler):
             if record.stack_info:
                 attrs["code.stacktrace"] = safe_str(record.stack_info)
             pipeline.submit(
-                make_record(
+                capture_record(
                     pipeline.settings,
                     int(record.created * 1e9),
                     record.levelno,

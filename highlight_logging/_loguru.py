@@ -17,25 +17,14 @@ Lifecycle, as loguru drives a sink object that has ``write``:
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from highlight_logging import _pipeline
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
+from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
 from highlight_logging._record import SITE_KEYS, Attributes
 
 if TYPE_CHECKING:
     from loguru import Message
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _time_ns(when: datetime) -> int:
-    # Integer arithmetic: timestamp() is a float and loses microseconds on today's dates.
-    if when.tzinfo is None:
-        when = when.astimezone()  # naive means local time, as datetime.timestamp() reads it
-    return (when - _EPOCH) // _MICROSECOND * 1000
 
 
 class LoguruSink:
@@ -77,9 +66,9 @@ class LoguruSink:
             exc = record["exception"]
             attrs: Attributes = {}
             pipeline.submit(
-                make_record(
+                capture_record(
                     pipeline.settings,
-                    _time_ns(record["time"]),
+                    record["time"],  # an immutable datetime: converted on the worker
                     level.no,
                     level.name,
                     scope,

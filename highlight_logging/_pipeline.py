@@ -27,9 +27,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from highlight_logging import _diag, _encode, _transport
+from highlight_logging import _diag, _encode, _frontend, _transport
 from highlight_logging._coerce import truncate
-from highlight_logging._record import Attributes, ExceptionInfo, Record, Value
+from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
 from highlight_logging._settings import Settings
 from highlight_logging._version import __version__
 
@@ -105,7 +105,7 @@ class Pipeline:
     def _reset(self) -> None:
         # Reentrant: a SIGTERM flush in a forked child may interrupt submit() on the same thread.
         self._lock = threading.RLock()
-        self._queue: collections.deque[Record] = collections.deque()
+        self._queue: collections.deque[Pending] = collections.deque()
         self._bytes = 0
         self._wake = threading.Event()
         self._abort = threading.Event()  # interrupts retry sleeps at the shutdown deadline
@@ -152,7 +152,7 @@ class Pipeline:
 
     # --- the caller's side ------------------------------------------------------------------------
 
-    def submit(self, record: Record) -> None:
+    def submit(self, record: Pending) -> None:
         """Enqueue; never blocks on anything but a short, uncontended lock, never raises."""
         if self._worker is None:
             self._start()
@@ -262,7 +262,7 @@ class Pipeline:
                 return
             seen = now
 
-    def _take(self, n: int) -> list[Record]:
+    def _take(self, n: int) -> list[Pending]:
         with self._lock:
             queue = self._queue
             count = min(n, len(queue))
@@ -270,10 +270,11 @@ class Pipeline:
             self._bytes -= sum(r.size for r in batch)
         return batch
 
-    def _export(self, batch: list[Record]) -> None:
+    def _export(self, pending: list[Pending]) -> None:
         logs: dict[str, list[bytes]] = {}
         spans: dict[str, list[bytes]] = {}
         limit = self.settings.max_request_bytes - len(self._resource) - _encode.REQUEST_OVERHEAD
+        batch = self._to_records(pending)
         # Scrubbing is checked for the whole batch at once; when nothing in it can need scrubbing
         # (the common case), its records are encoded as they are.
         scrubber = self._scrubber
@@ -319,6 +320,23 @@ class Pipeline:
             self._send(_transport.LOGS, "logs", payload, count)
         for payload, count in self._requests(spans):
             self._send(_transport.TRACES, "spans", payload, count)
+
+    def _to_records(self, pending: list[Pending]) -> list[Record]:
+        """The converter's worker half for a batch; a record it cannot convert is counted, not lost silently."""
+        settings = self.settings
+        to_record = _frontend.to_record  # an attribute at call time: _frontend imports this module
+        try:
+            return [to_record(p, settings) for p in pending]
+        except Exception:  # never expected (to_record guards user values): find the culprit
+            records = []
+            for p in pending:
+                try:
+                    records.append(to_record(p, settings))
+                except Exception:
+                    self._count_drop("logs", "encode_error", 0 if p.span_only else 1)
+                    if p.exception is not None:
+                        self._count_drop("spans", "encode_error", 1)
+            return records
 
     def _requests(self, by_scope: dict[str, list[bytes]]) -> Iterator[tuple[bytes, int]]:
         """Pack records into requests that stay under ``max_request_bytes``."""

@@ -33,8 +33,9 @@ from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
 from highlight_logging import _diag, _pipeline
+from highlight_logging._frontend import to_record
 from highlight_logging._pipeline import exception_attributes
-from highlight_logging._record import Attributes, Record, Value
+from highlight_logging._record import Attributes, Pending, Record, Value
 from highlight_logging._settings import Settings
 
 __all__ = ["ProviderPipeline", "get"]
@@ -100,22 +101,22 @@ class ProviderPipeline:
 
     # --- the caller's side ------------------------------------------------------------------------
 
-    def submit(self, record: Record) -> None:
+    def submit(self, pending: Pending) -> None:
         """Emit the record (and its exception span) on the providers; never raises."""
-        spans = 1 if record.exception is not None else 0
-        logs = 0 if getattr(record, "span_only", False) else 1
+        spans = 1 if pending.exception is not None else 0
+        logs = 0 if pending.span_only else 1
         if self._stopped:
             self._count("dropped", logs, spans, "shutdown")
             return
         if (
             _busy.active
-            or record.scope.startswith("opentelemetry")
+            or pending.scope.startswith("opentelemetry")
             or _otel_context.get_value(_otel_context._SUPPRESS_INSTRUMENTATION_KEY)
         ):
             return  # the SDK logging about its own export: sending it would loop
         _busy.active = True
         try:
-            self._emit(record, logs)
+            self._emit(to_record(pending, self.settings), logs)
             self._count("exported", logs, spans)
         except Exception as exc:
             self._count("dropped", logs, spans, "encode_error")

@@ -7,7 +7,7 @@ else (scrubbing, limits, protobuf encoding, batching, export) happens once, on t
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 #: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
 #: Produced by :func:`highlight_logging._coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
@@ -37,6 +37,34 @@ class ExceptionInfo:
         self.type = type  # ``module.Qualname``; bare for builtins
         self.message = message  # ``str(exc)``, guarded; None when the user opted out
         self.stacktrace = stacktrace  # full traceback with causes, contexts and groups
+
+
+class Pending(NamedTuple):
+    """A record as the caller's thread leaves it in the queue: what must be read there, nothing more.
+
+    Built by :func:`highlight_logging._frontend.capture` (one plain tuple, no further objects), it
+    becomes a :class:`Record` on the worker (``_frontend.to_record``), which also applies the
+    limits.  Measured in the stdlib benchmark loop (medians of 9 x 20,000 calls, worker idle): a
+    call cost ~17.5 us building the Record on the caller's thread, ~13 us leaving a tuple, against
+    ~10 us for the deque.append floor.
+    """
+
+    when: Any  # int ns since the epoch, or a datetime (loguru's), converted on the worker
+    observed_ns: int
+    levelno: int
+    level_name: str
+    scope: str
+    body: str
+    attributes: Attributes  # the front end's own (code.*, ...), plain
+    extras: list[tuple[str, Value]]  # the user's values, snapshotted (plain, or coerced)
+    exception: ExceptionInfo | None
+    site: Site | None
+    trace_id: bytes
+    span_id: bytes
+    flags: int
+    request: tuple[str, str] | None  # highlight.io's (session id, request id)
+    size: int  # an over-estimate of the encoded size, for the queue's byte bound
+    span_only: bool
 
 
 class Record:

@@ -1,8 +1,8 @@
 """``StructlogProcessor``: the structlog front end.
 
 Like the stdlib handler it only reads its native record (the event dict) and calls
-:func:`make_record`.  structlog itself is never imported at module level, so ``highlight_logging``
-imports fine without it.
+:func:`~highlight_logging._frontend.capture_record`.  structlog itself is never imported at module level,
+so ``highlight_logging`` imports fine without it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from highlight_logging import _diag, _exceptions
 from highlight_logging._coerce import coerce, safe_str
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, make_record
+from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
 from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
 
 __all__ = ["DEFAULT_SCOPE", "StructlogProcessor", "exported_by_structlog"]
@@ -426,7 +426,7 @@ class StructlogProcessor:
             ] + [(k, v) for k, v in list(event_dict.items()) if k not in _CONSUMED]
             skip: frozenset[str] = frozenset()
         else:
-            # The whole event; make_record snapshots its items at once, passing over our own fields.
+            # The whole event; capture_record() snapshots its items at once, passing over our own fields.
             extras = event_dict.items()
             skip = _CONSUMED
 
@@ -441,7 +441,7 @@ class StructlogProcessor:
             exception = _rendered_exception(get("exception"), settings.include_exception_message)
 
         pipeline.submit(
-            make_record(
+            capture_record(
                 settings, ns, levelno, level_name, scope, body, attrs, extras, exc_info, exception, site, skip
             )
         )

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any, TypedDict
 
 from highlight_logging import _frontend, _pipeline
-from highlight_logging._record import Record
+from highlight_logging._record import Pending
 from highlight_logging._settings import Settings
 
 __all__ = ["Capture", "CapturedEvent", "CapturedLog", "CapturedSpan", "capture"]
@@ -128,10 +128,11 @@ class _Sink:
         # Never started or registered: used only for its encoder (scrubber, limits).
         self._encoder = _pipeline.Pipeline(settings)
 
-    def submit(self, record: Record) -> None:
+    def submit(self, pending: Pending) -> None:
         try:
+            record = _frontend.to_record(pending, self.settings)
             log_bytes, span_bytes = self._encoder._encode(record)
-            log = None if getattr(record, "span_only", False) else _decode_log(record.scope, log_bytes)
+            log = None if record.span_only else _decode_log(record.scope, log_bytes)
             span = None if span_bytes is None else _decode_span(record.scope, span_bytes)
         except Exception as error:
             self.capture._error(error)

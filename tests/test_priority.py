@@ -10,7 +10,8 @@ from otlp_receiver import FaultyReceiver, handler_logger
 
 import highlight_logging
 from highlight_logging import _pipeline, _settings
-from highlight_logging._record import Record
+from highlight_logging._frontend import capture_record
+from highlight_logging._record import Pending
 
 
 class FakeClock:
@@ -39,8 +40,10 @@ def pipeline(**keywords: Any) -> _pipeline.Pipeline:
     return _pipeline.Pipeline(_settings.resolve({"endpoint": "http://127.0.0.1:9", **keywords}))
 
 
-def record(observed_s: float = 100.0) -> Record:
-    return Record(1, int(observed_s * 1e9), 9, "INFO", "t", "x", {}, b"", b"", 0)
+def record(observed_s: float = 100.0) -> Pending:
+    return capture_record(_settings.Settings(), 1, 20, "INFO", "t", "x", {}, [])._replace(
+        observed_ns=int(observed_s * 1e9)
+    )
 
 
 def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch: pytest.MonkeyPatch) -> None:

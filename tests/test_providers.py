@@ -27,10 +27,10 @@ from opentelemetry.util._once import Once
 
 import highlight_logging
 from highlight_logging import HighlightHandler, _pipeline, _providers, _settings
-from highlight_logging._frontend import make_record
+from highlight_logging._frontend import capture_record, to_record
 from highlight_logging._providers import ProviderPipeline, prepare, span_attributes
 from highlight_logging._receiver import any_value_to_python, attributes_to_dict
-from highlight_logging._record import Record
+from highlight_logging._record import Pending, Record
 from highlight_logging._settings import Settings
 
 #: The setting exists once the lead's _settings/_frontend patch is in; until then the handler's
@@ -173,14 +173,14 @@ def test_exception_span_and_correlation(log: logging.Logger, otel: Otel, in_span
 
 
 class _Recorder:
-    """Stands in for a pipeline: keeps the Records a front end makes."""
+    """Stands in for a pipeline: keeps the Records a front end makes (converted as a sink does)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.records: list[Record] = []
 
-    def submit(self, record: Record) -> None:
-        self.records.append(record)
+    def submit(self, pending: Pending) -> None:
+        self.records.append(to_record(pending, self.settings))
 
     def flush(self, timeout: float | None = None) -> bool:
         return True
@@ -285,7 +285,7 @@ def test_without_providers_it_warns_once_and_never_raises(
     _unset_globals(monkeypatch)
     monkeypatch.delenv("OTEL_PYTHON_LOGGER_PROVIDER", raising=False)
     pipeline = ProviderPipeline(Settings())
-    record = make_record(Settings(), 1, 20, "INFO", "s", "b", {}, [])
+    record = capture_record(Settings(), 1, 20, "INFO", "s", "b", {}, [])
     pipeline.submit(record)
     pipeline.submit(record)
     assert capsys.readouterr().err.count("no OpenTelemetry LoggerProvider is set") == 1
@@ -314,7 +314,7 @@ def test_legacy_emit_api(otel: Otel) -> None:
 
     pipeline = ProviderPipeline(Settings(), logger_provider=OldProvider())
     with trace.get_tracer("app").start_as_current_span("request") as span:
-        pipeline.submit(make_record(Settings(), 5, 20, "INFO", "s", "old api", {}, [("k", "v")]))
+        pipeline.submit(capture_record(Settings(), 5, 20, "INFO", "s", "old api", {}, [("k", "v")]))
     (rec,) = received
     assert rec.body == "old api" and rec.timestamp == 5 and dict(rec.attributes) == {"k": "v"}
     assert (rec.trace_id, rec.span_id) == (span.get_span_context().trace_id, span.get_span_context().span_id)
@@ -328,7 +328,7 @@ def test_flush_and_shutdown_leave_the_providers_running(otel: Otel, monkeypatch:
     pipeline = ProviderPipeline(Settings())
     assert pipeline.flush(1) and calls == ["logs", "spans"]
     assert pipeline.shutdown(1)
-    pipeline.submit(make_record(Settings(), 1, 20, "INFO", "s", "late", {}, []))
+    pipeline.submit(capture_record(Settings(), 1, 20, "INFO", "s", "late", {}, []))
     assert pipeline.counters["logs"]["dropped"]["shutdown"] == 1
     _logs.get_logger("app").emit(body="still works")
     assert [d.log_record.body for d in otel.finished_logs()] == ["still works"]
