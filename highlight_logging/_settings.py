@@ -39,6 +39,7 @@ class Settings:
     traces_endpoint: str | None = None  # from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT only
     logs_endpoint: str | None = None  # from OTEL_EXPORTER_OTLP_LOGS_ENDPOINT only
     protocol: str = "grpc"
+    grpc_client: str = "auto"  # "h2" (ours, on the h2 library), "grpcio", or "auto" (see _transport.make)
     headers: Pairs = ()
     compression: str = "gzip"
     insecure: bool | None = None  # None: decided by the endpoint's scheme
@@ -146,6 +147,13 @@ def _parse_protocol(value: Any) -> str:
     raise ValueError(f"protocol must be 'grpc' or 'http/protobuf', got {value!r}")
 
 
+def _parse_grpc_client(value: Any) -> str:
+    low = str(value).strip().lower()
+    if low in ("auto", "h2", "grpcio"):
+        return low
+    raise ValueError(f"grpc_client must be 'auto', 'h2' or 'grpcio', got {value!r}")
+
+
 def _parse_pairs(value: Any) -> Pairs:
     if isinstance(value, Mapping):
         return tuple(sorted((str(k), str(v)) for k, v in value.items()))
@@ -192,6 +200,7 @@ _KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "resource_attributes": _parse_pairs,
     "endpoint": _parse_str,
     "protocol": _parse_protocol,
+    "grpc_client": _parse_grpc_client,
     "headers": _parse_pairs,
     "compression": _parse_compression,
     "insecure": _parse_bool,
@@ -231,6 +240,7 @@ _ENV: tuple[tuple[tuple[str, ...], str, Callable[[Any], Any]], ...] = (
     (("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",), "logs_endpoint", _parse_str),
     (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), "traces_endpoint", _parse_str),
     (("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"), "protocol", _parse_protocol),
+    (("HIGHLIGHT_GRPC_CLIENT",), "grpc_client", _parse_grpc_client),
     (("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), "headers", _parse_kv_list),
     (
         ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),

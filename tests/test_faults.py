@@ -22,6 +22,13 @@ from highlight_logging import HighlightHandler
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True, params=["h2", "grpcio"])
+def grpc_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every fault test runs with both gRPC clients (the default h2 one and grpcio), subprocesses included."""
+    monkeypatch.setenv("HIGHLIGHT_GRPC_CLIENT", request.param)
+    return str(request.param)
+
+
 def dropped(signal: str = "logs") -> dict[str, int]:
     return dict(highlight_logging.stats()[signal]["dropped"])
 

@@ -14,6 +14,14 @@ from highlight_logging._receiver import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+@pytest.fixture(autouse=True, params=["h2", "grpcio"])
+def grpc_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every fork test runs with both gRPC clients (the default h2 one and grpcio), subprocesses included."""
+    monkeypatch.setenv("HIGHLIGHT_GRPC_CLIENT", request.param)
+    return str(request.param)
+
+
 SCRIPT = """
 import functools, logging, multiprocessing as mp, os, sys
 import highlight_logging

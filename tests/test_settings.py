@@ -121,3 +121,24 @@ def test_equal_settings_share_one_pipeline_and_worker() -> None:
     c = LoguruSink(endpoint="127.0.0.1:1")
     assert a._binding.pipeline is b._binding.pipeline is c._binding.pipeline
     assert HighlightHandler(endpoint="127.0.0.1:2")._binding.pipeline is not a._binding.pipeline
+
+
+def test_grpc_client_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gRPC goes through the h2 client unless a proxy is configured (grpcio's), or asked for."""
+    from highlight_logging import _transport
+    from highlight_logging._h2transport import H2Transport
+
+    for name in _transport._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert resolve({}, environ={}).grpc_client == "auto"
+    assert isinstance(_transport.make(resolve({}, environ={})), H2Transport)
+    assert type(_transport.make(resolve({"grpc_client": "grpcio"}, environ={}))) is _transport.GrpcTransport
+    assert resolve({}, environ={"HIGHLIGHT_GRPC_CLIENT": " GRPCIO "}).grpc_client == "grpcio"
+    monkeypatch.setenv("https_proxy", "http://proxy:3128")
+    assert type(_transport.make(resolve({}, environ={}))) is _transport.GrpcTransport
+    assert isinstance(_transport.make(resolve({"grpc_client": "h2"}, environ={})), H2Transport)
+    assert isinstance(
+        _transport.make(resolve({"protocol": "http/protobuf"}, environ={})), _transport.HttpTransport
+    )
+    with pytest.raises(ValueError, match="grpc_client"):
+        HighlightHandler(grpc_client="curl")
