@@ -1,8 +1,8 @@
 """OTLP/gRPC unary exports over HTTP/2 driven by hand (``h2`` + a plain socket), without grpcio.
 
-The default gRPC client (``grpc_client="auto"`` without a proxy, see ``_transport.make``): at half
-grpcio's CPU per request, mostly because it compresses at zlib level 1 where grpcio is fixed at
-level 6.  Also the only one usable in a forked child whose parent used grpcio while gRPC fork
+The default gRPC client (``grpc_client="auto"`` without a proxy, see ``_transport.make``): about
+four fifths of grpcio's CPU per request, and it chooses its zlib level where grpcio is fixed at 6.
+Also the only one usable in a forked child whose parent used grpcio while gRPC fork
 support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): grpcio's C core is then unusable in the child, and
 even creating a channel can deadlock holding the GIL.  Nothing here touches that core
 (``grpc.StatusCode`` is a plain enum).  Like every transport it never raises and never logs (h2's logger is a no-op by default),
@@ -29,7 +29,14 @@ import h2.events
 import h2.exceptions
 
 from highlight_logging._settings import Settings, is_plaintext
-from highlight_logging._transport import _GRPC_METHODS, LOGS, GrpcTransport, Outcome, _partial_success
+from highlight_logging._transport import (
+    _GRPC_METHODS,
+    GZIP_LEVEL,
+    LOGS,
+    GrpcTransport,
+    Outcome,
+    _partial_success,
+)
 
 _S = grpc.StatusCode
 _CODES = {code.value[0]: code for code in _S}
@@ -178,8 +185,7 @@ class H2Transport:
 
     def _call(self, conn: _Conn, signal: str, payload: bytes, deadline: float) -> _Response:
         gz = self._settings.compression == "gzip"
-        # Level 1: a quarter of level 6's CPU for ~2% more bytes on OTLP batches (see _transport.make).
-        message = gzip.compress(payload, compresslevel=1) if gz else payload
+        message = gzip.compress(payload, compresslevel=GZIP_LEVEL) if gz else payload
         body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
         sid = conn.h2.get_next_available_stream_id()
         headers = [

@@ -40,6 +40,14 @@ _RETRYABLE = frozenset(
 )
 _RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 
+# zlib level for the bodies we compress ourselves (h2 client, OTLP/HTTP).  Measured on 512-record
+# OTLP batches of the three benchmark workloads (compressed bytes per record, ms per request):
+# level 1: 15.5 / 13.9 / 16.9 B in 0.2-0.3 ms; level 4: 14.6 / 13.4 / 15.8 B in 0.5-0.8 ms;
+# level 5: 14.0 / 13.3 / 15.2 B in 0.6-1.0 ms; level 6 (grpcio's, fixed): the same bytes as 5 in
+# 0.8-1.1 ms.  Level 1 would be the cheapest, but its loguru batches (microsecond timestamps)
+# come out larger than OpenTelemetry's exporter sends (15.9 B); 5 keeps every workload below it.
+GZIP_LEVEL = 5
+
 
 class Outcome:
     """What one attempt came to."""
@@ -280,7 +288,11 @@ class HttpTransport:
         return self._context
 
     def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
-        body = gzip.compress(payload, compresslevel=1) if self._settings.compression == "gzip" else payload
+        body = (
+            gzip.compress(payload, compresslevel=GZIP_LEVEL)
+            if self._settings.compression == "gzip"
+            else payload
+        )
         url = self._url(signal)
         request = urllib.request.Request(url, data=body, headers=self._headers, method="POST")
         try:
@@ -344,13 +356,12 @@ def make(settings: Settings) -> Any:
     """The transport for ``settings``: OTLP/HTTP, or OTLP/gRPC through ``h2`` or grpcio.
 
     ``grpc_client="auto"`` (the default) speaks gRPC through :class:`~._h2transport.H2Transport`
-    (the ``h2`` library, a socket, zlib at level 1) unless an HTTP proxy is configured, which only
-    grpcio supports.  Measured per 512-record request (benchmarks/, this machine): grpcio 2.2-2.4
-    ms of process CPU, the h2 client 1.1 ms.  grpcio always compresses at zlib's default level 6
-    (1.1 ms of the 2.3; level 1 takes 0.23 ms for 2% more bytes) and its per-call machinery costs
-    about as much again.  grpcio is also unusable in a forked child when gRPC fork support is off
-    (``GRPC_ENABLE_FORK_SUPPORT=0``): creating a channel there can deadlock holding the GIL, so
-    such a child always uses the h2 client.
+    (the ``h2`` library and a socket) unless an HTTP proxy is configured, which only grpcio
+    supports.  Measured per 512-record request against the benchmark receiver (this machine,
+    repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.8 ms
+    at GZIP_LEVEL 5 (1.3 ms at level 1).  grpcio is also unusable in a forked child when gRPC fork
+    support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): creating a channel there can deadlock holding
+    the GIL, so such a child always uses the h2 client.
     """
     if settings.protocol == "http/protobuf":
         return HttpTransport(settings)
