@@ -360,7 +360,9 @@ class StructlogProcessor:
         settings = pipeline.settings
         get = event_dict.get
         record = get("_record")
-        if not isinstance(record, logging.LogRecord):
+        if record is None:
+            pass  # a native structlog event, the common case
+        elif not isinstance(record, logging.LogRecord):
             record = None
         elif get("_from_structlog"):
             # A structlog event again, in ProcessorFormatter.processors: once is enough.
@@ -433,12 +435,14 @@ class StructlogProcessor:
         exc_info = get("exc_info")
         exception = None
         try:
-            has_exc_info = bool(exc_info)
+            has_exc_info = exc_info is not None and bool(exc_info)
         except Exception:  # a hostile __bool__
             has_exc_info = False
         if not has_exc_info:
             exc_info = None
-            exception = _rendered_exception(get("exception"), settings.include_exception_message)
+            rendered = get("exception")
+            if rendered is not None:
+                exception = _rendered_exception(rendered, settings.include_exception_message)
 
         pipeline.submit(
             capture_record(
