@@ -33,7 +33,7 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps += 1
         self.now += seconds
-        self.pipeline._accepted += round(self.rate * seconds)
+        self.pipeline._queue.extend(record(self.now) for _ in range(round(self.rate * seconds)))
 
 
 def pipeline(**keywords: Any) -> _pipeline.Pipeline:
@@ -104,7 +104,7 @@ def test_never_steps_back_with_a_quarter_of_the_buffer_in_use(monkeypatch: pytes
     clock = FakeClock(q, 20_000)
     monkeypatch.setattr(_pipeline, "time", clock)
     q._queue.append(record())
-    q._bytes = 1024
+    q._bytes_in = 1024
     q._step_back_during_burst()
     assert clock.sleeps == 0
 
@@ -158,3 +158,47 @@ def test_a_burst_that_never_ends_still_delivers_as_it_goes(faulty: FaultyReceive
         producer.join()
     assert highlight_logging.flush(10)
     assert faulty.wait_for_logs(sent[0], 10)
+
+
+def test_plain_records_never_wait_on_the_pipeline_lock(faulty: FaultyReceiver) -> None:
+    """submit() takes no lock for a record without an exception: a held lock blocks no logging call."""
+    log = handler_logger("priority.lockfree", endpoint=faulty.endpoint)
+    log.info("start")  # creates the pipeline
+    (p,) = _pipeline.pipelines()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with p._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        caller = threading.Thread(target=lambda: [log.info("while held %d", i) for i in range(100)])
+        caller.start()
+        caller.join(10)
+        assert not caller.is_alive(), "a plain logging call waited on the pipeline lock"
+    finally:
+        release.set()
+        holder.join()
+    assert highlight_logging.flush(10)
+    assert faulty.wait_for_logs(101, 10)
+    assert highlight_logging.stats()["logs"]["queued"] == 101
+
+
+def test_a_record_that_meets_a_shutdown_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A submit() racing with shutdown(): its record is either taken and counted by shutdown, or
+    withdrawn and counted by submit itself; never lost silently, never counted twice."""
+    p = pipeline()
+    exc = _pipeline.ExceptionInfo("ValueError", "x", "trace")
+    raced = record()._replace(exception=exc)
+    p._stopped = True
+    p._queue.append(raced)  # appended after shutdown() emptied the queue: withdrawn
+    p._note(raced)
+    assert not p._queue
+    assert p.counters["logs"]["dropped"]["shutdown"] == 1 and p.counters["spans"]["dropped"]["shutdown"] == 1
+    assert p.counters["spans"]["queued"] == 0
+    p._note(raced)  # not in the queue any more: shutdown() took and counted it; it was accepted
+    assert p.counters["spans"]["queued"] == 1 and p.counters["logs"]["dropped"]["shutdown"] == 1
