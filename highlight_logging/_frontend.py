@@ -200,11 +200,16 @@ def capture_record(
         base_attributes["highlight.body_truncated"] = len(text)
         text = truncate(text, settings.max_body_length)
     snapshot: list[tuple[str, Value]] = []
+    dropped = 0
     if extras:  # a generator is always true; empty lists and dict views skip the loop
         limit = settings.attribute_value_length_limit
+        room = settings.attribute_count_limit  # the worker keeps fewer: none past this can stay
         append = snapshot.append
         for key, value in extras:
             if key in skip:
+                continue
+            if len(snapshot) >= room:
+                dropped += 1  # not converted: its __str__ does not run, its memory is not held
                 continue
             kind = type(value)
             if type(key) is str and (
@@ -232,6 +237,7 @@ def capture_record(
             text,
             base_attributes,
             snapshot,
+            dropped,
             exception,
             site,
             trace_id,
@@ -254,8 +260,8 @@ def datetime_ns(when: datetime) -> int:
 def to_record(pending: Pending, settings: Settings) -> Record:
     """The worker's half of the one converter: :class:`Pending` -> :class:`Record`, with the
     attribute limits applied and the exception span's ids drawn.  Never raises on bad values."""
-    (when, observed, levelno, level_name, scope, text, attrs, extras, exception, site, trace_id, span_id, flags,
-     request, _, span_only) = pending  # fmt: skip
+    (when, observed, levelno, level_name, scope, text, attrs, extras, dropped, exception, site, trace_id,
+     span_id, flags, request, _, span_only) = pending  # fmt: skip
     if type(when) is not int:
         try:
             when = datetime_ns(when)
@@ -265,9 +271,8 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         attrs["highlight.session_id"] = request[0]
         if request[1]:
             attrs["highlight.trace_id"] = request[1]
-    dropped = 0
     if extras:
-        dropped = coerce_attributes(
+        dropped += coerce_attributes(
             extras,
             settings.attribute_value_length_limit,
             settings.attribute_count_limit - _RESERVED,  # below 0 drops all, as 0 would
@@ -289,7 +294,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
     return Record(
         when,
         observed,
-        _severity_numbers.get(levelno) or severity_number(levelno),
+        severity_number(levelno),
         level_name,
         scope,
         text,

@@ -47,6 +47,14 @@ _HTTP_CODES.update(dict.fromkeys((429, 502, 503, 504), _S.UNAVAILABLE))
 _RST_CODES = {7: _S.UNAVAILABLE, 8: _S.CANCELLED, 11: _S.RESOURCE_EXHAUSTED}
 
 
+def _grpc_roots() -> str | None:
+    """The CA file grpcio would use: ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, else its bundled one."""
+    path = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or os.path.join(
+        os.path.dirname(grpc.__file__), "_cython", "_credentials", "roots.pem"
+    )
+    return path if os.path.isfile(path) else None
+
+
 class _SetupError(Exception):
     """Bad TLS files: a configuration problem, not worth retrying (as in GrpcTransport)."""
 
@@ -175,6 +183,12 @@ class H2Transport:
             s = self._settings
             try:
                 ctx = ssl.create_default_context(cafile=s.certificate_file or None)
+                if not s.certificate_file:
+                    # Trust what grpcio trusts too (its bundled roots, or the file its variable
+                    # names), so choosing this client never turns a working setup into TLS errors.
+                    roots = _grpc_roots()
+                    if roots:
+                        ctx.load_verify_locations(cafile=roots)
                 if s.client_certificate_file:
                     ctx.load_cert_chain(s.client_certificate_file, s.client_key_file or None)
                 ctx.set_alpn_protocols(["h2"])

@@ -168,6 +168,9 @@ class Pipeline:
         """
         if self._worker is None:
             self._start()
+        if record.exception is not None:
+            self._submit_counted(record)
+            return
         s = self.settings
         queue = self._queue
         size = record.size
@@ -178,11 +181,36 @@ class Pipeline:
         ):
             queue.append(record)
             self._bytes_in += size
-            if record.exception is not None or self._stopped:
-                self._note(record)
+            if self._stopped:
+                self._withdraw(record)
             if len(queue) >= s.max_export_batch_size and not self._wake.is_set():
                 self._wake.set()
             return
+        self._refuse(record)
+
+    def _submit_counted(self, record: Pending) -> None:
+        """submit() for a record with an exception (rare): under the lock, so that its span is
+        counted as queued before the worker can count it as exported."""
+        s = self.settings
+        with self._lock:
+            if not (
+                len(self._queue) < s.max_queue_size
+                and self._bytes_in - self._bytes_out + record.size <= s.max_queue_bytes
+                and not self._stopped
+            ):
+                refused = True
+            else:
+                refused = False
+                self._queue.append(record)
+                self._bytes_in += record.size
+                self.counters["spans"]["queued"] += 1
+                self._reports += record.span_only  # error reports (always an exception): no log
+        if refused:
+            self._refuse(record)
+        elif len(self._queue) >= s.max_export_batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def _refuse(self, record: Pending) -> None:
         with self._lock:
             reason = "shutdown" if self._stopped else "queue_full"
             self.counters["logs"]["dropped"][reason] += not record.span_only
@@ -195,22 +223,15 @@ class Pipeline:
                 every=_DROP_WARNING_EVERY,
             )
 
-    def _note(self, record: Pending) -> None:
-        """The rest of submit() for a record with an exception, or one that met a shutdown."""
-        with self._lock:
-            if self._stopped:
-                try:
-                    self._queue.remove(record)
-                except ValueError:
-                    pass  # shutdown() took it and counted it as lost: it was accepted
-                else:  # accepted after shutdown() had emptied the queue: lost, and said so
-                    self.counters["logs"]["dropped"]["shutdown"] += not record.span_only
-                    if record.exception is not None:
-                        self.counters["spans"]["dropped"]["shutdown"] += 1
-                    return
-            if record.exception is not None:
-                self.counters["spans"]["queued"] += 1
-                self._reports += record.span_only  # error reports (always an exception): no log
+    def _withdraw(self, record: Pending) -> None:
+        """A plain record appended while shutdown() ran: if shutdown() did not take it (and count
+        it as lost), take it back and count it here; never lost silently, never counted twice."""
+        with self._lock, self._done:
+            try:
+                self._queue.remove(record)
+            except ValueError:
+                return  # shutdown() took it: it was accepted, and counted as lost there
+            self.counters["logs"]["dropped"]["shutdown"] += 1
 
     def _accepted(self) -> int:
         """Records accepted into the queue, ever (the logs' "queued" counter, see stats())."""
@@ -286,7 +307,8 @@ class Pipeline:
                 oldest = queue[0].observed_ns
             except IndexError:
                 return  # nothing queued: nothing to hold back
-            if time.time_ns() - oldest >= s.schedule_delay * 1e9:
+            age = time.time_ns() - oldest
+            if not 0 <= age < s.schedule_delay * 1e9:  # due, or the wall clock stepped back
                 return
             start = time.monotonic()
             time.sleep(_BURST_SLICE)
@@ -298,8 +320,13 @@ class Pipeline:
 
     def _take(self, n: int) -> list[Pending]:
         queue = self._queue
+        batch: list[Pending] = []
         with self._done:  # so that _accepted() never sees a record in neither place
-            batch = [queue.popleft() for _ in range(min(n, len(queue)))]
+            for _ in range(min(n, len(queue))):
+                try:
+                    batch.append(queue.popleft())
+                except IndexError:  # shutdown() emptied it meanwhile (its deadline had passed)
+                    break
             self._in_hand += len(batch)
         self._bytes_out += sum(r.size for r in batch)
         if not queue:
@@ -362,18 +389,15 @@ class Pipeline:
         """The converter's worker half for a batch; a record it cannot convert is counted, not lost silently."""
         settings = self.settings
         to_record = _frontend.to_record  # an attribute at call time: _frontend imports this module
-        try:
-            return [to_record(p, settings) for p in pending]
-        except Exception:  # never expected (to_record guards user values): find the culprit
-            records = []
-            for p in pending:
-                try:
-                    records.append(to_record(p, settings))
-                except Exception:
-                    self._count_drop("logs", "encode_error", 0 if p.span_only else 1)
-                    if p.exception is not None:
-                        self._count_drop("spans", "encode_error", 1)
-            return records
+        records = []
+        for p in pending:
+            try:
+                records.append(to_record(p, settings))
+            except Exception:  # never expected: to_record guards user values
+                self._count_drop("logs", "encode_error", 0 if p.span_only else 1)
+                if p.exception is not None:
+                    self._count_drop("spans", "encode_error", 1)
+        return records
 
     def _requests(self, by_scope: dict[str, list[bytes]]) -> Iterator[tuple[bytes, int]]:
         """Pack records into requests that stay under ``max_request_bytes``."""
@@ -607,21 +631,22 @@ class Pipeline:
                 if self._transport is not None:
                     self._transport.cancel()
                 worker.join(0.5)
-        with self._lock:
+        # Both locks (always in this order): _done keeps a worker still running past the deadline
+        # out of the queue meanwhile, and _accepted() from seeing the leftovers in neither place.
+        with self._lock, self._done:
             self._stopped = True
             queue = self._queue
             leftover = []
-            while queue:  # popleft, not clear(): a submit() racing with this sees its record gone
-                try:
+            while True:  # popleft, not clear(): a record a racing submit() appends is taken
+                try:  # here or found by it still queued (see _withdraw), never dropped unseen
                     leftover.append(queue.popleft())
-                except IndexError:  # the worker, still running past the deadline, took the last
+                except IndexError:
                     break
             self._bytes_out += sum(r.size for r in leftover)
             self.counters["logs"]["dropped"]["shutdown"] += sum(1 for r in leftover if not r.span_only)
             self.counters["spans"]["dropped"]["shutdown"] += sum(
                 1 for r in leftover if r.exception is not None
             )
-        with self._done:
             self._finished += len(leftover)  # accepted, and done with: lost
             self._done.notify_all()
         if self._transport is not None and not (worker is not None and worker.is_alive()):

@@ -352,12 +352,23 @@ def _proxy_configured() -> bool:
     return any(os.environ.get(name) for name in _PROXY_VARIABLES)
 
 
+# gRPC name-resolver targets (``unix:/path``, ``dns:///host``...): only grpcio resolves these.
+_RESOLVER_PREFIXES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:", "xds:")
+
+
+def _needs_grpcio(settings: Settings) -> bool:
+    if _proxy_configured():
+        return True
+    endpoints = (settings.endpoint, settings.logs_endpoint, settings.traces_endpoint)
+    return any(GrpcTransport._target(e).lower().startswith(_RESOLVER_PREFIXES) for e in endpoints if e)
+
+
 def make(settings: Settings) -> Any:
     """The transport for ``settings``: OTLP/HTTP, or OTLP/gRPC through ``h2`` or grpcio.
 
     ``grpc_client="auto"`` (the default) speaks gRPC through :class:`~._h2transport.H2Transport`
-    (the ``h2`` library and a socket) unless an HTTP proxy is configured, which only grpcio
-    supports.  Measured per 512-record request against the benchmark receiver (this machine,
+    (the ``h2`` library and a socket) unless an HTTP proxy is configured or the endpoint is a gRPC
+    resolver target (``unix:``, ``dns:///``...), which only grpcio supports.  Measured per 512-record request against the benchmark receiver (this machine,
     repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.8 ms
     at GZIP_LEVEL 5 (1.3 ms at level 1).  grpcio is also unusable in a forked child when gRPC fork
     support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): creating a channel there can deadlock holding
@@ -367,7 +378,7 @@ def make(settings: Settings) -> Any:
         return HttpTransport(settings)
     client = settings.grpc_client
     if client == "auto":
-        client = "grpcio" if _proxy_configured() else "h2"
+        client = "grpcio" if _needs_grpcio(settings) else "h2"
     if client == "h2" or (forked_child and not _grpc_fork_support()):
         from highlight_logging._h2transport import H2Transport
 

@@ -115,6 +115,9 @@ def test_extras_from_filters_formatters_and_record_factories(
     class Tagging(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             record.request_id = "r-1"
+            if record.msg == "redacted":  # a filter that deletes and re-sets standard attributes
+                del record.args, record.relativeCreated
+                record.args = ()
             return True
 
     class Early(logging.LogRecord):
@@ -128,9 +131,12 @@ def test_extras_from_filters_formatters_and_record_factories(
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.info("plain")
     log.info("with extra", extra={"k": 1})
+    log.info("redacted", extra={"user_id": 7})
     monkeypatch.setattr(logging, "_logRecordFactory", Early)
     log.info("custom class", extra={"k": 2})
-    by_body = {r.body.split(" ", 2)[-1]: r.attributes for r in sent(receiver, 3)}
+    by_body = {r.body.split(" ", 2)[-1]: r.attributes for r in sent(receiver, 4)}
+    assert by_body["redacted"]["user_id"] == 7 and by_body["redacted"]["request_id"] == "r-1"
+    assert "relativeCreated" not in by_body["redacted"] and "args" not in by_body["redacted"]
     user = {k: v for k, v in by_body["plain"].items() if not k.startswith(("code.", "thread."))}
     assert user == {"request_id": "r-1"}
     assert by_body["with extra"]["k"] == 1 and by_body["with extra"]["request_id"] == "r-1"

@@ -181,8 +181,24 @@ def test_huge_message_and_thousand_extras(emit: Emit, receiver: Receiver) -> Non
     assert len(str(big.body)) < 70_000 and str(big.body).endswith("[truncated]")
     assert big.attributes["highlight.body_truncated"] == 5_000_000
     assert len(many.attributes) <= 128
-    assert many.record.dropped_attributes_count > 0
+    assert many.record.dropped_attributes_count == 1000 - sum(1 for k in many.attributes if k.startswith("k"))
     assert neighbour.body == "neighbour"
+
+
+def test_extras_past_the_count_limit_are_never_converted(emit: Emit, receiver: Receiver) -> None:
+    """Values beyond attribute_count_limit are counted as dropped without calling their __str__."""
+    calls: list[int] = []
+
+    class Loud:
+        def __str__(self) -> str:
+            calls.append(1)
+            return "loud"
+
+    emit("loud", {f"k{i}": Loud() for i in range(500)}, None)
+    (rec,) = delivered(receiver, 1)
+    kept = sum(1 for k in rec.attributes if k.startswith("k"))
+    assert kept > 0 and len(calls) <= 128
+    assert rec.record.dropped_attributes_count == 500 - kept
 
 
 def test_exception_group_with_members(emit: Emit, receiver: Receiver) -> None:

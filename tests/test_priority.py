@@ -188,17 +188,28 @@ def test_plain_records_never_wait_on_the_pipeline_lock(faulty: FaultyReceiver) -
     assert highlight_logging.stats()["logs"]["queued"] == 101
 
 
-def test_a_record_that_meets_a_shutdown_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_that_meets_a_shutdown_is_counted_once() -> None:
     """A submit() racing with shutdown(): its record is either taken and counted by shutdown, or
     withdrawn and counted by submit itself; never lost silently, never counted twice."""
     p = pipeline()
-    exc = _pipeline.ExceptionInfo("ValueError", "x", "trace")
-    raced = record()._replace(exception=exc)
+    raced = record()
     p._stopped = True
     p._queue.append(raced)  # appended after shutdown() emptied the queue: withdrawn
-    p._note(raced)
-    assert not p._queue
-    assert p.counters["logs"]["dropped"]["shutdown"] == 1 and p.counters["spans"]["dropped"]["shutdown"] == 1
-    assert p.counters["spans"]["queued"] == 0
-    p._note(raced)  # not in the queue any more: shutdown() took and counted it; it was accepted
-    assert p.counters["spans"]["queued"] == 1 and p.counters["logs"]["dropped"]["shutdown"] == 1
+    p._withdraw(raced)
+    assert not p._queue and p.counters["logs"]["dropped"]["shutdown"] == 1
+    p._withdraw(raced)  # not in the queue any more: shutdown() took and counted it
+    assert p.counters["logs"]["dropped"]["shutdown"] == 1
+
+
+def test_shutdown_counts_what_it_leaves_and_keeps_the_accepted_count() -> None:
+    """Records still queued at shutdown are counted as lost, and stay counted as accepted."""
+    p = pipeline()
+    exc = _pipeline.ExceptionInfo("ValueError", "x", "trace")
+    p._worker = threading.current_thread()  # as if started: submit() must not start a worker
+    p.submit(record())
+    p.submit(record()._replace(exception=exc))
+    assert p._accepted() == 2 and p.counters["spans"]["queued"] == 1
+    p._stopping = True
+    p.shutdown(0)
+    assert p._accepted() == 2 and not p._queue
+    assert p.counters["logs"]["dropped"]["shutdown"] == 2 and p.counters["spans"]["dropped"]["shutdown"] == 1

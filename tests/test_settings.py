@@ -140,5 +140,8 @@ def test_grpc_client_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(
         _transport.make(resolve({"protocol": "http/protobuf"}, environ={})), _transport.HttpTransport
     )
+    monkeypatch.delenv("https_proxy")
+    for target in ("unix:/run/otel.sock", "dns:///collector:4317", "ipv4:10.0.0.1:4317"):
+        assert type(_transport.make(resolve({"endpoint": target}, environ={}))) is _transport.GrpcTransport
     with pytest.raises(ValueError, match="grpc_client"):
         HighlightHandler(grpc_client="curl")
