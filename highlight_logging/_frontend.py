@@ -271,7 +271,13 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         attrs["highlight.session_id"] = request[0]
         if request[1]:
             attrs["highlight.trace_id"] = request[1]
-    if extras:
+    if extras and len(extras) + len(attrs) + (0 if site is None else len(site[0])) <= (
+        settings.attribute_count_limit - _RESERVED
+    ):
+        # The common case: capture_record() left every value within the length limit (strings
+        # cut, containers coerced) and nothing can go over the count limit: no per-value pass.
+        attrs.update(extras)
+    elif extras:
         dropped += coerce_attributes(
             extras,
             settings.attribute_value_length_limit,
