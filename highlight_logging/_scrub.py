@@ -299,7 +299,7 @@ class Scrubber:
 
         That is: every key is a known, not denied key, every value a scalar or a string, and the
         default value pre-filter passes on all the texts and strings together.  The export worker
-        asks this once per batch (the common case being yes) instead of scrubbing record by record.
+        asks this once per chunk of a batch (the common case being yes) instead of scrubbing record by record.
         With user patterns there is no pre-filter and this is always False.
         """
         if not self._enabled:
