@@ -10,7 +10,10 @@ fork hooks, a deadline on shutdown), with what it lacks for a logging bridge:
 * retries follow the OTLP specification; while the collector is unreachable the worker keeps the
   batch in hand as long as the buffer has room, so an outage loses only what overflows the buffer;
 * every wait is bounded and interruptible, so exit takes at most ``shutdown_timeout``;
-* after ``fork()`` the child starts with an empty queue, a new worker and a new channel.
+* after ``fork()`` the child starts with an empty queue, a new worker and a new channel;
+* the application comes first: a plain record is enqueued without a lock, the record itself is
+  built here on the worker (``_frontend.to_record``), and the worker steps back during a logging
+  burst and hands the GIL back every ``_CHUNK`` records otherwise.
 
 Nothing here logs through ``logging``: diagnostics go to stderr through ``_diag``.
 """
