@@ -173,46 +173,39 @@ class Pipeline:
         if self._worker is None:
             self._start()
         if record.exception is not None:
-            self._submit_counted(record)
-            return
-        s = self.settings
-        queue = self._queue
-        size = record.size
-        if (
-            len(queue) < s.max_queue_size
-            and self._bytes_in - self._bytes_out + size <= s.max_queue_bytes
-            and not self._stopped
-        ):
-            queue.append(record)
-            self._bytes_in += size
+            accepted = self._submit_counted(record)
+        elif self._has_space(record.size):
+            self._queue.append(record)
+            self._bytes_in += record.size
             if self._stopped:
                 self._withdraw(record)
-            if len(queue) >= s.max_export_batch_size and not self._wake.is_set():
-                self._wake.set()
-            return
-        self._refuse(record)
-
-    def _submit_counted(self, record: Pending) -> None:
-        """submit() for a record with an exception (rare): under the lock, so that its span is
-        counted as queued before the worker can count it as exported."""
-        s = self.settings
-        with self._lock:
-            if not (
-                len(self._queue) < s.max_queue_size
-                and self._bytes_in - self._bytes_out + record.size <= s.max_queue_bytes
-                and not self._stopped
-            ):
-                refused = True
-            else:
-                refused = False
-                self._queue.append(record)
-                self._bytes_in += record.size
-                self.counters["spans"]["queued"] += 1
-                self._reports += record.span_only  # error reports (always an exception): no log
-        if refused:
+            accepted = True
+        else:
+            accepted = False
+        if not accepted:
             self._refuse(record)
-        elif len(self._queue) >= s.max_export_batch_size and not self._wake.is_set():
+        elif len(self._queue) >= self.settings.max_export_batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def _has_space(self, size: int) -> bool:
+        s = self.settings
+        return (
+            len(self._queue) < s.max_queue_size
+            and self._bytes_in - self._bytes_out + size <= s.max_queue_bytes
+            and not self._stopped
+        )
+
+    def _submit_counted(self, record: Pending) -> bool:
+        """submit() for a record with an exception (rare): under the lock, so that its span is
+        counted as queued before the worker can count it as exported.  False: no room."""
+        with self._lock:
+            if not self._has_space(record.size):
+                return False
+            self._queue.append(record)
+            self._bytes_in += record.size
+            self.counters["spans"]["queued"] += 1
+            self._reports += record.span_only  # error reports (always an exception): no log
+        return True
 
     def _refuse(self, record: Pending) -> None:
         with self._lock:
