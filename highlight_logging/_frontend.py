@@ -156,9 +156,9 @@ def _new_id(bits: int) -> bytes:
 
 
 # --- the converter -------------------------------------------------------------------------------
-# One converter in two halves: capture_record() runs on the caller's thread and does only what must happen
-# there; to_record() finishes the job on the export worker (or, for the sinks without a worker, in
-# their submit()).
+# One converter in two halves: capture_record() runs on the caller's thread and does only what
+# must happen there; to_record() finishes the job on the export worker (or, for the sinks without
+# a worker, in their submit()).
 
 _new_pending = tuple.__new__  # Pending(...) without NamedTuple's Python-level __new__: one C call
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

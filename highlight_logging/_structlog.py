@@ -14,12 +14,12 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping, MutableMapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from highlight_logging import _diag, _exceptions
 from highlight_logging._coerce import coerce, safe_str
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
+from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record, datetime_ns
 from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
 
 __all__ = ["DEFAULT_SCOPE", "StructlogProcessor", "exported_by_structlog"]
@@ -79,7 +79,6 @@ _PREFIXES = (
     ("trace", "trace"),
 )
 _INFO = _LEVELS["info"]
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_NS = 1 << 64  # time_unix_nano is fixed64
 _MAX_GROUP_DEPTH = 8
 
@@ -118,8 +117,7 @@ def _time_ns(value: Any) -> int | None:
             parsed = datetime.fromisoformat(text)
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=timezone.utc)
-            delta = parsed - _EPOCH  # exact, where .timestamp() would round through a float
-            ns = (delta // timedelta(microseconds=1)) * 1000
+            ns = datetime_ns(parsed)
         else:
             return None
     except Exception:  # NaN, overflow, not ISO-8601
