@@ -160,7 +160,7 @@ def _new_id(bits: int) -> bytes:
 # must happen there; to_record() finishes the job on the export worker (or, for the sinks without
 # a worker, in their submit()).
 
-_new_pending = tuple.__new__  # Pending(...) without NamedTuple's Python-level __new__: one C call
+_new_tuple = tuple.__new__  # Pending(...)/Record(...) without NamedTuple's Python-level __new__: one C call
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -224,7 +224,7 @@ def capture_record(
     size = 256 + len(text) + 48 * (len(base_attributes) + len(snapshot))
     if exception is not None:
         size += len(exception.stacktrace)
-    return _new_pending(
+    return _new_tuple(
         Pending,
         (
             when,
@@ -297,20 +297,23 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         span_id = _new_id(64)
         if not trace_id:
             trace_id, flags = _new_id(128), 1
-    return Record(
-        when,
-        observed,
-        severity_number(levelno),
-        level_name,
-        scope,
-        text,
-        attrs,
-        trace_id,
-        span_id,
-        flags,
-        exception,
-        parent,
-        dropped,
-        site,
-        span_only,
+    return _new_tuple(
+        Record,
+        (
+            when,
+            observed,
+            severity_number(levelno),
+            level_name,
+            scope,
+            text,
+            attrs,
+            trace_id,
+            span_id,
+            flags,
+            exception,
+            parent,
+            dropped,
+            site,
+            span_only,
+        ),
     )

@@ -26,19 +26,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _pipeline, _providers, _settings
+from highlight_logging import HighlightHandler, _pipeline, _providers
 from highlight_logging._frontend import capture_record, to_record
 from highlight_logging._providers import ProviderPipeline, prepare, span_attributes
 from highlight_logging._receiver import any_value_to_python, attributes_to_dict
 from highlight_logging._record import Pending, Record
 from highlight_logging._settings import Settings
-
-#: The setting exists once the lead's _settings/_frontend patch is in; until then the handler's
-#: pipeline is swapped by hand, which exercises the same ProviderPipeline.
-PATCHED = "use_otel_providers" in _settings.SETTING_NAMES
-needs_patch = pytest.mark.skipif(
-    not PATCHED, reason="needs the use_otel_providers setting (_settings/_frontend patch)"
-)
 
 
 class Otel:
@@ -77,11 +70,7 @@ def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Otel]:
 
 
 def _handler(**settings: Any) -> HighlightHandler:
-    if PATCHED:
-        return HighlightHandler(use_otel_providers=True, **settings)
-    handler = HighlightHandler(**settings)
-    handler._binding.pipeline = _providers.get(handler._binding.settings)  # type: ignore[assignment,unused-ignore]
-    return handler
+    return HighlightHandler(use_otel_providers=True, **settings)
 
 
 @pytest.fixture
@@ -226,8 +215,6 @@ def test_same_scrubbing_and_limits_as_the_export_worker() -> None:
 
 def test_settings_select_the_provider_pipeline_via_env(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
     """HIGHLIGHT_USE_OTEL_PROVIDERS=true (or the keyword) makes front ends use the providers."""
-    if not PATCHED:
-        pytest.skip("needs the use_otel_providers setting (_settings/_frontend patch)")
     monkeypatch.setenv("HIGHLIGHT_USE_OTEL_PROVIDERS", "true")
     handler = HighlightHandler()
     assert isinstance(handler._binding.get(), ProviderPipeline)
@@ -237,7 +224,6 @@ def test_settings_select_the_provider_pipeline_via_env(otel: Otel, monkeypatch: 
     assert handler._binding.settings not in {p.settings for p in _pipeline.pipelines()}  # no exporter of ours
 
 
-@pytest.mark.skipif(not PATCHED or "span_only" not in Record.__slots__, reason="needs the lead's patches")
 def test_record_exception_sends_only_the_span(otel: Otel) -> None:
     """A report through the providers is a span with the custom attributes and no log record."""
     assert highlight_logging.record_exception(

@@ -12,13 +12,6 @@ from opentelemetry.sdk.trace import TracerProvider
 import highlight_logging
 from highlight_logging._errors import record_exception
 from highlight_logging._receiver import ReceivedSpan, Receiver
-from highlight_logging._record import Record
-
-#: The span-only flag needs the lead's _record/_pipeline patch; without it a report also logs.
-SPAN_ONLY = "span_only" in Record.__slots__
-needs_span_only = pytest.mark.skipif(
-    not SPAN_ONLY, reason="needs the Record.span_only patch (_record/_pipeline)"
-)
 
 
 class PaymentError(Exception):
@@ -66,7 +59,6 @@ def test_report_is_an_exception_span(rx: Receiver) -> None:
     assert a["thread.name"] == "MainThread"
 
 
-@needs_span_only
 def test_no_log_line_and_custom_attributes_on_the_span(rx: Receiver) -> None:
     """A report sends no log record; the span carries the custom attributes and the request context."""
     with highlight_logging.context(session_id="s1", request_id="r1"):
@@ -82,7 +74,6 @@ def test_no_log_line_and_custom_attributes_on_the_span(rx: Receiver) -> None:
     assert stats["spans"]["exported"] == 1
 
 
-@needs_span_only
 def test_scrubbing_applies_to_reports(rx: Receiver) -> None:
     """Secret attributes and secrets in the message are scrubbed as for any record."""
     token = "Bearer abcdefghijklmnop0123456789"
