@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import grpc
 import h2.config
@@ -135,6 +136,11 @@ class H2Transport:
         self._active: socket.socket | None = None
 
     def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
+        return self.start(signal, payload, timeout)()
+
+    def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
+        """Send the request; the returned call reads the answer.  One request at a time: each is
+        waited for before the next starts, so the worker encodes the next batch meanwhile."""
         deadline = time.monotonic() + max(timeout, 0.001)
         s = self._settings
         endpoint = (s.logs_endpoint if signal == LOGS else s.traces_endpoint) or s.endpoint
@@ -152,13 +158,31 @@ class H2Transport:
                 self._active = conn.sock
                 if self._cancelled:
                     raise ConnectionAbortedError("cancelled")
-            return self._outcome(self._call(conn, signal, payload, deadline), signal)
+            sid, resp = self._send(conn, signal, payload, deadline)
         except Exception as exc:
-            self._drop(target)  # the connection's state is unknown: start afresh next time
-            return self._broken(exc)
-        finally:
-            with self._lock:
-                self._busy, self._active = False, None
+            outcome = self._failed(target, exc)
+            return lambda: outcome
+
+        def wait() -> Outcome:
+            try:
+                while not resp.ended:
+                    self._pump(conn, sid, resp, deadline)
+                conn.flush(deadline)
+                return self._outcome(resp, signal)
+            except Exception as exc:
+                return self._failed(target, exc)
+            finally:
+                with self._lock:
+                    self._busy, self._active = False, None
+
+        return wait
+
+    def _failed(self, target: str, exc: Exception) -> Outcome:
+        self._drop(target)  # the connection's state is unknown: start afresh next time
+        outcome = self._broken(exc)
+        with self._lock:
+            self._busy, self._active = False, None
+        return outcome
 
     def _connect(self, target: str, plaintext: bool, deadline: float) -> _Conn:
         parts = urllib.parse.urlsplit("//" + target)
@@ -197,7 +221,7 @@ class H2Transport:
             self._tls_context = ctx
         return self._tls_context
 
-    def _call(self, conn: _Conn, signal: str, payload: bytes, deadline: float) -> _Response:
+    def _send(self, conn: _Conn, signal: str, payload: bytes, deadline: float) -> tuple[int, _Response]:
         gz = self._settings.compression == "gzip"
         message = gzip.compress(payload, compresslevel=GZIP_LEVEL) if gz else payload
         body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
@@ -227,10 +251,7 @@ class H2Transport:
             conn.flush(deadline)
         if body and resp.reset is None:
             conn.h2.reset_stream(sid, 8)  # answered early: CANCEL the rest of the request
-        while not resp.ended:
-            self._pump(conn, sid, resp, deadline)
-        conn.flush(deadline)
-        return resp
+        return sid, resp
 
     def _pump(self, conn: _Conn, sid: int, resp: _Response, deadline: float) -> None:
         conn.flush(deadline)

@@ -13,7 +13,9 @@ fork hooks, a deadline on shutdown), with what it lacks for a logging bridge:
 * after ``fork()`` the child starts with an empty queue, a new worker and a new channel;
 * the application comes first: a plain record is enqueued without a lock, the record itself is
   built here on the worker (``_frontend.to_record``), and the worker steps back during a logging
-  burst and hands the GIL back every ``_CHUNK`` records otherwise.
+  burst and hands the GIL back every ``_CHUNK`` records otherwise;
+* one request is in flight while the worker encodes the next batch, so a draining worker does
+  not sit idle while the collector reads each request.
 
 Nothing here logs through ``logging``: diagnostics go to stderr through ``_diag``.
 """
@@ -27,7 +29,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from highlight_logging import _diag, _encode, _frontend, _transport
@@ -60,6 +62,25 @@ _CHUNK = 16  # records converted and encoded between two GIL hand-offs (see Pipe
 _BURST_RATE = 5000.0
 _BURST_MIN = 8
 _BURST_SLICE = 0.005  # each look costs two GIL hand-offs: 1 ms slices cost ~0.7 us a record
+
+
+class _Send:
+    """One request on its way: what :meth:`Pipeline._finish_send` needs to wait for or retry it."""
+
+    __slots__ = ("count", "counter", "deadline", "payload", "signal", "wait")
+
+    def __init__(
+        self,
+        signal: str,
+        counter: str,
+        payload: bytes,
+        count: int,
+        deadline: float,
+        wait: Callable[[], _transport.Outcome] | None,
+    ) -> None:
+        self.signal, self.counter, self.payload, self.count = signal, counter, payload, count
+        self.deadline = deadline  # export_timeout from the first attempt
+        self.wait = wait  # the first attempt's answer; None: not started (past the shutdown deadline)
 
 
 def _new_counters() -> dict[str, dict[str, Any]]:
@@ -131,6 +152,8 @@ class Pipeline:
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
         self._transport: Any = None
         self._send_lock = threading.Lock()  # held around each attempt; fork() waits for it
+        # The last request of the previous batch, still in flight, and that batch's record count.
+        self._in_flight: tuple[_Send, int] | None = None
         self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
@@ -266,22 +289,42 @@ class Pipeline:
             if not self._stopping:
                 self._wake.wait(self.settings.schedule_delay)
             self._wake.clear()
-            while True:
-                self._step_back_during_burst()
-                batch = self._take(batch_size)
-                if not batch:
-                    break
-                try:
-                    self._export(batch)
-                finally:
-                    with self._done:
-                        self._finished += len(batch)
-                        self._in_hand -= len(batch)
-                        self._done.notify_all()
-                if len(self._queue) < batch_size and not self._flushers and not self._stopping:
-                    break
+            try:
+                while True:
+                    self._step_back_during_burst()
+                    batch = self._take(batch_size)
+                    if not batch:
+                        break
+                    flight = None
+                    try:
+                        flight = self._export(batch)
+                    finally:
+                        if flight is None:
+                            self._finish(len(batch))
+                        else:  # done with once its request is (see _complete_in_flight)
+                            self._in_flight = (flight, len(batch))
+                    if len(self._queue) < batch_size and not self._flushers and not self._stopping:
+                        break
+            finally:
+                self._complete_in_flight()  # before sleeping, or returning: nothing left waiting
             if self._stopping and not self._queue:
                 return
+
+    def _finish(self, count: int) -> None:
+        """``count`` records taken by the worker are done with: exported, or counted as dropped."""
+        with self._done:
+            self._finished += count
+            self._in_hand -= count
+            self._done.notify_all()
+
+    def _complete_in_flight(self) -> None:
+        """Wait for the request left in flight (retrying it if need be), then finish its batch."""
+        held, self._in_flight = self._in_flight, None
+        if held is not None:
+            try:
+                self._finish_send(held[0])
+            finally:
+                self._finish(held[1])
 
     def _step_back_during_burst(self) -> None:
         """While the application logs in a burst, leave it the GIL and export afterwards.
@@ -307,6 +350,7 @@ class Pipeline:
             age = time.time_ns() - oldest
             if not 0 <= age < s.schedule_delay * 1e9:  # due, or the wall clock stepped back
                 return
+            self._complete_in_flight()  # not left waiting while the worker sleeps
             start = time.monotonic()
             time.sleep(_BURST_SLICE)
             now = len(queue)
@@ -330,7 +374,8 @@ class Pipeline:
             self._bytes_out = self._bytes_in  # empty: whatever a race left in the figure is gone
         return batch
 
-    def _export(self, pending: list[Pending]) -> None:
+    def _export(self, pending: list[Pending]) -> _Send | None:
+        """Convert, encode and send a batch; its last request is left in flight, and returned."""
         logs: dict[str, list[bytes]] = {}
         spans: dict[str, list[bytes]] = {}
         limit = self.settings.max_request_bytes - len(self._resource) - _encode.REQUEST_OVERHEAD
@@ -380,10 +425,16 @@ class Pipeline:
                         self._count_drop("spans", "too_large", 1)
                     else:
                         spans.setdefault(record.scope, []).append(span)
-        for payload, count in self._requests(logs):
-            self._send(_transport.LOGS, "logs", payload, count)
-        for payload, count in self._requests(spans):
-            self._send(_transport.TRACES, "spans", payload, count)
+        sends = [(_transport.LOGS, "logs", payload, count) for payload, count in self._requests(logs)]
+        sends += [(_transport.TRACES, "spans", payload, count) for payload, count in self._requests(spans)]
+        if not sends:
+            return None
+        # The previous batch's request has had this batch's encoding time to come back: only now
+        # wait for it, so batches leave in order and at most one request is in flight.
+        self._complete_in_flight()
+        for send in sends[:-1]:
+            self._send(*send)
+        return self._start_send(*sends[-1])
 
     def _to_records(self, pending: list[Pending]) -> list[Record]:
         """The converter's worker half for a batch; a record it cannot convert is counted, not lost silently."""
@@ -441,23 +492,24 @@ class Pipeline:
         ``clean``: the record's body and attributes are known to need no scrubbing (the batch was
         checked at once, see :meth:`_export`); its exception's texts are scrubbed here regardless.
         """
+        exc = record.exception
         attrs = record.attributes
         body = record.body
-        scrubbed: list[str] = []
-        scrubber = self._scrubber
-        if scrubber is not None and not clean:
-            attrs, scrubbed = scrubber.scrub_attributes(attrs)
-            body, found = scrubber.scrub_text(body, "body")
-            if found:
-                scrubbed = scrubbed + found
-        exc = record.exception
         event_attrs: Attributes = {}
-        if exc is not None:
-            event_attrs, found = exception_attributes(exc, self.settings, scrubber)
-            scrubbed = scrubbed + found
-            attrs = {**attrs, **event_attrs}
-        if scrubbed:
-            attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}
+        if not clean or exc is not None:  # else (the common case) the record is encoded as it is
+            scrubbed: list[str] = []
+            scrubber = self._scrubber
+            if scrubber is not None and not clean:
+                attrs, scrubbed = scrubber.scrub_attributes(attrs)
+                body, found = scrubber.scrub_text(body, "body")
+                if found:
+                    scrubbed = scrubbed + found
+            if exc is not None:
+                event_attrs, found = exception_attributes(exc, self.settings, scrubber)
+                scrubbed = scrubbed + found
+                attrs = {**attrs, **event_attrs}
+            if scrubbed:
+                attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}
         log = _encode.log_record(
             record.time_ns,
             record.observed_ns,
@@ -494,20 +546,59 @@ class Pipeline:
 
     def _send(self, signal: str, counter: str, payload: bytes, count: int) -> None:
         """Export one request, retrying as the specification says, until its deadline."""
+        self._finish_send(self._start_send(signal, counter, payload, count))
+
+    def _start_send(self, signal: str, counter: str, payload: bytes, count: int) -> _Send:
+        """Send a request's first attempt; :meth:`_finish_send` waits for it (and retries).
+
+        The send lock is held from here until the attempt's answer is read, so that fork() never
+        closes the connection under a request in flight.
+        """
         s = self.settings
         transport = self._transport
         if transport is None:
             transport = self._transport = _transport.make(s)
-        attempt = 0
         deadline = time.monotonic() + s.export_timeout
+        send = _Send(signal, counter, payload, count, deadline, None)
+        now = time.monotonic()
+        if self._abort.is_set() or now >= self._deadline:
+            return send  # past the shutdown deadline: _finish_send counts it
+        end = min(deadline, self._deadline)
+        self._send_lock.acquire()
+        try:
+            send.wait = transport.start(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
+        except BaseException:  # transports return failures as outcomes; this is the unforeseen
+            self._send_lock.release()
+            raise
+        return send
+
+    def _finish_send(self, send: _Send) -> None:
+        s = self.settings
+        signal, counter, payload, count, deadline = (
+            send.signal,
+            send.counter,
+            send.payload,
+            send.count,
+            send.deadline,
+        )
+        transport = self._transport
+        attempt = 0
+        wait = send.wait
         while True:
-            now = time.monotonic()
-            end = min(deadline, self._deadline)
-            if self._abort.is_set() or now >= self._deadline:
-                self._count_drop(counter, "shutdown", count)
-                return
-            with self._send_lock:
-                outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
+            if wait is not None:
+                try:
+                    outcome = wait()
+                finally:
+                    self._send_lock.release()
+            else:
+                now = time.monotonic()
+                end = min(deadline, self._deadline)
+                if self._abort.is_set() or now >= self._deadline:
+                    self._count_drop(counter, "shutdown", count)
+                    return
+                with self._send_lock:
+                    outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
+            wait = None
             if outcome.ok:
                 exported = max(count - outcome.rejected, 0)
                 with self._lock:

@@ -213,3 +213,69 @@ def test_shutdown_counts_what_it_leaves_and_keeps_the_accepted_count() -> None:
     p.shutdown(0)
     assert p._accepted() == 2 and not p._queue
     assert p.counters["logs"]["dropped"]["shutdown"] == 2 and p.counters["spans"]["dropped"]["shutdown"] == 1
+
+
+class GatedReceiver(FaultyReceiver):
+    """Holds every request until ``gate`` opens, and records how many were ever held at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self._count_lock = threading.Lock()
+        self.held = self.most_held = 0
+
+    def intercept(self, info: Any) -> Any:
+        with self._count_lock:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        self.entered.set()
+        try:
+            self.gate.wait(30)
+            return super().intercept(info)
+        finally:
+            with self._count_lock:
+                self.held -= 1
+
+
+def _until(condition: Any, timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until true or ``timeout``: the outcome, not the timing, is asserted."""
+    end = threading.Event()
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return True
+        end.wait(0.005)
+    return bool(condition())
+
+
+@pytest.mark.parametrize("client", ["h2", "grpcio"])
+def test_the_next_batch_is_encoded_while_a_request_is_in_flight(client: str) -> None:
+    """While the collector reads one request the worker takes and encodes the next batch, but never
+    sends it before the first is answered: batches arrive in order, one request in flight at most."""
+    with GatedReceiver() as rx:
+        log = handler_logger(
+            "priority.inflight",
+            endpoint=rx.endpoint,
+            grpc_client=client,
+            max_export_batch_size=8,
+            schedule_delay=30,
+        )
+        for i in range(16):
+            log.info("r%d", i)
+        (p,) = _pipeline.pipelines()
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(highlight_logging.flush(30)))
+        flusher.start()
+        try:
+            assert rx.entered.wait(10), "the first request never arrived"
+            # Both batches are in the worker's hands while the first request is still unanswered.
+            assert _until(lambda: p._in_hand == 16 and not p._queue)
+            assert rx.log_records() == [] and rx.most_held == 1
+        finally:
+            rx.gate.set()
+            flusher.join(30)
+        assert flushed == [True]
+        assert [r.body for r in rx.log_records()] == [f"r{i}" for i in range(16)]
+        assert len(rx.requests) == 2 and rx.most_held == 1
+        assert highlight_logging.stats()["logs"]["exported"] == 16
+        _pipeline.reset_for_tests()
