@@ -162,6 +162,7 @@ def _new_id(bits: int) -> bytes:
 
 _new_tuple = tuple.__new__  # Pending(...)/Record(...) without NamedTuple's Python-level __new__: one C call
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SAME_MOMENT = 1_000_000_000  # ns: a record's time this recent was read as it was logged
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -221,6 +222,13 @@ def capture_record(
     if exception is None and exc is not None:
         exception = _exceptions.from_exc_info(exc, settings.include_exception_message)
     trace_id, span_id, flags = current_span()
+    # The observed time: the record's own time when that was read as it was logged (logs.proto
+    # wants the two equal for records from their source; 8 repeated bytes also compress to almost
+    # nothing, ~1 B/record, which let _transport.GZIP_LEVEL drop to 2).  Else, for a time carried in
+    # from elsewhere or a clock step, our reading, to 256 ns (a float LogRecord.created's precision;
+    # a constant low byte compresses smaller).
+    now = time.time_ns()
+    observed = when if type(when) is int and 0 <= now - when < _SAME_MOMENT else now & ~0xFF
     size = 256 + len(text) + 48 * (len(base_attributes) + len(snapshot))
     if exception is not None:
         size += len(exception.stacktrace)
@@ -228,9 +236,7 @@ def capture_record(
         Pending,
         (
             when,
-            # Observed to 256 ns, the precision of a float LogRecord.created: no reader needs more
-            # from a handler's clock, and a constant low byte compresses ~1 B/record smaller.
-            time.time_ns() & ~0xFF,
+            observed,
             levelno,
             level_name,
             scope,

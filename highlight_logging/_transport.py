@@ -42,12 +42,12 @@ _RETRYABLE = frozenset(
 _RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 
 # zlib level for the bodies we compress ourselves (h2 client, OTLP/HTTP).  Measured on 512-record
-# OTLP batches of the three benchmark workloads (compressed bytes per record, ms per request):
-# level 1: 15.5 / 13.9 / 16.9 B in 0.2-0.3 ms; level 4: 14.6 / 13.4 / 15.8 B in 0.5-0.8 ms;
-# level 5: 14.0 / 13.3 / 15.2 B in 0.6-1.0 ms; level 6 (grpcio's, fixed): the same bytes as 5 in
-# 0.8-1.1 ms.  Level 1 would be the cheapest, but its loguru batches (microsecond timestamps)
-# come out larger than OpenTelemetry's exporter sends (15.9 B); 5 keeps every workload below it.
-GZIP_LEVEL = 5
+# OTLP batches of the benchmark workloads, once the observed time repeats the record's time (see
+# _frontend.capture_record): level 1 costs 0.47 us a record and sends 14.1 B (stdlib-like), 15.5 B
+# (loguru-like); level 2 0.49 us and 12.5 / 13.9 B; level 5 1.46 us and 13.4 / 13.7 B (level 5
+# searches harder but matches those repeats worse).  In benchmarks/run.py level 2 sends 13.1 / 12.8
+# / 14.7 B a record (stdlib / structlog / loguru) against OpenTelemetry's 15.7 / 14.5 / 15.9.
+GZIP_LEVEL = 2
 
 
 class Outcome:
@@ -394,8 +394,8 @@ def make(settings: Settings) -> Any:
     ``grpc_client="auto"`` (the default) speaks gRPC through :class:`~._h2transport.H2Transport`
     (the ``h2`` library and a socket) unless an HTTP proxy is configured or the endpoint is a gRPC
     resolver target (``unix:``, ``dns:///``...), which only grpcio supports.  Measured per 512-record request against the benchmark receiver (this machine,
-    repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.8 ms
-    at GZIP_LEVEL 5 (1.3 ms at level 1).  grpcio is also unusable in a forked child when gRPC fork
+    repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.3 ms
+    at zlib level 1-2 (1.8 ms at level 5).  grpcio is also unusable in a forked child when gRPC fork
     support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): creating a channel there can deadlock holding
     the GIL, so such a child always uses the h2 client.
     """

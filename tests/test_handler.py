@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,7 +53,23 @@ def test_resource_scope_body_and_times(log: logging.Logger, receiver: Receiver) 
     assert rec.scope.name == "tests.handler"
     assert rec.body == "user ada did login"
     assert rec.record.time_unix_nano > 0
-    assert rec.record.observed_time_unix_nano >= rec.record.time_unix_nano
+    # Logged at its source: the observed time is the record's time (logs.proto).
+    assert rec.record.observed_time_unix_nano == rec.record.time_unix_nano
+
+
+def test_an_old_record_is_observed_when_the_handler_sees_it(log: logging.Logger, receiver: Receiver) -> None:
+    """A record created long before it reaches the handler (a queue, a replay) keeps its own time,
+    and its observed time is the handler's clock; so does one from the future (a clock step)."""
+    for offset in (-30.0, 30.0):
+        record = log.makeRecord(log.name, logging.INFO, __file__, 1, "late %s", (offset,), None)
+        record.created += offset
+        before = time.time_ns()
+        log.handle(record)
+        after = time.time_ns()
+        (rec,) = sent(receiver)
+        receiver.clear()
+        assert rec.record.time_unix_nano == int(record.created * 1e9)
+        assert before - 256 <= rec.record.observed_time_unix_nano <= after
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,7 @@ def test_body_scope_time_and_code_attributes(rx: Receiver) -> None:
     assert when.tzinfo is not None
     expected = calendar.timegm(when.utctimetuple()) * 10**9 + when.microsecond * 1000
     assert rec.record.time_unix_nano == expected
+    assert rec.record.observed_time_unix_nano == expected  # logged at its source (logs.proto)
     assert rec.body == "hello ada"
     assert rec.scope.name == __name__
     assert rec.resource_attributes["service.name"] == "svc"
