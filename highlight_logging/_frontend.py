@@ -206,8 +206,9 @@ def capture_record(
         limit = settings.attribute_value_length_limit
         room = settings.attribute_count_limit  # the worker keeps fewer: none past this can stay
         append = snapshot.append
-        for key, value in extras:
-            if key in skip:
+        for pair in extras:
+            key, value = pair
+            if skip and key in skip:
                 continue
             if len(snapshot) >= room:
                 dropped += 1  # not converted: its __str__ does not run, its memory is not held
@@ -216,7 +217,8 @@ def capture_record(
             if type(key) is str and (
                 kind is int or (kind is str and len(value) <= limit) or kind is float or kind is bool
             ):
-                append((key, value))  # immutable: a reference is a snapshot
+                # Immutable: a reference is a snapshot, and so is the (key, value) tuple itself.
+                append(pair if type(pair) is tuple else (key, value))
             else:
                 append((key if type(key) is str else safe_str(key), coerce(value, limit)))
     if exception is None and exc is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from itertools import islice
 from typing import Any
 
 from highlight_logging._coerce import safe_str
@@ -36,8 +35,13 @@ def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
         n = len(fields)
         if n == _N_INIT and next(reversed(fields)) == _LAST_INIT:
             return []
-        if n > _N_INIT and next(islice(fields, _N_INIT - 1, None)) == _LAST_INIT:
-            return [(k, fields[k]) for k in islice(fields, _N_INIT, None) if k not in _STANDARD]
+        if n > _N_INIT:
+            keys = list(fields)  # one C call; cheaper than islice() over the dict, and reused
+            if keys[_N_INIT - 1] == _LAST_INIT:
+                if n == _N_INIT + 1:  # the usual single extra key, without a comprehension
+                    key = keys[_N_INIT]
+                    return [] if key in _STANDARD else [(key, fields[key])]
+                return [(k, fields[k]) for k in keys[_N_INIT:] if k not in _STANDARD]
     names = fields.keys() - _STANDARD  # a subclass may set attributes in any order
     if not names:
         return []

@@ -122,6 +122,10 @@ class Pipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # What submit() reads on every call, as plain attributes.
+        self._max_records = settings.max_queue_size
+        self._max_bytes = settings.max_queue_bytes
+        self._batch_size = settings.max_export_batch_size
         self._scrubber = _make_scrubber(settings)
         self._reset()
 
@@ -195,11 +199,13 @@ class Pipeline:
         """
         if self._worker is None:
             self._start()
+        queue = self._queue
+        size = record.size
         if record.exception is not None:
             accepted = self._submit_counted(record)
-        elif self._has_space(record.size):
-            self._queue.append(record)
-            self._bytes_in += record.size
+        elif self._has_space(size):
+            queue.append(record)
+            self._bytes_in += size
             if self._stopped:
                 self._withdraw(record)
             accepted = True
@@ -207,14 +213,13 @@ class Pipeline:
             accepted = False
         if not accepted:
             self._refuse(record)
-        elif len(self._queue) >= self.settings.max_export_batch_size and not self._wake.is_set():
+        elif len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
     def _has_space(self, size: int) -> bool:
-        s = self.settings
         return (
-            len(self._queue) < s.max_queue_size
-            and self._bytes_in - self._bytes_out + size <= s.max_queue_bytes
+            len(self._queue) < self._max_records
+            and self._bytes_in - self._bytes_out + size <= self._max_bytes
             and not self._stopped
         )
 
