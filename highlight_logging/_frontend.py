@@ -180,6 +180,7 @@ def capture_record(
     site: Site | None = None,
     skip: frozenset[str] = frozenset(),
     span_only: bool = False,
+    logged_now: bool = True,
 ) -> Pending:
     """The caller's half of the one converter: a front end's pieces -> :class:`Pending`.
 
@@ -195,6 +196,8 @@ def capture_record(
     own fields, when ``extras`` is its whole event).  ``exc`` is anything
     :func:`_exceptions.normalize` takes; ``exception`` an already-built :class:`ExceptionInfo`
     (structlog's rendered tracebacks).  ``span_only``: an error report (``record_exception``).
+    ``logged_now``: ``when`` was read from the clock, at full precision, as the record was logged
+    (stdlib's ``created``, loguru's time); then, within a second of now, it is the observed time too.
     """
     text = body if type(body) is str else safe_str(body)
     if len(text) > settings.max_body_length:  # cut here: the queue's memory bound counts it
@@ -230,7 +233,7 @@ def capture_record(
     # from elsewhere or a clock step, our reading, to 256 ns (a float LogRecord.created's precision;
     # a constant low byte compresses smaller).
     now = time.time_ns()
-    observed = when if type(when) is int and 0 <= now - when < _SAME_MOMENT else now & ~0xFF
+    observed = when if logged_now and type(when) is int and 0 <= now - when < _SAME_MOMENT else now & ~0xFF
     size = 256 + len(text) + 48 * (len(base_attributes) + len(snapshot))
     if exception is not None:
         size += len(exception.stacktrace)

@@ -165,15 +165,21 @@ class H2Transport:
 
         def wait() -> Outcome:
             try:
+                # The worker encoded its next batch meanwhile: an answer that arrived before the
+                # deadline is read even if the deadline has passed since.
+                self._read_arrived(conn, sid, resp)
                 while not resp.ended:
                     self._pump(conn, sid, resp, deadline)
-                conn.flush(deadline)
-                return self._outcome(resp, signal)
             except Exception as exc:
                 return self._failed(target, exc)
+            try:  # acknowledgements; a complete answer stands even if they cannot go out
+                conn.flush(time.monotonic() + 1.0)
+            except Exception:
+                self._drop(target)
             finally:
                 with self._lock:
                     self._busy, self._active = False, None
+            return self._outcome(resp, signal)
 
         return wait
 
@@ -259,6 +265,21 @@ class H2Transport:
         data = conn.sock.recv(65536)
         if not data:
             raise ConnectionResetError("connection closed by the collector")
+        self._feed(conn, sid, resp, data)
+
+    def _read_arrived(self, conn: _Conn, sid: int, resp: _Response) -> None:
+        """Take in what is already in the socket, without waiting."""
+        conn.sock.settimeout(0)
+        while not resp.ended:
+            try:
+                data = conn.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            if not data:
+                raise ConnectionResetError("connection closed by the collector")
+            self._feed(conn, sid, resp, data)
+
+    def _feed(self, conn: _Conn, sid: int, resp: _Response, data: bytes) -> None:
         for event in conn.h2.receive_data(data):
             if isinstance(event, h2.events.ConnectionTerminated) and not resp.ended:
                 raise ConnectionResetError(f"GOAWAY from the collector ({event.error_code!s})")

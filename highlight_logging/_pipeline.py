@@ -304,10 +304,15 @@ class Pipeline:
                     try:
                         flight = self._export(batch)
                     finally:
-                        if flight is None:
-                            self._finish(len(batch))
-                        else:  # done with once its request is (see _complete_in_flight)
+                        # Batches are finished in the order taken (flush() counts them): one
+                        # with a request in flight, or after one, is finished with that request.
+                        held = self._in_flight
+                        if flight is not None:
                             self._in_flight = (flight, len(batch))
+                        elif held is not None:  # nothing of its own to send (all dropped)
+                            self._in_flight = (held[0], held[1] + len(batch))
+                        else:
+                            self._finish(len(batch))
                     if len(self._queue) < batch_size and not self._flushers and not self._stopping:
                         break
             finally:
@@ -355,7 +360,11 @@ class Pipeline:
             age = time.time_ns() - oldest
             if not 0 <= age < s.schedule_delay * 1e9:  # due, or the wall clock stepped back
                 return
-            self._complete_in_flight()  # not left waiting while the worker sleeps
+            if self._in_flight is not None:
+                # Not left waiting while the worker sleeps; that wait may be long, so look again.
+                self._complete_in_flight()
+                seen = len(queue)
+                continue
             start = time.monotonic()
             time.sleep(_BURST_SLICE)
             now = len(queue)
@@ -604,6 +613,9 @@ class Pipeline:
                 with self._send_lock:
                     outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
             wait = None
+            if not outcome.ok and self._abort.is_set():
+                self._count_drop(counter, "shutdown", count)  # cut off by the shutdown deadline
+                return
             if outcome.ok:
                 exported = max(count - outcome.rejected, 0)
                 with self._lock:
@@ -648,7 +660,7 @@ class Pipeline:
                 every=_DROP_WARNING_EVERY,
             )
             now = time.monotonic()
-            if now + delay > deadline and not self._stopping and self._has_room(count):
+            if now + delay > deadline and not self._stopping and self._has_room():
                 # The collector is away but the buffer has room: keep this batch rather than lose it.
                 deadline = now + delay + s.export_timeout
             if now + delay > min(deadline, self._deadline):
@@ -659,8 +671,9 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
 
-    def _has_room(self, count: int) -> bool:
-        return len(self._queue) + count <= self.settings.max_queue_size
+    def _has_room(self) -> bool:
+        # Queued plus in the worker's hands (the batch being retried and any encoded after it).
+        return len(self._queue) + self._in_hand <= self.settings.max_queue_size
 
     def _count_drop(self, signal: str, reason: str, count: int) -> None:
         if count <= 0:

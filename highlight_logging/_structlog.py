@@ -384,9 +384,14 @@ class StructlogProcessor:
         if scope.startswith(INTERNAL_LOGGERS):
             return
 
-        ns = _time_ns(get("timestamp"))
+        stamp = get("timestamp")
+        ns = _time_ns(stamp)
+        # TimeStamper(fmt=None) reads a float at full precision as the event is logged; a string
+        # may be cut to the second (a custom fmt) or carried in from elsewhere.
+        logged_now = type(stamp) is float
         if ns is None:
             ns = int(record.created * 1e9) if record is not None else time.time_ns()
+            logged_now = True
 
         body = get("event", "")
         args = get("positional_args")
@@ -444,7 +449,19 @@ class StructlogProcessor:
 
         pipeline.submit(
             capture_record(
-                settings, ns, levelno, level_name, scope, body, attrs, extras, exc_info, exception, site, skip
+                settings,
+                ns,
+                levelno,
+                level_name,
+                scope,
+                body,
+                attrs,
+                extras,
+                exc_info,
+                exception,
+                site,
+                skip,
+                logged_now=logged_now,
             )
         )
 

@@ -305,3 +305,18 @@ def test_tls_trusts_grpcio_roots_too(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     transport = _h2transport.H2Transport(resolve({"endpoint": "https://collector.example:4317"}, environ={}))
     ctx = transport._tls()
     assert ctx.cert_store_stats()["x509_ca"] > 0
+
+
+def test_an_answer_that_came_in_time_is_read_after_the_deadline(rx: FaultyReceiver) -> None:
+    """The worker reads an answer only after encoding its next batch: one that reached the socket
+    before the request's deadline counts, even when the deadline has passed by the time it is read."""
+    t = _h2(rx.endpoint)
+    try:
+        wait = t.start(LOGS, _logs(1), 0.5)
+        assert rx.wait_for_logs(1, 5)
+        threading.Event().wait(1.0)  # past the deadline; the answer has long been in the socket
+        outcome = wait()
+        assert outcome.ok, outcome.detail
+        assert len(rx.requests) == 1  # not sent again
+    finally:
+        t.close()

@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
 from highlight_logging import _pipeline
+from highlight_logging._frontend import datetime_ns
 from highlight_logging._loguru import LoguruSink
 from highlight_logging._receiver import Receiver
 
@@ -349,3 +351,17 @@ def test_imports_without_loguru() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "LoguruSink" in out.stdout
+
+
+def test_a_patched_in_time_is_kept_or_falls_back_never_lost(rx: Receiver) -> None:
+    """A naive time set by ``logger.patch`` is local time, exact; one that is not a time at all
+    falls back to when the sink saw the record; either way the record arrives."""
+    naive = datetime(2024, 3, 10, 12, 30, 0, 123456)
+    logger.add(sink(rx), format="{message}")
+    logger.patch(lambda r: r.update(time=naive)).info("naive")
+    before = time.time_ns()
+    logger.patch(lambda r: r.update(time="not a time")).info("garbage")
+    after = time.time_ns()
+    logs = {r.body: r.record for r in sent(rx, 2)}
+    assert logs["naive"].time_unix_nano == datetime_ns(naive)
+    assert before - 256 <= logs["garbage"].time_unix_nano <= after

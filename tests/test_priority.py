@@ -9,7 +9,7 @@ import pytest
 from otlp_receiver import FaultyReceiver, handler_logger
 
 import highlight_logging
-from highlight_logging import _pipeline, _settings
+from highlight_logging import _pipeline, _settings, _transport
 from highlight_logging._frontend import capture_record
 from highlight_logging._record import Pending
 
@@ -279,3 +279,61 @@ def test_the_next_batch_is_encoded_while_a_request_is_in_flight(client: str) -> 
         assert len(rx.requests) == 2 and rx.most_held == 1
         assert highlight_logging.stats()["logs"]["exported"] == 16
         _pipeline.reset_for_tests()
+
+
+class GatedTransport:
+    """Answers every request OK once ``gate`` opens; ``on_start`` runs as the first request starts."""
+
+    def __init__(self, on_start: Any) -> None:
+        self.gate = threading.Event()
+        self.on_start = on_start
+        self.payloads: list[bytes] = []
+
+    def start(self, signal: str, payload: bytes, timeout: float) -> Any:
+        self.payloads.append(payload)
+        if len(self.payloads) == 1:
+            self.on_start()
+
+        def wait() -> _transport.Outcome:
+            self.gate.wait(30)
+            return _transport.Outcome(True)
+
+        return wait
+
+    def export(self, signal: str, payload: bytes, timeout: float) -> _transport.Outcome:
+        return self.start(signal, payload, timeout)()
+
+    def cancel(self) -> None:
+        self.gate.set()
+
+    def reconnect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_flush_waits_for_the_request_in_flight_behind_a_dropped_batch() -> None:
+    """A batch that sends nothing (its record too large) while the batch before it is in flight
+    is finished after that one: flush() does not return while the first record is unanswered."""
+    p = pipeline(max_export_batch_size=1, max_request_bytes=4096, schedule_delay=30)
+    big = capture_record(p.settings, 1, 20, "INFO", "t", "x" * 10_000, {}, [])
+
+    def arrives() -> None:  # the oversized record, as the first record's request goes out
+        assert _until(lambda: p._flushers == 1)  # once flush() has chosen what it waits for
+        p.submit(big)
+
+    transport = p._transport = GatedTransport(arrives)
+    p.submit(record())
+    result: list[bool] = []
+    flusher = threading.Thread(target=lambda: result.append(p.flush(30)))  # waits for 1 record
+    try:
+        flusher.start()
+        assert _until(lambda: p.counters["logs"]["dropped"]["too_large"] == 1)
+        assert flusher.is_alive() and result == []  # the first record is still unanswered
+    finally:
+        transport.gate.set()
+        flusher.join(30)
+    assert result == [False]  # delivered, and one record dropped
+    assert p.counters["logs"]["exported"] == 1
+    p.shutdown(5)

@@ -734,3 +734,21 @@ def test_exported_by_structlog_ordinary_records() -> None:
     assert not exported_by_structlog(other)
     _structlog._state.pending = ("t.hook", logging.WARNING)
     assert not exported_by_structlog(other) and not exported_by_structlog(other)
+
+
+def test_observed_time_repeats_only_a_float_stamp_read_now(receiver: Receiver) -> None:
+    """TimeStamper's float (read as the event is logged) is also the observed time; an ISO string,
+    which may be cut to the second, or an old stamp is observed at the processor's clock."""
+    proc = StructlogProcessor(endpoint=receiver.endpoint)
+    now = time.time()
+    before = time.time_ns()
+    proc(None, "info", {"event": "float", "timestamp": now})
+    proc(None, "info", {"event": "iso", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+    proc(None, "info", {"event": "old", "timestamp": now - 3600.0})
+    after = time.time_ns()
+    logs = by_body(received(receiver, 3))
+    rec = logs["float"].record
+    assert rec.observed_time_unix_nano == rec.time_unix_nano
+    for name in ("iso", "old"):
+        observed = logs[name].record.observed_time_unix_nano
+        assert before - 256 <= observed <= after, name
