@@ -37,6 +37,7 @@ from highlight_logging._transport import (
     GrpcTransport,
     Outcome,
     _partial_success,
+    _ready,
 )
 
 _S = grpc.StatusCode
@@ -160,8 +161,7 @@ class H2Transport:
                     raise ConnectionAbortedError("cancelled")
             sid, resp = self._send(conn, signal, payload, deadline)
         except Exception as exc:
-            outcome = self._failed(target, exc)
-            return lambda: outcome
+            return _ready(self._failed(target, exc))
 
         def wait() -> Outcome:
             try:

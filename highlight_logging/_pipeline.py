@@ -562,9 +562,12 @@ class Pipeline:
         """Export one request, retrying as the specification says, until its deadline."""
         self._finish_send(self._start_send(signal, counter, payload, count))
 
-    def _start_send(self, signal: str, counter: str, payload: bytes, count: int) -> _Send:
-        """Send a request's first attempt; :meth:`_finish_send` waits for it (and retries).
+    def _start_send(
+        self, signal: str, counter: str, payload: bytes, count: int, deadline: float | None = None
+    ) -> _Send:
+        """Send one attempt of a request; :meth:`_finish_send` waits for it (and retries).
 
+        ``deadline``: the request's, from its first attempt (default: ``export_timeout`` from now).
         The send lock is held from here until the attempt's answer is read, so that fork() never
         closes the connection under a request in flight.
         """
@@ -572,9 +575,10 @@ class Pipeline:
         transport = self._transport
         if transport is None:
             transport = self._transport = _transport.make(s)
-        deadline = time.monotonic() + s.export_timeout
-        send = _Send(signal, counter, payload, count, deadline, None)
         now = time.monotonic()
+        if deadline is None:
+            deadline = now + s.export_timeout
+        send = _Send(signal, counter, payload, count, deadline, None)
         if self._abort.is_set() or now >= self._deadline:
             return send  # past the shutdown deadline: _finish_send counts it
         end = min(deadline, self._deadline)
@@ -588,31 +592,16 @@ class Pipeline:
 
     def _finish_send(self, send: _Send) -> None:
         s = self.settings
-        signal, counter, payload, count, deadline = (
-            send.signal,
-            send.counter,
-            send.payload,
-            send.count,
-            send.deadline,
-        )
-        transport = self._transport
+        signal, counter, payload, count = send.signal, send.counter, send.payload, send.count
         attempt = 0
-        wait = send.wait
         while True:
-            if wait is not None:
-                try:
-                    outcome = wait()
-                finally:
-                    self._send_lock.release()
-            else:
-                now = time.monotonic()
-                end = min(deadline, self._deadline)
-                if self._abort.is_set() or now >= self._deadline:
-                    self._count_drop(counter, "shutdown", count)
-                    return
-                with self._send_lock:
-                    outcome = transport.export(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
-            wait = None
+            if send.wait is None:
+                self._count_drop(counter, "shutdown", count)
+                return
+            try:
+                outcome = send.wait()
+            finally:
+                self._send_lock.release()
             if not outcome.ok and self._abort.is_set():
                 self._count_drop(counter, "shutdown", count)  # cut off by the shutdown deadline
                 return
@@ -648,7 +637,7 @@ class Pipeline:
                 )
                 return
             if outcome.reconnect:
-                transport.reconnect()
+                self._transport.reconnect()
             delay = outcome.retry_after
             if delay is None:
                 # Exponential backoff with full jitter, capped so that recovery after an outage is prompt.
@@ -660,6 +649,7 @@ class Pipeline:
                 every=_DROP_WARNING_EVERY,
             )
             now = time.monotonic()
+            deadline = send.deadline
             if now + delay > deadline and not self._stopping and self._has_room():
                 # The collector is away but the buffer has room: keep this batch rather than lose it.
                 deadline = now + delay + s.export_timeout
@@ -670,6 +660,7 @@ class Pipeline:
             if self._abort.wait(delay):
                 self._count_drop(counter, "shutdown", count)
                 return
+            send = self._start_send(signal, counter, payload, count, deadline)
 
     def _has_room(self) -> bool:
         # Queued plus in the worker's hands (the batch being retried and any encoded after it).
