@@ -162,7 +162,7 @@ def _new_id(bits: int) -> bytes:
 
 _new_tuple = tuple.__new__  # Pending(...)/Record(...) without NamedTuple's Python-level __new__: one C call
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_SAME_MOMENT = 1_000_000_000  # ns: a record's time this recent was read as it was logged
+_SAME_MOMENT = 1_000_000_000  # ns: a record's time this recent (when logged_now) was read as it was logged
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -197,7 +197,8 @@ def capture_record(
     :func:`_exceptions.normalize` takes; ``exception`` an already-built :class:`ExceptionInfo`
     (structlog's rendered tracebacks).  ``span_only``: an error report (``record_exception``).
     ``logged_now``: ``when`` was read from the clock, at full precision, as the record was logged
-    (stdlib's ``created``, loguru's time); then, within a second of now, it is the observed time too.
+    (stdlib's ``created``, loguru's time); then, if within a second before our own clock reading,
+    :func:`to_record` makes it the observed time too.
     """
     text = body if type(body) is str else safe_str(body)
     if len(text) > settings.max_body_length:  # cut here: the queue's memory bound counts it
@@ -227,13 +228,6 @@ def capture_record(
     if exception is None and exc is not None:
         exception = _exceptions.from_exc_info(exc, settings.include_exception_message)
     trace_id, span_id, flags = current_span()
-    # The observed time: the record's own time when that was read as it was logged (logs.proto
-    # wants the two equal for records from their source; 8 repeated bytes also compress to almost
-    # nothing, ~1 B/record, which let _transport.GZIP_LEVEL drop to 2).  Else, for a time carried in
-    # from elsewhere or a clock step, our reading, to 256 ns (a float LogRecord.created's precision;
-    # a constant low byte compresses smaller).
-    now = time.time_ns()
-    observed = when if logged_now and type(when) is int and 0 <= now - when < _SAME_MOMENT else now & ~0xFF
     size = 256 + len(text) + 48 * (len(base_attributes) + len(snapshot))
     if exception is not None:
         size += len(exception.stacktrace)
@@ -241,7 +235,9 @@ def capture_record(
         Pending,
         (
             when,
-            observed,
+            # To 256 ns, the precision of a float LogRecord.created: no reader needs more from a
+            # handler's clock, and a constant low byte compresses ~1 B/record smaller.
+            time.time_ns() & ~0xFF,
             levelno,
             level_name,
             scope,
@@ -257,6 +253,7 @@ def capture_record(
             _context.current.get(),
             size,
             span_only,
+            logged_now,
         ),
     )
 
@@ -272,12 +269,18 @@ def to_record(pending: Pending, settings: Settings) -> Record:
     """The worker's half of the one converter: :class:`Pending` -> :class:`Record`, with the
     attribute limits applied and the exception span's ids drawn.  Never raises on bad values."""
     (when, observed, levelno, level_name, scope, text, attrs, extras, dropped, exception, site, trace_id,
-     span_id, flags, request, _, span_only) = pending  # fmt: skip
+     span_id, flags, request, _, span_only, logged_now) = pending  # fmt: skip
     if type(when) is not int:
         try:
             when = datetime_ns(when)
         except Exception:
             when = observed
+    if logged_now and -0x100 < observed - when < _SAME_MOMENT:
+        # The record's own time, read as it was logged, is also its observed time: logs.proto wants
+        # the two equal for records from their source, and 8 repeated bytes compress to almost
+        # nothing (~1 B/record, which let _transport.GZIP_LEVEL drop to 2).  A time carried in from
+        # elsewhere, over a second old, or from the future (a clock step) keeps our reading.
+        observed = when
     if request is not None:
         attrs["highlight.session_id"] = request[0]
         if request[1]:

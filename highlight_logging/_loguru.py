@@ -64,25 +64,11 @@ class LoguruSink:
             level = record["level"]
             thread = record["thread"]
             exc = record["exception"]
-            moment = record["time"]
-            # ns here rather than on the worker: it lets capture_record() see the record's time
-            # (see there), and a float timestamp is ~3x cheaper than exact datetime arithmetic.
-            # Below 4e9 s (year 2096) its error is under 0.25 us, so rounding to loguru's whole
-            # microseconds is exact.  Anything else (past that, a naive or patched-in time) goes
-            # to the worker, which converts it exactly or falls back to the observed time.
-            when: Any = moment
-            try:
-                if moment.tzinfo is not None:
-                    seconds = moment.timestamp()
-                    if 0 <= seconds < 4e9:
-                        when = round(seconds * 1e6) * 1000
-            except Exception:
-                pass
             attrs: Attributes = {}
             pipeline.submit(
                 capture_record(
                     pipeline.settings,
-                    when,
+                    record["time"],  # an immutable datetime: converted on the worker (~1 us)
                     level.no,
                     level.name,
                     scope,

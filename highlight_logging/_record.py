@@ -66,6 +66,7 @@ class Pending(NamedTuple):
     request: tuple[str, str] | None  # highlight.io's (session id, request id)
     size: int  # an over-estimate of the encoded size, for the queue's byte bound
     span_only: bool
+    logged_now: bool  # ``when`` was read as the record was logged (see capture_record)
 
 
 class Record(NamedTuple):
