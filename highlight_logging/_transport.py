@@ -43,7 +43,7 @@ _RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 
 # zlib level for the bodies we compress ourselves (h2 client, OTLP/HTTP).  Measured on 512-record
 # OTLP batches of the benchmark workloads, once the observed time repeats the record's time (see
-# _frontend.capture_record): level 1 costs 0.47 us a record and sends 14.1 B (stdlib-like), 15.5 B
+# _frontend.to_record): level 1 costs 0.47 us a record and sends 14.1 B (stdlib-like), 15.5 B
 # (loguru-like); level 2 0.49 us and 12.5 / 13.9 B; level 5 1.46 us and 13.4 / 13.7 B (level 5
 # searches harder but matches those repeats worse).  In benchmarks/run.py level 2 sends 13.1 / 12.8
 # / 14.7 B a record (stdlib / structlog / loguru) against OpenTelemetry's 15.7 / 14.5 / 15.9.
