@@ -5,7 +5,9 @@
 1. the generated protobuf classes (upb): build a ``LogRecord`` message, then serialize it;
 2. ``highlight_logging._encode.log_record(...)``, the package's hand encoder (bytes straight away), as the
    export worker calls it: code.*/thread.* as a call-site tuple (encoded once per site), ``k`` as an attribute;
-3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``.
+3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``;
+4. the export worker's two paths from the queued ``Pending`` tuple: the general one (``to_record``, then
+   ``Pipeline._encode``) and the plain-record fast path (``_plain``: its Python reference and the C twin).
 
 Every path encodes the same record: the one ``HighlightHandler`` sends for
 ``logger.info("user %s did %s", i, action, extra={"k": i})`` (body, severity, two timestamps, code.*,
@@ -121,10 +123,59 @@ def best(cases: list[tuple[str, Callable[[], object]]], n: int, repeat: int) -> 
     return [(label, times[label] / n * 1e6) for label, _ in cases]
 
 
+def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
+    """The worker's paths from the queued record, as the stdlib handler leaves it."""
+    from highlight_logging import _frontend, _pipeline, _plain
+    from highlight_logging._settings import Settings
+
+    settings = Settings()
+    pipeline = _pipeline.Pipeline(settings)
+    room = settings.attribute_count_limit - _frontend._RESERVED
+
+    def queued() -> list[Any]:
+        return [
+            _frontend.capture_record(
+                settings, r[0], 20, r[3], "bench", r[4], {}, list(r[5].items()), site=r[6]
+            )
+            for r in data
+        ]
+
+    general, plain = queued(), queued()  # to_record adds to a record's attributes: one list each
+    _plain.learn(plain[0])
+    _encode.site_attributes(plain[0].site)
+    out: list[tuple[str, Callable[[], object]]] = [
+        (
+            "worker, general path: to_record + _encode",
+            lambda: [pipeline._encode(_frontend.to_record(p, settings), True) for p in general],
+        ),
+        (
+            "worker, plain path: Python reference",
+            lambda: _plain.plain_logs_py(
+                plain, _encode._site_cache, _plain.levels, room, _frontend.datetime_ns
+            ),
+        ),
+    ]
+    if _plain.plain_logs is not _plain.plain_logs_py:
+        out.append(
+            (
+                "worker, plain path: C (_speedups)",
+                lambda: _plain.plain_logs(
+                    plain, _encode._site_cache, _plain.levels, room, _frontend.datetime_ns
+                ),
+            )
+        )
+    assert None not in _plain.plain_logs(
+        plain, _encode._site_cache, _plain.levels, room, _frontend.datetime_ns
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=512, help="records per timed batch (default 512)")
-    parser.add_argument("--repeat", type=int, default=15, help="interleaved timings per figure; the best is kept")
+    parser.add_argument(
+        "--repeat", type=int, default=15, help="interleaved timings per figure; the best is kept"
+    )
     args = parser.parse_args()
     n, repeat = args.records, args.repeat
     data = rows(n)
@@ -146,7 +197,10 @@ def main() -> None:
         ("upb: build + serialize", lambda: [upb_build(r).SerializeToString() for r in data]),
         ("hand encoder: _encode.log_record", lambda: [hand_encode(r) for r in data]),
         ("hand encoder: all attributes in the dict", lambda: [hand_encode_dict(r) for r in data]),
-        ("hand encoder: + request framing", lambda: _encode.request(resource, [(scope, [hand_encode(r) for r in data])])),
+        (
+            "hand encoder: + request framing",
+            lambda: _encode.request(resource, [(scope, [hand_encode(r) for r in data])]),
+        ),
         ("gzip (level 6) of the request", lambda: gzip.compress(request_bytes, 6)),
     ]
     sdk_size = float("nan")
@@ -156,9 +210,12 @@ def main() -> None:
         sdk = otel_sdk_records(n)
         sdk_size = len(encode_logs(sdk).SerializeToString()) / n
         cases.append(("OTel SDK encode_logs()", lambda: encode_logs(sdk)))
-        cases.append(("OTel SDK encode_logs() + SerializeToString", lambda: encode_logs(sdk).SerializeToString()))
+        cases.append(
+            ("OTel SDK encode_logs() + SerializeToString", lambda: encode_logs(sdk).SerializeToString())
+        )
     except ImportError as exc:  # exporter not installed: skip those lines
         print(f"OTel SDK encode_logs() unavailable: {exc}")
+    cases += worker_cases(data)
     results = best(cases, n, repeat)
 
     request = ExportLogsServiceRequest.FromString(request_bytes)  # the framing decodes, too
@@ -166,8 +223,10 @@ def main() -> None:
     print(f"{n} records per batch, best of {repeat}; us per record")
     for label, us in results:
         print(f"  {label:<45} {us:8.2f}")
-    print(f"  bytes/record: hand {len(request_bytes) / n:.0f} (gzip {len(gzip.compress(request_bytes, 6)) / n:.1f}), "
-          f"OTel SDK {sdk_size:.0f}")
+    print(
+        f"  bytes/record: hand {len(request_bytes) / n:.0f} (gzip {len(gzip.compress(request_bytes, 6)) / n:.1f}), "
+        f"OTel SDK {sdk_size:.0f}"
+    )
 
 
 if __name__ == "__main__":

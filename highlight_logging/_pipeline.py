@@ -13,7 +13,7 @@ fork hooks, a deadline on shutdown), with what it lacks for a logging bridge:
 * after ``fork()`` the child starts with an empty queue, a new worker and a new channel;
 * the application comes first: a plain record is enqueued without a lock, the record itself is
   built here on the worker (``_frontend.to_record``), and the worker steps back during a logging
-  burst and hands the GIL back every ``_CHUNK`` records otherwise;
+  burst and otherwise hands the GIL back after ``_HOLD`` of work;
 * one request is in flight while the worker encodes the next batch, so a draining worker does
   not sit idle while the collector reads each request.
 
@@ -30,9 +30,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
-from highlight_logging import _diag, _encode, _frontend, _transport
+from highlight_logging import _diag, _encode, _frontend, _plain, _transport
 from highlight_logging._coerce import truncate
 from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
 from highlight_logging._settings import Settings
@@ -56,7 +57,8 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 5.0
 _DROP_WARNING_EVERY = 10.0
 _SPAN_ATTR_PREFIXES = ("code.", "thread.", "highlight.")
-_CHUNK = 16  # records converted and encoded between two GIL hand-offs (see Pipeline._export)
+_CHUNK = 32  # records converted and encoded at once (scrub-checked together; see Pipeline._export)
+_HOLD = 0.0001  # s: the longest the worker works before it hands the GIL to a waiting application thread
 # A burst: records arriving faster than this (per second); the worker then steps back (see
 # Pipeline._step_back_during_burst), checking every slice.
 _BURST_RATE = 5000.0
@@ -126,6 +128,7 @@ class Pipeline:
         self._max_records = settings.max_queue_size
         self._max_bytes = settings.max_queue_bytes
         self._batch_size = settings.max_export_batch_size
+        self._room = settings.attribute_count_limit - _frontend._RESERVED  # see to_record
         self._scrubber = _make_scrubber(settings)
         self._reset()
 
@@ -394,51 +397,66 @@ class Pipeline:
         spans: dict[str, list[bytes]] = {}
         limit = self.settings.max_request_bytes - len(self._resource) - _encode.REQUEST_OVERHEAD
         scrubber = self._scrubber
-        encode = self._encode
-        # Background priority while the worker keeps up: records are converted and encoded in
-        # chunks of _CHUNK (~0.1 ms of work), and between chunks the worker sleeps 50 us, which
-        # hands the GIL to a waiting application thread (sleep(0) would not: the worker takes it
-        # straight back).  Measured at 2,000 calls/s: yielding every 64 records gave p99 310-320
-        # us, every 16 during encoding only 110-190 us, as the batch's conversion before it held
-        # the GIL ~1 ms in one go.  With half the queue in use, or someone waiting on
-        # flush/shutdown, it works flat out.
+        # Background priority while the worker keeps up: after _HOLD of converting and encoding,
+        # the worker sleeps 50 us, which hands the GIL to a waiting application thread (sleep(0)
+        # would not: the worker takes it straight back).  Measured at 2,000 calls/s with the
+        # pure-Python path: yielding every 64 records (~0.3 ms) gave p99 310-320 us, every 16
+        # (~0.1 ms) 110-190 us.  With the C path (_plain) 16 records are ~0.02 ms, and yielding
+        # after each made a 20,000-record drain spend half its time asleep with no one waiting:
+        # so the hand-off comes after ~0.1 ms of work, not after a count.  With half the queue in
+        # use, or someone waiting on flush/shutdown, it works flat out.
         s = self.settings
+        held = time.perf_counter()
         for start in range(0, len(pending), _CHUNK):
             if (
                 start
+                and time.perf_counter() - held >= _HOLD
                 and not (self._flushers or self._stopping)
                 and len(self._queue) < s.max_queue_size // 2
                 and self._queued_bytes() < s.max_queue_bytes // 2
             ):
                 time.sleep(50e-6)
-            chunk = self._to_records(pending[start : start + _CHUNK])
-            # Scrubbing is checked for the chunk at once; when nothing in it can need scrubbing
-            # (the common case), its records are encoded as they are.
-            clean = scrubber is None or scrubber.batch_clean(
-                [r.body for r in chunk], [r.attributes for r in chunk]
-            )
-            for record in chunk:
-                try:
-                    log, span = encode(record, clean)
-                except Exception:
-                    self._count_drop("logs", "encode_error", 0 if record.span_only else 1)
-                    if record.exception is not None:
-                        self._count_drop("spans", "encode_error", 1)
-                    continue
-                if record.span_only:
-                    pass  # an error report (record_exception): the span only
-                elif len(log) > limit:
-                    self._count_drop("logs", "too_large", 1)
-                else:
-                    group = logs.get(record.scope)
+                held = time.perf_counter()
+            part = pending[start : start + _CHUNK]
+            # When nothing in the chunk can need scrubbing (checked for the chunk at once: the
+            # common case), its plain records go straight to bytes (_plain, ~0.2 us each in C);
+            # the others, and every record of a chunk that needs a closer look, take the general
+            # path: to_record, then _encode.
+            fast: list[bytes | None] | None = None
+            if scrubber is None or scrubber.batch_clean_pairs(
+                [p.body for p in part], list(chain.from_iterable([p.extras for p in part]))
+            ):
+                fast = _plain.plain_logs(
+                    part, _encode._site_cache, _plain.levels, self._room, _frontend.datetime_ns
+                )
+                scopes = {p.scope for p in part}
+                if len(scopes) == 1 and None not in fast and max(map(len, fast)) <= limit:  # type: ignore[arg-type]
+                    group = logs.get(part[0].scope)
                     if group is None:
-                        group = logs[record.scope] = []
-                    group.append(log)
-                if span is not None:
-                    if len(span) > limit:
-                        self._count_drop("spans", "too_large", 1)
+                        group = logs[part[0].scope] = []
+                    group += fast  # type: ignore[arg-type]  # no None in it
+                    continue
+            if fast is None:
+                chunk = self._to_records(part)
+                # Scrubbing is checked for the chunk at once; when nothing in it can need
+                # scrubbing, its records are encoded as they are.
+                clean = scrubber is None or scrubber.batch_clean(
+                    [r.body for r in chunk], [r.attributes for r in chunk]
+                )
+                for record in chunk:
+                    self._add(record, clean, logs, spans, limit)
+                continue
+            for p, log in zip(part, fast, strict=True):  # some plain, some not: in order
+                if log is not None:
+                    if len(log) > limit:
+                        self._count_drop("logs", "too_large", 1)
                     else:
-                        spans.setdefault(record.scope, []).append(span)
+                        logs.setdefault(p.scope, []).append(log)
+                    continue
+                _plain.learn(p)  # a new level, so that the next of its kind is plain
+                for record in self._to_records([p]):
+                    clean = scrubber is None or scrubber.batch_clean([record.body], [record.attributes])
+                    self._add(record, clean, logs, spans, limit)
         sends = [(_transport.LOGS, "logs", payload, count) for payload, count in self._requests(logs)]
         sends += [(_transport.TRACES, "spans", payload, count) for payload, count in self._requests(spans)]
         if not sends:
@@ -449,6 +467,37 @@ class Pipeline:
         for send in sends[:-1]:
             self._send(*send)
         return self._start_send(*sends[-1])
+
+    def _add(
+        self,
+        record: Record,
+        clean: bool,
+        logs: dict[str, list[bytes]],
+        spans: dict[str, list[bytes]],
+        limit: int,
+    ) -> None:
+        """Encode one record through the general path into ``logs``/``spans``, or count its drop."""
+        try:
+            log, span = self._encode(record, clean)
+        except Exception:
+            self._count_drop("logs", "encode_error", 0 if record.span_only else 1)
+            if record.exception is not None:
+                self._count_drop("spans", "encode_error", 1)
+            return
+        if record.span_only:
+            pass  # an error report (record_exception): the span only
+        elif len(log) > limit:
+            self._count_drop("logs", "too_large", 1)
+        else:
+            group = logs.get(record.scope)
+            if group is None:
+                group = logs[record.scope] = []
+            group.append(log)
+        if span is not None:
+            if len(span) > limit:
+                self._count_drop("spans", "too_large", 1)
+            else:
+                spans.setdefault(record.scope, []).append(span)
 
     def _to_records(self, pending: list[Pending]) -> list[Record]:
         """The converter's worker half for a batch; a record it cannot convert is counted, not lost silently."""

@@ -47,7 +47,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import chain
 from typing import Any
 
@@ -307,15 +307,35 @@ class Scrubber:
         if not self._batch:
             return False
         try:
-            if not self._safe_keys.issuperset(set().union(*attribute_dicts)):
-                return False  # unknown keys: the per-record path learns them
-            values = list(chain.from_iterable(map(dict.values, attribute_dicts)))
-            if not _SCALARS_AND_STR.issuperset(map(type, values)):
-                return False  # containers: walked record by record
-            # "\n" survives the pre-filter's folding, so no match can span two texts.
-            return not _maybe_secret("\n".join(texts + [v for v in values if type(v) is str]))
+            return self._clean(
+                texts,
+                set().union(*attribute_dicts),
+                list(chain.from_iterable(map(dict.values, attribute_dicts))),
+            )
         except Exception:
             return False
+
+    def batch_clean_pairs(self, texts: list[str], pairs: list[tuple[str, Value]]) -> bool:
+        """:meth:`batch_clean` for attributes given as ``(key, value)`` pairs (a ``Pending``'s extras)."""
+        if not self._enabled:
+            return True
+        if not self._batch:
+            return False
+        try:
+            if not pairs:
+                return self._clean(texts, (), [])
+            keys, values = zip(*pairs, strict=True)
+            return self._clean(texts, keys, values)
+        except Exception:
+            return False
+
+    def _clean(self, texts: list[str], keys: Iterable[Any], values: Sequence[Any]) -> bool:
+        if not self._safe_keys.issuperset(keys):
+            return False  # unknown keys: the per-record path learns them
+        if not _SCALARS_AND_STR.issuperset(map(type, values)):
+            return False  # containers: walked record by record
+        # "\n" survives the pre-filter's folding, so no match can span two texts.
+        return not _maybe_secret("\n".join(texts + [v for v in values if type(v) is str]))
 
     def scrub_attributes(self, attrs: Attributes) -> tuple[Attributes, list[str]]:
         """Return ``(attrs, [])`` when nothing matched, else a scrubbed copy and the scrubbed paths."""

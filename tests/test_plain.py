@@ -1,0 +1,243 @@
+"""The fast path for plain records (``_plain``, and its C twin ``_speedups``) gives, byte for byte,
+what the general path (``to_record`` then ``Pipeline._encode``) gives, and declines everything else."""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from highlight_logging import _encode, _frontend, _pipeline, _plain
+from highlight_logging._record import SITE_KEYS, THREAD_KEYS, ExceptionInfo, Pending
+from highlight_logging._settings import Settings
+
+try:
+    from highlight_logging import _speedups
+except ImportError:
+    _speedups = None
+
+SETTINGS = Settings()
+ROOM = SETTINGS.attribute_count_limit - _frontend._RESERVED
+SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
+NOW = time.time_ns()
+AWARE = datetime.now(timezone.utc)
+NAIVE = datetime.now()
+
+IMPLEMENTATIONS = [pytest.param(_plain.plain_logs_py, id="python")]
+if _speedups is not None:
+    IMPLEMENTATIONS.append(pytest.param(_speedups.plain_logs, id="c"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    saved_sites, saved_levels = dict(_encode._site_cache), dict(_plain.levels)
+    yield
+    _encode._site_cache.clear()
+    _encode._site_cache.update(saved_sites)
+    _plain.levels.clear()
+    _plain.levels.update(saved_levels)
+
+
+def pending(
+    body: Any = "user 7 did login",
+    extras: list[tuple[Any, Any]] | None = None,
+    when: Any = None,
+    site: Any = SITE,
+    level: tuple[int, str] = (20, "INFO"),
+    **fields: Any,
+) -> Pending:
+    """A Pending as a front end leaves it; ``fields`` replaces any of its fields afterwards."""
+    p = _frontend.capture_record(
+        SETTINGS,
+        NOW - 5000 if when is None else when,
+        level[0],
+        level[1],
+        "app",
+        body,
+        {},
+        [("k", 7)] if extras is None else extras,
+        site=site,
+    )
+    return p._replace(**{"observed_ns": NOW, **fields})  # one clock reading for every path
+
+
+def general(make: Callable[[], Pending]) -> bytes:
+    """What the general path makes of the record."""
+    pipeline = _pipeline.Pipeline(SETTINGS)
+    record = _frontend.to_record(make(), SETTINGS)
+    return pipeline._encode(record, True)[0]
+
+
+def fast(impl: Any, make: Callable[[], Pending], learn: bool = True) -> bytes | None:
+    p = make()
+    if learn:
+        _plain.learn(p)
+        if p.site is not None:
+            _encode.site_attributes(p.site)
+    [out] = impl([p], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns)
+    assert out is None or type(out) is bytes
+    return out  # type: ignore[no-any-return]
+
+
+PLAIN = {
+    "int extra": lambda: pending(),
+    "no extras": lambda: pending(extras=[]),
+    "scalars": lambda: pending(extras=[("s", "v"), ("i", -3), ("f", 2.5), ("b", True), ("n", False)]),
+    "int64 bounds": lambda: pending(extras=[("lo", -(2**63)), ("hi", 2**63 - 1), ("mid", 300)]),
+    "non-ASCII": lambda: pending(body="Zoë paid 5 €", extras=[("città", "Zürich ✓")]),
+    "long body": lambda: pending(body="x" * 200),
+    "very long values": lambda: pending(body="y" * 20_000, extras=[("v", "z" * 4000)]),
+    "long key": lambda: pending(extras=[("k" * 200, 1)]),
+    "trace context": lambda: pending(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, flags=1),
+    "wide flags": lambda: pending(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, flags=0x1FF),
+    "old record": lambda: pending(when=NOW - 5 * 10**9),
+    "future record": lambda: pending(when=NOW + 10**6),
+    "not logged now": lambda: pending(logged_now=False),
+    "aware datetime": lambda: pending(when=AWARE, observed_ns=_frontend.datetime_ns(AWARE) + 1000),
+    "naive datetime": lambda: pending(when=NAIVE),
+    "thread site": lambda: pending(site=(THREAD_KEYS, 99, "worker-1")),
+    "custom level": lambda: pending(level=(25, "SUCCESS")),
+    "at the count limit": lambda: pending(extras=[(f"k{i}", i) for i in range(ROOM - len(SITE_KEYS))]),
+}
+
+NOT_PLAIN = {
+    "exception": lambda: pending(exception=ExceptionInfo("ValueError", "bad", "Traceback...")),
+    "request context": lambda: pending(request=("session", "request")),
+    "front-end attributes": lambda: pending(attributes={"code.stacktrace": "..."}),
+    "dropped extras": lambda: pending(dropped=3),
+    "no site": lambda: pending(site=None),
+    "container value": lambda: pending(extras=[("d", {"a": 1})]),
+    "None value": lambda: pending(extras=[("n", None)]),
+    "bytes value": lambda: pending(extras=[("b", b"\x00")]),
+    "beyond int64": lambda: pending(extras=[("big", 2**64)]),
+    "site key in extras": lambda: pending(extras=[("thread.name", "mine")]),
+    "repeated key": lambda: pending(extras=[("k", 1), ("k", 2)]),
+    "over the count limit": lambda: pending(extras=[(f"k{i}", i) for i in range(ROOM)]),
+    "lone surrogate in body": lambda: pending(body="bad \ud800"),
+    "lone surrogate in value": lambda: pending(extras=[("k", "bad \udfff")]),
+    "lone surrogate in key": lambda: pending(extras=[("bad \ud800", 1)]),
+    "time before the epoch": lambda: pending(when=-1),
+    "unreadable time": lambda: pending(when="yesterday"),
+    "unhashable site": lambda: pending(site=(SITE_KEYS, ["not", "hashable"], "f", 1, 2, "t")),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", sorted(PLAIN))
+def test_plain_records_match_the_general_path(impl: Any, case: str) -> None:
+    """A plain record's bytes are exactly the general path's."""
+    out = fast(impl, PLAIN[case])
+    assert out is not None
+    assert out == general(PLAIN[case])
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", sorted(NOT_PLAIN))
+def test_other_records_are_left_to_the_general_path(impl: Any, case: str) -> None:
+    """Anything unusual about a record gives None, and the general path handles it."""
+    assert fast(impl, NOT_PLAIN[case]) is None
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_unknown_level_or_site_is_left_to_the_general_path(impl: Any) -> None:
+    """A level or site not seen before is declined until the general path has encoded it once."""
+    make = lambda: pending(level=(31, "NOTICE"), site=(THREAD_KEYS, 5, "fresh"))  # noqa: E731
+    assert fast(impl, make, learn=False) is None
+    assert fast(impl, make) == general(make)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_a_level_name_reused_with_another_number_is_declined(impl: Any) -> None:
+    """``levels`` is keyed by name: a name logged at another number never borrows its encoding."""
+    fast(impl, lambda: pending(level=(20, "INFO")))
+    make = lambda: pending(level=(25, "INFO"))  # noqa: E731
+    [out] = impl([make()], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns)
+    assert out is None
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_a_batch_mixes_both_kinds_in_order(impl: Any) -> None:
+    """Each record of a chunk gets its own answer, in order."""
+    makers = [PLAIN["int extra"], NOT_PLAIN["exception"], PLAIN["scalars"], NOT_PLAIN["repeated key"]]
+    for make in makers:
+        fast(impl, make)  # learn levels and sites
+    out = impl([m() for m in makers], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns)
+    assert [o is None for o in out] == [False, True, False, True]
+    assert out[0] == general(makers[0])
+    assert out[2] == general(makers[2])
+
+
+def test_the_c_path_uses_the_same_constants() -> None:
+    """The C file's copy of the observed-time window is _frontend's."""
+    if _speedups is None:
+        pytest.skip("no C speedups in this install")
+    assert _speedups.SAME_MOMENT == _frontend._SAME_MOMENT
+
+
+def test_the_c_path_is_built_where_a_compiler_is() -> None:
+    """``pip install`` built the C path (it is optional, so a failed build would pass unseen)."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip("no C compiler here")
+    if _plain.pure_python:
+        pytest.skip("the pure-Python path was asked for")
+    assert _speedups is not None
+    assert _plain.plain_logs is _speedups.plain_logs
+
+
+scalars = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.text(max_size=300),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    body=st.text(max_size=300),
+    extras=st.dictionaries(st.text(min_size=1, max_size=20), scalars, max_size=8),
+    offset=st.integers(min_value=-(10**10), max_value=10**10),
+    traced=st.booleans(),
+)
+def test_any_plain_record_matches_the_general_path(
+    body: str, extras: dict[str, Any], offset: int, traced: bool
+) -> None:
+    """For generated records, every implementation's bytes (where it gives any) are the general path's."""
+    ids: dict[str, Any] = {"trace_id": b"\x0a" * 16, "span_id": b"\x0b" * 8, "flags": 1} if traced else {}
+    make = lambda: pending(body=body, extras=list(extras.items()), when=NOW + offset, **ids)  # noqa: E731
+    expected = general(make)
+    for param in IMPLEMENTATIONS:
+        out = fast(param.values[0], make)
+        surrogates = any(
+            "\ud800" <= ch <= "\udfff" for s in (body, *extras, *map(str, extras.values())) for ch in s
+        )
+        clash = not _frontend.SITE_KEY_SET.isdisjoint(extras)
+        if not (surrogates or clash):
+            assert out is not None
+        if out is not None:
+            assert out == expected
+
+
+def test_a_time_at_the_edge_of_the_window() -> None:
+    """The observed-time rule's bounds are the same in both implementations."""
+    for offset in (-0x100, -0xFF, 0, _frontend._SAME_MOMENT - 1, _frontend._SAME_MOMENT):
+        make = lambda offset=offset: pending(when=NOW + 0x1000 - offset, observed_ns=NOW + 0x1000)  # noqa: E731
+        expected = general(make)
+        for param in IMPLEMENTATIONS:
+            assert fast(param.values[0], make) == expected, offset
+
+
+def test_loguru_time_is_converted_like_the_general_path() -> None:
+    """A datetime time (loguru's) goes through the same conversion, and its odd values decline."""
+    local = datetime.now().astimezone(timezone(timedelta(hours=5, minutes=30)))
+    make = lambda: pending(when=local, observed_ns=_frontend.datetime_ns(local) + 1000)  # noqa: E731
+    for param in IMPLEMENTATIONS:
+        assert fast(param.values[0], make) == general(make)
