@@ -83,6 +83,7 @@ class _Conn:
         self.sock, self.scheme, self.authority = sock, scheme, authority
         self.pid = os.getpid()  # a connection inherited through fork belongs to the parent
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.streams: dict[int, _Response] = {}  # requests sent and not answered yet, by stream id
 
     def flush(self, deadline: float) -> None:
         out = self.h2.data_to_send()
@@ -133,24 +134,30 @@ class H2Transport:
         self._conns: dict[str, _Conn] = {}
         self._tls_context: ssl.SSLContext | None = None
         self._lock = threading.Lock()  # guards the three fields cancel() reads
-        self._busy = self._cancelled = False
+        self._outstanding = 0  # requests started and not yet answered (or failed)
+        self._cancelled = False
         self._active: socket.socket | None = None
 
     def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
         return self.start(signal, payload, timeout)()
 
     def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
-        """Send the request; the returned call reads the answer.  One request at a time: each is
-        waited for before the next starts, so the worker encodes the next batch meanwhile."""
+        """Send the request; the returned call reads the answer.  A few requests may be on their
+        way at once (``_pipeline._MAX_IN_FLIGHT``), each on its own stream of one connection;
+        whichever call reads the socket hands every stream its part."""
         deadline = time.monotonic() + max(timeout, 0.001)
         s = self._settings
         endpoint = (s.logs_endpoint if signal == LOGS else s.traces_endpoint) or s.endpoint
         target = GrpcTransport._target(endpoint)
         with self._lock:
-            self._busy, self._cancelled = True, False
+            if not self._outstanding:
+                self._cancelled = False
+            self._outstanding += 1
+        conn = None
         try:
             conn = self._conns.get(target)
-            if conn is None or not conn.idle_ok():
+            # A connection with answers outstanding is in use: reading it idly would take them.
+            if conn is None or conn.pid != os.getpid() or (not conn.streams and not conn.idle_ok()):
                 self._drop(target)
                 conn = self._conns[target] = self._connect(
                     target, is_plaintext(endpoint, s.insecure), deadline
@@ -161,34 +168,40 @@ class H2Transport:
                     raise ConnectionAbortedError("cancelled")
             sid, resp = self._send(conn, signal, payload, deadline)
         except Exception as exc:
-            return _ready(self._failed(target, exc))
+            outcome = self._failed(target, exc, conn)
+            self._answered()
+            return _ready(outcome)
 
         def wait() -> Outcome:
             try:
-                # The worker encoded its next batch meanwhile: an answer that arrived before the
-                # deadline is read even if the deadline has passed since.
-                self._read_arrived(conn, sid, resp)
-                while not resp.ended:
-                    self._pump(conn, sid, resp, deadline)
-            except Exception as exc:
-                return self._failed(target, exc)
-            try:  # acknowledgements; a complete answer stands even if they cannot go out
-                conn.flush(time.monotonic() + 1.0)
-            except Exception:
-                self._drop(target)
+                try:
+                    # The worker encoded its next batch meanwhile: an answer that arrived before
+                    # the deadline is read even if the deadline has passed since.
+                    self._read_arrived(conn, sid, resp)
+                    while not resp.ended:
+                        self._pump(conn, sid, resp, deadline)
+                except Exception as exc:
+                    return self._failed(target, exc, conn)
+                try:  # acknowledgements; a complete answer stands even if they cannot go out
+                    conn.flush(time.monotonic() + 1.0)
+                except Exception:
+                    self._drop(target, conn)
+                return self._outcome(resp, signal)
             finally:
-                with self._lock:
-                    self._busy, self._active = False, None
-            return self._outcome(resp, signal)
+                conn.streams.pop(sid, None)
+                self._answered()
 
         return wait
 
-    def _failed(self, target: str, exc: Exception) -> Outcome:
-        self._drop(target)  # the connection's state is unknown: start afresh next time
-        outcome = self._broken(exc)
+    def _answered(self) -> None:
         with self._lock:
-            self._busy, self._active = False, None
-        return outcome
+            self._outstanding -= 1
+            if not self._outstanding:
+                self._active = None
+
+    def _failed(self, target: str, exc: Exception, conn: _Conn | None) -> Outcome:
+        self._drop(target, conn)  # the connection's state is unknown: start afresh next time
+        return self._broken(exc)
 
     def _connect(self, target: str, plaintext: bool, deadline: float) -> _Conn:
         parts = urllib.parse.urlsplit("//" + target)
@@ -232,6 +245,7 @@ class H2Transport:
         message = gzip.compress(payload, compresslevel=GZIP_LEVEL) if gz else payload
         body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
         sid = conn.h2.get_next_available_stream_id()
+        resp = conn.streams[sid] = _Response()
         headers = [
             (":method", "POST"),
             (":scheme", conn.scheme),
@@ -246,7 +260,6 @@ class H2Transport:
             *self._metadata,
         ]
         conn.h2.send_headers(sid, headers)
-        resp = _Response()
         while body and not resp.ended:  # the collector may answer early (e.g. message too large)
             size = min(conn.h2.local_flow_control_window(sid), conn.h2.max_outbound_frame_size, len(body))
             if size <= 0:
@@ -280,19 +293,22 @@ class H2Transport:
             self._feed(conn, sid, resp, data)
 
     def _feed(self, conn: _Conn, sid: int, resp: _Response, data: bytes) -> None:
+        """Hand what arrived to each stream's answer; ``resp`` (stream ``sid``) is the one awaited."""
         for event in conn.h2.receive_data(data):
             if isinstance(event, h2.events.ConnectionTerminated) and not resp.ended:
                 raise ConnectionResetError(f"GOAWAY from the collector ({event.error_code!s})")
-            if getattr(event, "stream_id", None) != sid:
+            stream = getattr(event, "stream_id", None)
+            answer = conn.streams.get(stream) if stream is not None else None
+            if answer is None:
                 continue
             if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                resp.fields.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+                answer.fields.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
             elif isinstance(event, h2.events.DataReceived):
-                resp.data += event.data
-                conn.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+                answer.data += event.data
+                conn.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
-                resp.reset, resp.ended = int(event.error_code), True
-            resp.ended = resp.ended or isinstance(event, h2.events.StreamEnded)
+                answer.reset, answer.ended = int(event.error_code), True
+            answer.ended = answer.ended or isinstance(event, h2.events.StreamEnded)
 
     def _outcome(self, resp: _Response, signal: str) -> Outcome:
         f = resp.fields
@@ -335,7 +351,14 @@ class H2Transport:
             return Outcome(False, retryable=True, detail=f"UNAVAILABLE: {text}", reconnect=True)
         return Outcome(False, detail=text)  # _SetupError, bad endpoint, ...
 
-    def _drop(self, target: str) -> None:
+    def _drop(self, target: str, conn: _Conn | None = None) -> None:
+        """Close the target's connection (only if it is still ``conn``, when given)."""
+        if conn is not None and self._conns.get(target) is not conn:
+            try:
+                conn.sock.close()
+            except Exception:
+                pass
+            return
         conn = self._conns.pop(target, None)
         if conn is not None:
             try:
@@ -346,7 +369,7 @@ class H2Transport:
     def cancel(self) -> None:
         """Abort the export in flight (shutdown deadline reached); safe from any thread."""
         with self._lock:
-            self._cancelled = self._busy
+            self._cancelled = self._outstanding > 0
             sock = self._active
         if sock is not None:
             try:  # shutdown wakes a blocked recv/send; close() from another thread would not

@@ -64,12 +64,17 @@ _HOLD = 0.0001  # s: the longest the worker works before it hands the GIL to a w
 _BURST_RATE = 5000.0
 _BURST_MIN = 8
 _BURST_SLICE = 0.005  # each look costs two GIL hand-offs: 1 ms slices cost ~0.7 us a record
+# Requests on their way at once.  One at a time, a 20,000-record drain spent more than half its
+# time waiting for the benchmark's receiver to answer (~3.6 ms a request), and over a WAN to the
+# hosted collector (say 50 ms a round trip) one at a time caps delivery at 512 / RTT, ~10,000
+# records/s.  Answers are still read, and batches finished, in the order sent.
+_MAX_IN_FLIGHT = 4
 
 
 class _Send:
     """One request on its way: what :meth:`Pipeline._finish_send` needs to wait for or retry it."""
 
-    __slots__ = ("count", "counter", "deadline", "payload", "signal", "wait")
+    __slots__ = ("count", "counter", "deadline", "outcome", "payload", "signal", "wait")
 
     def __init__(
         self,
@@ -83,6 +88,7 @@ class _Send:
         self.signal, self.counter, self.payload, self.count = signal, counter, payload, count
         self.deadline = deadline  # export_timeout from the first attempt
         self.wait = wait  # the first attempt's answer; None: not started (past the shutdown deadline)
+        self.outcome: _transport.Outcome | None = None  # the answer, once read ahead of its turn
 
 
 def _new_counters() -> dict[str, dict[str, Any]]:
@@ -158,9 +164,12 @@ class Pipeline:
         self._stopped = False
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
         self._transport: Any = None
-        self._send_lock = threading.Lock()  # held around each attempt; fork() waits for it
-        # The last request of the previous batch, still in flight, and that batch's record count.
-        self._in_flight: tuple[_Send, int] | None = None
+        # Attempts sent and not yet read; fork() waits (holding the lock) until there are none.
+        self._sending = 0
+        self._send_idle = threading.Condition(threading.Lock())
+        # The last request of each of the latest batches still in flight, oldest first, with the
+        # batch's record count (at most _MAX_IN_FLIGHT).
+        self._in_flight: collections.deque[tuple[_Send, int]] = collections.deque()
         self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
@@ -309,11 +318,11 @@ class Pipeline:
                     finally:
                         # Batches are finished in the order taken (flush() counts them): one
                         # with a request in flight, or after one, is finished with that request.
-                        held = self._in_flight
+                        in_flight = self._in_flight
                         if flight is not None:
-                            self._in_flight = (flight, len(batch))
-                        elif held is not None:  # nothing of its own to send (all dropped)
-                            self._in_flight = (held[0], held[1] + len(batch))
+                            in_flight.append((flight, len(batch)))
+                        elif in_flight:  # nothing of its own to send (all dropped)
+                            in_flight[-1] = (in_flight[-1][0], in_flight[-1][1] + len(batch))
                         else:
                             self._finish(len(batch))
                     if len(self._queue) < batch_size and not self._flushers and not self._stopping:
@@ -330,14 +339,16 @@ class Pipeline:
             self._in_hand -= count
             self._done.notify_all()
 
-    def _complete_in_flight(self) -> None:
-        """Wait for the request left in flight (retrying it if need be), then finish its batch."""
-        held, self._in_flight = self._in_flight, None
-        if held is not None:
+    def _complete_in_flight(self, keep: int = 0) -> None:
+        """Wait for the requests left in flight, oldest first (retrying them if need be), and
+        finish their batches, until ``keep`` are left."""
+        in_flight = self._in_flight
+        while len(in_flight) > keep:
+            send, count = in_flight.popleft()
             try:
-                self._finish_send(held[0])
+                self._finish_send(send)
             finally:
-                self._finish(held[1])
+                self._finish(count)
 
     def _step_back_during_burst(self) -> None:
         """While the application logs in a burst, leave it the GIL and export afterwards.
@@ -363,7 +374,7 @@ class Pipeline:
             age = time.time_ns() - oldest
             if not 0 <= age < s.schedule_delay * 1e9:  # due, or the wall clock stepped back
                 return
-            if self._in_flight is not None:
+            if self._in_flight:
                 # Not left waiting while the worker sleeps; that wait may be long, so look again.
                 self._complete_in_flight()
                 seen = len(queue)
@@ -461,9 +472,9 @@ class Pipeline:
         sends += [(_transport.TRACES, "spans", payload, count) for payload, count in self._requests(spans)]
         if not sends:
             return None
-        # The previous batch's request has had this batch's encoding time to come back: only now
-        # wait for it, so batches leave in order and at most one request is in flight.
-        self._complete_in_flight()
+        # The previous batches' requests have had this batch's encoding time to come back: only
+        # now wait for the oldest, if need be, to keep at most _MAX_IN_FLIGHT on their way.
+        self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
         for send in sends[:-1]:
             self._send(*send)
         return self._start_send(*sends[-1])
@@ -617,7 +628,7 @@ class Pipeline:
         """Send one attempt of a request; :meth:`_finish_send` waits for it (and retries).
 
         ``deadline``: the request's, from its first attempt (default: ``export_timeout`` from now).
-        The send lock is held from here until the attempt's answer is read, so that fork() never
+        The attempt counts in ``_sending`` from here until its answer is read, so that fork() never
         closes the connection under a request in flight.
         """
         s = self.settings
@@ -631,13 +642,21 @@ class Pipeline:
         if self._abort.is_set() or now >= self._deadline:
             return send  # past the shutdown deadline: _finish_send counts it
         end = min(deadline, self._deadline)
-        self._send_lock.acquire()
+        with self._send_idle:  # waits here while fork() holds it
+            self._sending += 1
         try:
             send.wait = transport.start(signal, payload, min(s.request_timeout, max(end - now, 0.001)))
         except BaseException:  # transports return failures as outcomes; this is the unforeseen
-            self._send_lock.release()
+            self._sent()
             raise
         return send
+
+    def _sent(self) -> None:
+        """One attempt's answer is read (or it failed): no longer in flight."""
+        with self._send_idle:
+            self._sending -= 1
+            if not self._sending:
+                self._send_idle.notify_all()
 
     def _finish_send(self, send: _Send) -> None:
         s = self.settings
@@ -647,10 +666,7 @@ class Pipeline:
             if send.wait is None:
                 self._count_drop(counter, "shutdown", count)
                 return
-            try:
-                outcome = send.wait()
-            finally:
-                self._send_lock.release()
+            outcome = self._read(send)
             if not outcome.ok and self._abort.is_set():
                 self._count_drop(counter, "shutdown", count)  # cut off by the shutdown deadline
                 return
@@ -685,6 +701,12 @@ class Pipeline:
                     every=60.0,
                 )
                 return
+            # Read the answers of the requests still in flight first: reconnecting, or waiting
+            # out the backoff, must not cut off a request the collector may have taken already,
+            # which would then be sent twice.
+            for other, _ in self._in_flight:
+                if other.wait is not None and other.outcome is None:
+                    other.outcome = self._read(other)
             if outcome.reconnect:
                 self._transport.reconnect()
             delay = outcome.retry_after
@@ -710,6 +732,17 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
             send = self._start_send(signal, counter, payload, count, deadline)
+
+    def _read(self, send: _Send) -> _transport.Outcome:
+        """The answer to ``send``'s attempt (waited for, or read ahead of its turn)."""
+        outcome, send.outcome = send.outcome, None
+        if outcome is not None:
+            return outcome
+        assert send.wait is not None
+        try:
+            return send.wait()
+        finally:
+            self._sent()
 
     def _has_room(self) -> bool:
         # Queued plus in the worker's hands (the batch being retried and any encoded after it).
@@ -1006,26 +1039,33 @@ def _die_by_sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-_FORK_WAIT = 1.0  # longest a fork() waits for an export in flight
+_FORK_WAIT = 1.0  # longest a fork() waits for the exports in flight
 
 
 def _before_fork() -> None:
     # Without gRPC's fork support a child cannot use gRPC that its parent had initialised; with
     # no channel open at fork time the child starts gRPC afresh. The parent reopens lazily.
-    # Holding each pipeline's send lock keeps its worker from reopening a channel mid-fork.
+    # Holding each pipeline's _send_idle (once nothing is in flight) keeps its worker from
+    # starting a request, and reopening a channel, mid-fork.
+    deadline = time.monotonic() + _FORK_WAIT
     for pipeline in list(_registry.values()):
-        if pipeline._send_lock.acquire(timeout=_FORK_WAIT):
+        idle = pipeline._send_idle
+        if not idle.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            continue
+        if idle.wait_for(lambda p=pipeline: p._sending == 0, max(deadline - time.monotonic(), 0)):  # type: ignore[misc]
             pipeline._fork_held = True
             transport = pipeline._transport
             if transport is not None:
                 transport.close()
+        else:
+            idle.release()
 
 
 def _after_fork_in_parent() -> None:
     for pipeline in list(_registry.values()):
         if pipeline._fork_held:
             pipeline._fork_held = False
-            pipeline._send_lock.release()
+            pipeline._send_idle.release()
 
 
 if hasattr(os, "register_at_fork"):

@@ -249,9 +249,12 @@ def _until(condition: Any, timeout: float = 10.0) -> bool:
 
 
 @pytest.mark.parametrize("client", ["h2", "grpcio"])
-def test_the_next_batch_is_encoded_while_a_request_is_in_flight(client: str) -> None:
-    """While the collector reads one request the worker takes and encodes the next batch, but never
-    sends it before the first is answered: batches arrive in order, one request in flight at most."""
+def test_requests_stay_in_flight_while_the_next_batches_are_encoded(client: str) -> None:
+    """While the collector reads requests the worker goes on taking and encoding batches, with at
+    most _MAX_IN_FLIGHT requests on their way; each request keeps its batch's order, and flush()
+    returns once every one is answered."""
+    limit = _pipeline._MAX_IN_FLIGHT
+    batches = limit + 1
     with GatedReceiver() as rx:
         log = handler_logger(
             "priority.inflight",
@@ -260,7 +263,7 @@ def test_the_next_batch_is_encoded_while_a_request_is_in_flight(client: str) -> 
             max_export_batch_size=8,
             schedule_delay=30,
         )
-        for i in range(16):
+        for i in range(8 * batches):
             log.info("r%d", i)
         (p,) = _pipeline.pipelines()
         flushed: list[bool] = []
@@ -268,16 +271,53 @@ def test_the_next_batch_is_encoded_while_a_request_is_in_flight(client: str) -> 
         flusher.start()
         try:
             assert rx.entered.wait(10), "the first request never arrived"
-            # Both batches are in the worker's hands while the first request is still unanswered.
-            assert _until(lambda: p._in_hand == 16 and not p._queue)
-            assert rx.log_records() == [] and rx.most_held == 1
+            # Every batch is in the worker's hands, the last one encoded and waiting for room.
+            assert _until(lambda: rx.held == limit and p._in_hand == 8 * batches and not p._queue)
+            assert rx.log_records() == [] and not flushed
         finally:
             rx.gate.set()
             flusher.join(30)
         assert flushed == [True]
-        assert [r.body for r in rx.log_records()] == [f"r{i}" for i in range(16)]
-        assert len(rx.requests) == 2 and rx.most_held == 1
-        assert highlight_logging.stats()["logs"]["exported"] == 16
+        assert rx.most_held == limit and len(rx.requests) == batches
+        bodies = [
+            [r.body.string_value for sl in req.resource_logs[0].scope_logs for r in sl.log_records]
+            for req in rx.requests_logs
+        ]
+        assert sorted(bodies, key=lambda b: int(b[0][1:])) == [
+            [f"r{i}" for i in range(8 * k, 8 * k + 8)] for k in range(batches)
+        ]
+        assert highlight_logging.stats()["logs"]["exported"] == 8 * batches
+        _pipeline.reset_for_tests()
+
+
+@pytest.mark.parametrize("client", ["h2", "grpcio"])
+def test_a_retry_never_cuts_off_the_other_requests_in_flight(client: str) -> None:
+    """When one of the requests in flight fails and is retried (reconnecting first), the others'
+    answers are read before: none is cut off and sent twice, none is lost."""
+    batches = _pipeline._MAX_IN_FLIGHT + 1
+    with GatedReceiver() as rx:
+        rx.fail_next(1, retry_delay=0.01)  # UNAVAILABLE: retried after a reconnect
+        log = handler_logger(
+            "priority.retry",
+            endpoint=rx.endpoint,
+            grpc_client=client,
+            max_export_batch_size=8,
+            schedule_delay=30,
+        )
+        for i in range(8 * batches):
+            log.info("r%d", i)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(highlight_logging.flush(30)))
+        flusher.start()
+        try:
+            assert _until(lambda: rx.held == _pipeline._MAX_IN_FLIGHT)
+        finally:
+            rx.gate.set()
+            flusher.join(30)
+        assert flushed == [True]
+        assert sorted(r.body for r in rx.log_records()) == sorted(f"r{i}" for i in range(8 * batches))
+        stats = highlight_logging.stats()["logs"]
+        assert stats["exported"] == 8 * batches and stats["dropped_total"] == 0
         _pipeline.reset_for_tests()
 
 
