@@ -82,7 +82,15 @@ class _Conn:
     def __init__(self, sock: socket.socket, scheme: str, authority: str) -> None:
         self.sock, self.scheme, self.authority = sock, scheme, authority
         self.pid = os.getpid()  # a connection inherited through fork belongs to the parent
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        # Our own headers are fixed and valid, and an answer is judged by its gRPC status alone:
+        # h2's per-header checks are skipped (~16 of ~210 us of h2 work a request, measured).
+        config = h2.config.H2Configuration(
+            client_side=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+        )
+        self.h2 = h2.connection.H2Connection(config)
         self.streams: dict[int, _Response] = {}  # requests sent and not answered yet, by stream id
 
     def flush(self, deadline: float) -> None:

@@ -473,10 +473,13 @@ class Pipeline:
         if not sends:
             return None
         # The previous batches' requests have had this batch's encoding time to come back: only
-        # now wait for the oldest, if need be, to keep at most _MAX_IN_FLIGHT on their way.
-        self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
+        # now wait for the oldest, if need be, to keep at most _MAX_IN_FLIGHT on their way.  A
+        # batch's first requests (logs, when it has spans too) count no records: its last one
+        # carries them, so the batch is finished once all of its requests are.
         for send in sends[:-1]:
-            self._send(*send)
+            self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
+            self._in_flight.append((self._start_send(*send), 0))
+        self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
         return self._start_send(*sends[-1])
 
     def _add(
@@ -617,10 +620,6 @@ class Pipeline:
             str(event_attrs.get("exception.message", exc.type)),
         )
         return log, span
-
-    def _send(self, signal: str, counter: str, payload: bytes, count: int) -> None:
-        """Export one request, retrying as the specification says, until its deadline."""
-        self._finish_send(self._start_send(signal, counter, payload, count))
 
     def _start_send(
         self, signal: str, counter: str, payload: bytes, count: int, deadline: float | None = None
