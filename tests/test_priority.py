@@ -248,6 +248,30 @@ def _until(condition: Any, timeout: float = 10.0) -> bool:
     return bool(condition())
 
 
+def _flush_behind_the_gate(rx: GatedReceiver, client: str, batches: int, name: str) -> list[bool]:
+    """Log ``batches`` batches of 8 and flush while ``rx`` holds every request; once every batch is
+    in the worker's hands (the last encoded and waiting for room), open the gate and return what
+    flush() returned."""
+    log = handler_logger(
+        name, endpoint=rx.endpoint, grpc_client=client, max_export_batch_size=8, schedule_delay=30
+    )
+    for i in range(8 * batches):
+        log.info("r%d", i)
+    (p,) = _pipeline.pipelines()
+    flushed: list[bool] = []
+    flusher = threading.Thread(target=lambda: flushed.append(highlight_logging.flush(30)))
+    flusher.start()
+    try:
+        assert rx.entered.wait(10), "the first request never arrived"
+        limit = _pipeline._MAX_IN_FLIGHT
+        assert _until(lambda: rx.held == limit and p._in_hand == 8 * batches and not p._queue)
+        assert rx.log_records() == [] and not flushed
+    finally:
+        rx.gate.set()
+        flusher.join(30)
+    return flushed
+
+
 @pytest.mark.parametrize("client", ["h2", "grpcio"])
 def test_requests_stay_in_flight_while_the_next_batches_are_encoded(client: str) -> None:
     """While the collector reads requests the worker goes on taking and encoding batches, with at
@@ -256,27 +280,7 @@ def test_requests_stay_in_flight_while_the_next_batches_are_encoded(client: str)
     limit = _pipeline._MAX_IN_FLIGHT
     batches = limit + 1
     with GatedReceiver() as rx:
-        log = handler_logger(
-            "priority.inflight",
-            endpoint=rx.endpoint,
-            grpc_client=client,
-            max_export_batch_size=8,
-            schedule_delay=30,
-        )
-        for i in range(8 * batches):
-            log.info("r%d", i)
-        (p,) = _pipeline.pipelines()
-        flushed: list[bool] = []
-        flusher = threading.Thread(target=lambda: flushed.append(highlight_logging.flush(30)))
-        flusher.start()
-        try:
-            assert rx.entered.wait(10), "the first request never arrived"
-            # Every batch is in the worker's hands, the last one encoded and waiting for room.
-            assert _until(lambda: rx.held == limit and p._in_hand == 8 * batches and not p._queue)
-            assert rx.log_records() == [] and not flushed
-        finally:
-            rx.gate.set()
-            flusher.join(30)
+        flushed = _flush_behind_the_gate(rx, client, batches, "priority.inflight")
         assert flushed == [True]
         assert rx.most_held == limit and len(rx.requests) == batches
         bodies = [
@@ -297,24 +301,7 @@ def test_a_retry_never_cuts_off_the_other_requests_in_flight(client: str) -> Non
     batches = _pipeline._MAX_IN_FLIGHT + 1
     with GatedReceiver() as rx:
         rx.fail_next(1, retry_delay=0.01)  # UNAVAILABLE: retried after a reconnect
-        log = handler_logger(
-            "priority.retry",
-            endpoint=rx.endpoint,
-            grpc_client=client,
-            max_export_batch_size=8,
-            schedule_delay=30,
-        )
-        for i in range(8 * batches):
-            log.info("r%d", i)
-        flushed: list[bool] = []
-        flusher = threading.Thread(target=lambda: flushed.append(highlight_logging.flush(30)))
-        flusher.start()
-        try:
-            assert _until(lambda: rx.held == _pipeline._MAX_IN_FLIGHT)
-        finally:
-            rx.gate.set()
-            flusher.join(30)
-        assert flushed == [True]
+        assert _flush_behind_the_gate(rx, client, batches, "priority.retry") == [True]
         assert sorted(r.body for r in rx.log_records()) == sorted(f"r{i}" for i in range(8 * batches))
         stats = highlight_logging.stats()["logs"]
         assert stats["exported"] == 8 * batches and stats["dropped_total"] == 0
