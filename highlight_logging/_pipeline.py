@@ -69,6 +69,7 @@ _BURST_SLICE = 0.005  # each look costs two GIL hand-offs: 1 ms slices cost ~0.7
 # hosted collector (say 50 ms a round trip) one at a time caps delivery at 512 / RTT, ~10,000
 # records/s.  Answers are still read, and batches finished, in the order sent.
 _MAX_IN_FLIGHT = 4
+_SPAN_HOLD = 256  # exception spans held for the next batch's traces request at most (see _export)
 
 
 class _Send:
@@ -170,6 +171,10 @@ class Pipeline:
         # The last request of each of the latest batches still in flight, oldest first, with the
         # batch's record count (at most _MAX_IN_FLIGHT).
         self._in_flight: collections.deque[tuple[_Send, int]] = collections.deque()
+        # Exception spans of earlier batches that ride with the next batch's (see _export), and
+        # the records of those batches, finished once the spans are sent.
+        self._held_spans: dict[str, list[bytes]] = {}
+        self._held_count = 0
         self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
@@ -312,25 +317,48 @@ class Pipeline:
                     batch = self._take(batch_size)
                     if not batch:
                         break
-                    flight = None
                     try:
-                        flight = self._export(batch)
-                    finally:
-                        # Batches are finished in the order taken (flush() counts them): one
-                        # with a request in flight, or after one, is finished with that request.
-                        in_flight = self._in_flight
-                        if flight is not None:
-                            in_flight.append((flight, len(batch)))
-                        elif in_flight:  # nothing of its own to send (all dropped)
-                            in_flight[-1] = (in_flight[-1][0], in_flight[-1][1] + len(batch))
-                        else:
-                            self._finish(len(batch))
+                        flight, count = self._export(batch)
+                    except BaseException:  # unforeseen: finish what is in hand, then let it show
+                        count, self._held_spans, self._held_count = len(batch) + self._held_count, {}, 0
+                        self._settle(None, count)
+                        raise
+                    self._settle(flight, count)
                     if len(self._queue) < batch_size and not self._flushers and not self._stopping:
                         break
             finally:
-                self._complete_in_flight()  # before sleeping, or returning: nothing left waiting
+                try:
+                    self._send_held_spans()
+                finally:
+                    self._complete_in_flight()  # before sleeping, or returning: nothing left waiting
             if self._stopping and not self._queue:
                 return
+
+    def _settle(self, flight: _Send | None, count: int) -> None:
+        """Batches are finished in the order taken (flush() counts them): ``count`` records are
+        finished with ``flight``, or with the request in flight before, or now."""
+        in_flight = self._in_flight
+        if flight is not None:
+            in_flight.append((flight, count))
+        elif in_flight:  # nothing of its own to send (all dropped, or its spans held)
+            in_flight[-1] = (in_flight[-1][0], in_flight[-1][1] + count)
+        else:
+            self._finish(count)
+
+    def _send_held_spans(self) -> None:
+        """Send the spans held for the next batch (there is none: the worker is about to wait)."""
+        spans, count = self._held_spans, self._held_count
+        self._held_spans, self._held_count = {}, 0
+        flight = None
+        try:
+            for payload, n in self._requests(spans):
+                self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
+                if flight is not None:
+                    self._in_flight.append((flight, 0))
+                flight = self._start_send(_transport.TRACES, "spans", payload, n)
+        finally:
+            if flight is not None or count:
+                self._settle(flight, count)
 
     def _finish(self, count: int) -> None:
         """``count`` records taken by the worker are done with: exported, or counted as dropped."""
@@ -402,8 +430,9 @@ class Pipeline:
             self._bytes_out = self._bytes_in  # empty: whatever a race left in the figure is gone
         return batch
 
-    def _export(self, pending: list[Pending]) -> _Send | None:
-        """Convert, encode and send a batch; its last request is left in flight, and returned."""
+    def _export(self, pending: list[Pending]) -> tuple[_Send | None, int]:
+        """Convert, encode and send a batch; its last request is left in flight, and returned with
+        the number of records to finish with it."""
         logs: dict[str, list[bytes]] = {}
         spans: dict[str, list[bytes]] = {}
         limit = self.settings.max_request_bytes - len(self._resource) - _encode.REQUEST_OVERHEAD
@@ -417,17 +446,17 @@ class Pipeline:
         # so the hand-off comes after ~0.1 ms of work, not after a count.  With half the queue in
         # use, or someone waiting on flush/shutdown, it works flat out.
         s = self.settings
-        held = time.perf_counter()
+        working_since = time.perf_counter()
         for start in range(0, len(pending), _CHUNK):
             if (
                 start
-                and time.perf_counter() - held >= _HOLD
+                and time.perf_counter() - working_since >= _HOLD
                 and not (self._flushers or self._stopping)
                 and len(self._queue) < s.max_queue_size // 2
                 and self._queued_bytes() < s.max_queue_bytes // 2
             ):
                 time.sleep(50e-6)
-                held = time.perf_counter()
+                working_since = time.perf_counter()
             part = pending[start : start + _CHUNK]
             # When nothing in the chunk can need scrubbing (checked for the chunk at once: the
             # common case), its plain records go straight to bytes (_plain, ~0.2 us each in C);
@@ -468,10 +497,24 @@ class Pipeline:
                 for record in self._to_records([p]):
                     clean = scrubber is None or scrubber.batch_clean([record.body], [record.attributes])
                     self._add(record, clean, logs, spans, limit)
-        sends = [(_transport.LOGS, "logs", payload, count) for payload, count in self._requests(logs)]
-        sends += [(_transport.TRACES, "spans", payload, count) for payload, count in self._requests(spans)]
+        count = len(pending) + self._held_count
+        if self._held_spans:  # earlier batches' spans first, in order
+            merged = {scope: list(items) for scope, items in self._held_spans.items()}
+            for scope, items in spans.items():
+                merged.setdefault(scope, []).extend(items)
+            spans = merged
+        held: tuple[dict[str, list[bytes]], int] = ({}, 0)
+        if spans and self._queue and sum(map(len, spans.values())) < _SPAN_HOLD and not self._stopping:
+            # More records are queued: this batch's exception spans ride with the next batch's.
+            # One traces request costs as much CPU as the logs one (~0.5-1 ms, HTTP/2 and gzip),
+            # and at 1 exception in 100 a 512-record batch has ~5 spans.  Its records are
+            # finished once the spans are sent, so flush() still waits for them.
+            held, spans, count = (spans, count), {}, 0
+        sends = [(_transport.LOGS, "logs", payload, n) for payload, n in self._requests(logs)]
+        sends += [(_transport.TRACES, "spans", payload, n) for payload, n in self._requests(spans)]
         if not sends:
-            return None
+            self._held_spans, self._held_count = held
+            return None, count
         # The previous batches' requests have had this batch's encoding time to come back: only
         # now wait for the oldest, if need be, to keep at most _MAX_IN_FLIGHT on their way.  A
         # batch's first requests (logs, when it has spans too) count no records: its last one
@@ -480,7 +523,9 @@ class Pipeline:
             self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
             self._in_flight.append((self._start_send(*send), 0))
         self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
-        return self._start_send(*sends[-1])
+        flight = self._start_send(*sends[-1])
+        self._held_spans, self._held_count = held  # only now: an unforeseen error above leaves them
+        return flight, count
 
     def _add(
         self,

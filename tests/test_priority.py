@@ -364,3 +364,56 @@ def test_flush_waits_for_the_request_in_flight_behind_a_dropped_batch() -> None:
     assert result == [False]  # delivered, and one record dropped
     assert p.counters["logs"]["exported"] == 1
     p.shutdown(5)
+
+
+def test_exception_spans_of_queued_batches_share_one_traces_request() -> None:
+    """While more records are queued, a batch's exception spans ride with the next batch's traces
+    request, and its records are finished only then: flush() returns with every span there."""
+    exc = _pipeline.ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
+    with FaultyReceiver() as rx:
+        p = pipeline(endpoint=rx.endpoint, max_export_batch_size=8, schedule_delay=30)
+        p._worker = threading.current_thread()  # queue five batches before the worker starts
+        for i in range(40):
+            p.submit(
+                capture_record(
+                    p.settings, 1, 20, "INFO", "t", f"r{i}", {}, [], exception=exc if i % 4 == 0 else None
+                )
+            )
+        p._worker = None
+        p._start()
+        try:
+            assert p.flush(30)
+            spans = [
+                s
+                for req in rx.requests_spans
+                for rs in req.resource_spans
+                for ss in rs.scope_spans
+                for s in ss.spans
+            ]
+            assert len(spans) == 10 and len(rx.log_records()) == 40
+            assert [r.signal for r in rx.requests].count("traces") == 1
+            assert p.counters["spans"]["exported"] == 10 and p.counters["logs"]["exported"] == 40
+        finally:
+            p.shutdown(5)
+
+
+def test_held_spans_leave_before_the_worker_waits() -> None:
+    """Spans held for a next batch that is not due yet leave before the worker goes back to wait."""
+    exc = _pipeline.ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
+    with FaultyReceiver() as rx:
+        p = pipeline(endpoint=rx.endpoint, max_export_batch_size=8, schedule_delay=30)
+        p._worker = threading.current_thread()
+        for i in range(11):  # a full batch, then 3 records that wait for schedule_delay
+            p.submit(
+                capture_record(
+                    p.settings, 1, 20, "INFO", "t", f"r{i}", {}, [], exception=exc if i == 0 else None
+                )
+            )
+        p._worker = None
+        p._start()
+        try:
+            # The batch is finished (its spans sent) while the other 3 records still wait.
+            assert _until(lambda: len(rx.requests_spans) == 1 and p._finished == 8)
+            assert len(rx.log_records()) == 8 and len(p._queue) == 3
+        finally:
+            p.shutdown(5)
