@@ -220,7 +220,11 @@ class Pipeline:
         size = record.size
         if record.exception is not None:
             accepted = self._submit_counted(record)
-        elif self._has_space(size):
+        elif (  # _has_space(), inline: this is every logging call
+            len(queue) < self._max_records
+            and self._bytes_in - self._bytes_out + size <= self._max_bytes
+            and not self._stopped
+        ):
             queue.append(record)
             self._bytes_in += size
             if self._stopped:

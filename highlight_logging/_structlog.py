@@ -53,6 +53,11 @@ _CALLSITE = (
     ("lineno", "code.line.number"),
 )
 _CALLSITE_KEYS = frozenset(key for key, _ in _CALLSITE)
+# Keys a plain structlog event lacks: one isdisjoint() call tells _export it need not look for
+# any of them (each lookup skipped is ~0.05 us, and the common event has none).
+_RARE_KEYS = frozenset(
+    {"_record", "_from_structlog", "positional_args", "stack_info", "exc_info", "exception"} | _CALLSITE_KEYS
+)
 
 # Method and level names -> (stdlib level number, severity text).  Aliases take the stdlib name,
 # so the same call reads the same from all three front ends.
@@ -357,7 +362,8 @@ class StructlogProcessor:
             return
         settings = pipeline.settings
         get = event_dict.get
-        record = get("_record")
+        rare = not _RARE_KEYS.isdisjoint(event_dict)
+        record = get("_record") if rare else None
         if record is None:
             pass  # a native structlog event, the common case
         elif not isinstance(record, logging.LogRecord):
@@ -370,7 +376,8 @@ class StructlogProcessor:
             return  # a plain-logging record: the HighlightHandler on its path exports it
 
         level = get("level")
-        levelno, level_name = _level(method_name if level is None else level)
+        found = _LEVELS.get(level) if type(level) is str else None  # add_log_level's lower-case name
+        levelno, level_name = found or _level(method_name if level is None else level)
         scope = get("logger")
         if scope is None:
             if record is not None:
@@ -385,7 +392,10 @@ class StructlogProcessor:
             return
 
         stamp = get("timestamp")
-        ns = _time_ns(stamp)
+        if type(stamp) is float and 0 <= stamp < 1.8e10:  # TimeStamper(fmt=None): read at once
+            ns: int | None = int(stamp * 1_000_000_000)
+        else:
+            ns = _time_ns(stamp)
         # TimeStamper(fmt=None) reads a float at full precision as the event is logged; a string
         # may be cut to the second (a custom fmt) or carried in from elsewhere.
         logged_now = type(stamp) is float
@@ -394,7 +404,7 @@ class StructlogProcessor:
             logged_now = True
 
         body = get("event", "")
-        args = get("positional_args")
+        args = get("positional_args") if rare else None
         if type(args) is tuple and args and type(body) is str and (record is None or get("_from_structlog")):
             if len(args) == 1 and isinstance(args[0], dict) and args[0]:
                 args = args[0]
@@ -414,13 +424,14 @@ class StructlogProcessor:
                 site = (THREAD_KEYS, *caller)
             else:
                 site = (THREAD_KEYS, threading.get_ident(), threading.current_thread().name)
-        if not _CALLSITE_KEYS.isdisjoint(event_dict):  # CallsiteParameterAdder is optional
-            for key, name in _CALLSITE:
-                if key in event_dict:
-                    attrs[name] = coerce(event_dict[key], limit)
-        stack = get("stack_info")
-        if isinstance(stack, str):
-            attrs["code.stacktrace"] = stack
+        if rare:
+            if not _CALLSITE_KEYS.isdisjoint(event_dict):  # CallsiteParameterAdder is optional
+                for key, name in _CALLSITE:
+                    if key in event_dict:
+                        attrs[name] = coerce(event_dict[key], limit)
+            stack = get("stack_info")
+            if isinstance(stack, str):
+                attrs["code.stacktrace"] = stack
 
         extras: Iterable[tuple[str, Any]]
         if record is not None and not get("_from_structlog"):
@@ -435,7 +446,7 @@ class StructlogProcessor:
             extras = event_dict.items()
             skip = _CONSUMED
 
-        exc_info = get("exc_info")
+        exc_info = get("exc_info") if rare else None
         exception = None
         try:
             has_exc_info = exc_info is not None and bool(exc_info)
@@ -443,7 +454,7 @@ class StructlogProcessor:
             has_exc_info = False
         if not has_exc_info:
             exc_info = None
-            rendered = get("exception")
+            rendered = get("exception") if rare else None
             if rendered is not None:
                 exception = _rendered_exception(rendered, settings.include_exception_message)
 
