@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -196,6 +197,52 @@ static int as_u64(PyObject *obj, uint64_t *out)
     return 0;
 }
 
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's days_from_civil). */
+static long long days_from_civil(long long y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+/* _frontend.datetime_ns() for an aware datetime (loguru's time), without a Python call: 0 with
+ * *out set; -1 for anything else (naive, odd tzinfo, before the epoch), which goes through
+ * to_ns() instead.  Exact to the microsecond, as (when - EPOCH) // timedelta(microseconds=1). */
+static int aware_ns(PyObject *when, uint64_t *out)
+{
+    if (!PyDateTime_Check(when))
+        return -1;
+    PyObject *tz = PyDateTime_DATE_GET_TZINFO(when);
+    if (tz == Py_None)
+        return -1; /* naive means local time: the Python path reads the local zone */
+    PyObject *offset = PyObject_CallMethod(tz, "utcoffset", "O", when);
+    if (offset == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (!PyDelta_Check(offset)) {
+        Py_DECREF(offset);
+        return -1;
+    }
+    long long days = days_from_civil(PyDateTime_GET_YEAR(when), (unsigned)PyDateTime_GET_MONTH(when),
+                                     (unsigned)PyDateTime_GET_DAY(when));
+    long long seconds = days * 86400 + PyDateTime_DATE_GET_HOUR(when) * 3600LL +
+                        PyDateTime_DATE_GET_MINUTE(when) * 60LL + PyDateTime_DATE_GET_SECOND(when) -
+                        (PyDateTime_DELTA_GET_DAYS(offset) * 86400LL + PyDateTime_DELTA_GET_SECONDS(offset));
+    long long us = seconds * 1000000 + PyDateTime_DATE_GET_MICROSECOND(when) -
+                   PyDateTime_DELTA_GET_MICROSECONDS(offset);
+    Py_DECREF(offset);
+    if (us < 0)
+        return -1;
+    if ((uint64_t)us > UINT64_MAX / 1000u) /* year 9999 is ~2.5e20 ns, over 2**64 */
+        return -1;
+    *out = (uint64_t)us * 1000u;
+    return 0;
+}
+
 /* One pending tuple -> new bytes, or a new reference to None when it is not plain. */
 static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *levels, Py_ssize_t room,
                            PyObject *to_ns)
@@ -235,16 +282,17 @@ static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *level
     if (!extras_plain(extras, PyTuple_GET_SIZE(PyTuple_GET_ITEM(site, 0)), room))
         goto not_plain;
 
-    when_obj = PyTuple_GET_ITEM(p, P_WHEN);
-    if (PyLong_CheckExact(when_obj)) {
-        Py_INCREF(when_obj);
-    } else {
-        when_obj = PyObject_CallOneArg(to_ns, when_obj); /* loguru's datetime */
-        if (when_obj == NULL)
+    uint64_t when, observed;
+    PyObject *when_src = PyTuple_GET_ITEM(p, P_WHEN);
+    if (PyLong_CheckExact(when_src)) {
+        if (as_u64(when_src, &when) < 0)
+            goto not_plain;
+    } else if (aware_ns(when_src, &when) < 0) { /* loguru's datetime, in C if it can be */
+        when_obj = PyObject_CallOneArg(to_ns, when_src);
+        if (when_obj == NULL || as_u64(when_obj, &when) < 0)
             goto not_plain;
     }
-    uint64_t when, observed;
-    if (as_u64(when_obj, &when) < 0 || as_u64(PyTuple_GET_ITEM(p, P_OBSERVED), &observed) < 0)
+    if (as_u64(PyTuple_GET_ITEM(p, P_OBSERVED), &observed) < 0)
         goto not_plain;
     /* to_record's rule: the record's own time, read as it was logged, is also its observed time. */
     if (logged_now == Py_True &&
@@ -362,6 +410,9 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return NULL;
     PyObject *record = PyImport_ImportModule("highlight_logging._record");
     if (record == NULL)
         return NULL;

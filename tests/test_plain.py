@@ -241,3 +241,21 @@ def test_loguru_time_is_converted_like_the_general_path() -> None:
     make = lambda: pending(when=local, observed_ns=_frontend.datetime_ns(local) + 1000)  # noqa: E731
     for param in IMPLEMENTATIONS:
         assert fast(param.values[0], make) == general(make)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    when=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2500, 12, 31)),
+    offset_minutes=st.integers(min_value=-24 * 60 + 1, max_value=24 * 60 - 1),
+    seconds=st.integers(min_value=0, max_value=59),
+)
+def test_any_aware_time_converts_like_the_general_path(
+    when: datetime, offset_minutes: int, seconds: int
+) -> None:
+    """An aware datetime in any zone (loguru's time) gives the general path's nanoseconds, exactly."""
+    zone = timezone(timedelta(minutes=offset_minutes, seconds=seconds))
+    aware = when.replace(tzinfo=zone)
+    make = lambda: pending(when=aware, logged_now=False)  # noqa: E731
+    expected = general(make)
+    for param in IMPLEMENTATIONS:
+        assert fast(param.values[0], make) == expected
