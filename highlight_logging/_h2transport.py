@@ -92,6 +92,7 @@ class _Conn:
         )
         self.h2 = h2.connection.H2Connection(config)
         self.streams: dict[int, _Response] = {}  # requests sent and not answered yet, by stream id
+        self.closing = False  # GOAWAY received: no new stream on it (h2 takes no frame after it)
 
     def flush(self, deadline: float) -> None:
         out = self.h2.data_to_send()
@@ -144,7 +145,7 @@ class H2Transport:
         self._lock = threading.Lock()  # guards the three fields cancel() reads
         self._outstanding = 0  # requests started and not yet answered (or failed)
         self._cancelled = False
-        self._active: socket.socket | None = None
+        self._active: set[_Conn] = set()  # connections with requests outstanding: cancel() wakes each
 
     def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
         return self.start(signal, payload, timeout)()
@@ -165,19 +166,24 @@ class H2Transport:
         try:
             conn = self._conns.get(target)
             # A connection with answers outstanding is in use: reading it idly would take them.
-            if conn is None or conn.pid != os.getpid() or (not conn.streams and not conn.idle_ok()):
+            if (
+                conn is None
+                or conn.closing
+                or conn.pid != os.getpid()
+                or (not conn.streams and not conn.idle_ok())
+            ):
                 self._drop(target)
                 conn = self._conns[target] = self._connect(
                     target, is_plaintext(endpoint, s.insecure), deadline
                 )
             with self._lock:
-                self._active = conn.sock
+                self._active.add(conn)
                 if self._cancelled:
                     raise ConnectionAbortedError("cancelled")
             sid, resp = self._send(conn, signal, payload, deadline)
         except Exception as exc:
             outcome = self._failed(target, exc, conn)
-            self._answered()
+            self._answered(conn)
             return _ready(outcome)
 
         def wait() -> Outcome:
@@ -188,6 +194,15 @@ class H2Transport:
                     self._read_arrived(conn, sid, resp)
                     while not resp.ended:
                         self._pump(conn, sid, resp, deadline)
+                except TimeoutError as exc:
+                    # This request's own deadline, with nothing half sent: cancel its stream only,
+                    # so that the other requests on the connection are not cut off (and resent).
+                    try:
+                        conn.h2.reset_stream(sid, 8)
+                        conn.flush(time.monotonic() + 0.5)
+                    except Exception:
+                        self._drop(target, conn)
+                    return self._broken(exc)
                 except Exception as exc:
                     return self._failed(target, exc, conn)
                 try:  # acknowledgements; a complete answer stands even if they cannot go out
@@ -197,15 +212,17 @@ class H2Transport:
                 return self._outcome(resp, signal)
             finally:
                 conn.streams.pop(sid, None)
-                self._answered()
+                if not conn.streams and conn.closing and self._conns.get(target) is not conn:
+                    self._drop(target, conn)  # replaced after its GOAWAY, and now done with
+                self._answered(conn)
 
         return wait
 
-    def _answered(self) -> None:
+    def _answered(self, conn: _Conn | None) -> None:
         with self._lock:
             self._outstanding -= 1
-            if not self._outstanding:
-                self._active = None
+            if conn is not None and not conn.streams:
+                self._active.discard(conn)
 
     def _failed(self, target: str, exc: Exception, conn: _Conn | None) -> Outcome:
         self._drop(target, conn)  # the connection's state is unknown: start afresh next time
@@ -254,34 +271,41 @@ class H2Transport:
         body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
         sid = conn.h2.get_next_available_stream_id()
         resp = conn.streams[sid] = _Response()
-        headers = [
-            (":method", "POST"),
-            (":scheme", conn.scheme),
-            (":path", _GRPC_METHODS[signal]),
-            (":authority", conn.authority),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-            ("grpc-timeout", f"{min(max(1, int(_remaining(deadline) * 1000)), 99_999_999)}m"),
-            ("user-agent", "highlight-logging"),
-            ("grpc-accept-encoding", "gzip"),
-            *([("grpc-encoding", "gzip")] if gz else []),
-            *self._metadata,
-        ]
-        conn.h2.send_headers(sid, headers)
-        while body and not resp.ended:  # the collector may answer early (e.g. message too large)
-            size = min(conn.h2.local_flow_control_window(sid), conn.h2.max_outbound_frame_size, len(body))
-            if size <= 0:
-                self._pump(conn, sid, resp, deadline)  # blocked: wait for WINDOW_UPDATE
-                continue
-            conn.h2.send_data(sid, body[:size], end_stream=size == len(body))
-            body = body[size:]
-            conn.flush(deadline)
-        if body and resp.reset is None:
-            conn.h2.reset_stream(sid, 8)  # answered early: CANCEL the rest of the request
+        try:
+            headers = [
+                (":method", "POST"),
+                (":scheme", conn.scheme),
+                (":path", _GRPC_METHODS[signal]),
+                (":authority", conn.authority),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("grpc-timeout", f"{min(max(1, int(_remaining(deadline) * 1000)), 99_999_999)}m"),
+                ("user-agent", "highlight-logging"),
+                ("grpc-accept-encoding", "gzip"),
+                *([("grpc-encoding", "gzip")] if gz else []),
+                *self._metadata,
+            ]
+            conn.h2.send_headers(sid, headers)
+            while body and not resp.ended:  # the collector may answer early (e.g. message too large)
+                size = min(conn.h2.local_flow_control_window(sid), conn.h2.max_outbound_frame_size, len(body))
+                if size <= 0:
+                    self._pump(conn, sid, resp, deadline)  # blocked: wait for WINDOW_UPDATE
+                    continue
+                conn.h2.send_data(sid, body[:size], end_stream=size == len(body))
+                body = body[size:]
+                conn.flush(deadline)
+            if body and resp.reset is None:
+                conn.h2.reset_stream(sid, 8)  # answered early: CANCEL the rest of the request
+        except BaseException:
+            conn.streams.pop(sid, None)  # never sent whole: nothing to wait for
+            raise
         return sid, resp
 
     def _pump(self, conn: _Conn, sid: int, resp: _Response, deadline: float) -> None:
-        conn.flush(deadline)
+        try:
+            conn.flush(deadline)
+        except TimeoutError as exc:  # a frame may be half written: the connection is spent
+            raise ConnectionError(f"sending timed out: {exc}") from exc
         conn.sock.settimeout(_remaining(deadline))
         data = conn.sock.recv(65536)
         if not data:
@@ -303,8 +327,11 @@ class H2Transport:
     def _feed(self, conn: _Conn, sid: int, resp: _Response, data: bytes) -> None:
         """Hand what arrived to each stream's answer; ``resp`` (stream ``sid``) is the one awaited."""
         for event in conn.h2.receive_data(data):
-            if isinstance(event, h2.events.ConnectionTerminated) and not resp.ended:
-                raise ConnectionResetError(f"GOAWAY from the collector ({event.error_code!s})")
+            if isinstance(event, h2.events.ConnectionTerminated):
+                conn.closing = True  # h2 takes no more frames: a new request opens a new one
+                if not resp.ended:
+                    raise ConnectionResetError(f"GOAWAY from the collector ({event.error_code!s})")
+                continue
             stream = getattr(event, "stream_id", None)
             answer = conn.streams.get(stream) if stream is not None else None
             if answer is None:
@@ -378,8 +405,8 @@ class H2Transport:
         """Abort the export in flight (shutdown deadline reached); safe from any thread."""
         with self._lock:
             self._cancelled = self._outstanding > 0
-            sock = self._active
-        if sock is not None:
+            socks = [conn.sock for conn in self._active]
+        for sock in socks:
             try:  # shutdown wakes a blocked recv/send; close() from another thread would not
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except Exception:

@@ -70,6 +70,7 @@ _BURST_SLICE = 0.005  # each look costs two GIL hand-offs: 1 ms slices cost ~0.7
 # records/s.  Answers are still read, and batches finished, in the order sent.
 _MAX_IN_FLIGHT = 4
 _SPAN_HOLD = 256  # exception spans held for the next batch's traces request at most (see _export)
+_SPAN_HOLD_BATCHES = 8  # ... and batches they are held over, so that a flush() under steady logging ends
 
 
 class _Send:
@@ -175,6 +176,7 @@ class Pipeline:
         # the records of those batches, finished once the spans are sent.
         self._held_spans: dict[str, list[bytes]] = {}
         self._held_count = 0
+        self._held_batches = 0
         self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
@@ -324,7 +326,9 @@ class Pipeline:
                     try:
                         flight, count = self._export(batch)
                     except BaseException:  # unforeseen: finish what is in hand, then let it show
-                        count, self._held_spans, self._held_count = len(batch) + self._held_count, {}, 0
+                        count, self._held_count = len(batch) + self._held_count, 0
+                        lost, self._held_spans, self._held_batches = self._held_spans, {}, 0
+                        self._count_drop("spans", "encode_error", sum(map(len, lost.values())))
                         self._settle(None, count)
                         raise
                     self._settle(flight, count)
@@ -352,13 +356,13 @@ class Pipeline:
     def _send_held_spans(self) -> None:
         """Send the spans held for the next batch (there is none: the worker is about to wait)."""
         spans, count = self._held_spans, self._held_count
-        self._held_spans, self._held_count = {}, 0
+        self._held_spans, self._held_count, self._held_batches = {}, 0, 0
         flight = None
         try:
             for payload, n in self._requests(spans):
-                self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
-                if flight is not None:
+                if flight is not None:  # in the deque before waiting, as _export does
                     self._in_flight.append((flight, 0))
+                self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
                 flight = self._start_send(_transport.TRACES, "spans", payload, n)
         finally:
             if flight is not None or count:
@@ -507,17 +511,23 @@ class Pipeline:
             for scope, items in spans.items():
                 merged.setdefault(scope, []).extend(items)
             spans = merged
-        held: tuple[dict[str, list[bytes]], int] = ({}, 0)
-        if spans and self._queue and sum(map(len, spans.values())) < _SPAN_HOLD and not self._stopping:
+        held: tuple[dict[str, list[bytes]], int, int] = ({}, 0, 0)
+        if (
+            spans
+            and self._queue
+            and self._held_batches < _SPAN_HOLD_BATCHES
+            and sum(map(len, spans.values())) < _SPAN_HOLD
+            and not self._stopping
+        ):
             # More records are queued: this batch's exception spans ride with the next batch's.
             # One traces request costs as much CPU as the logs one (~0.5-1 ms, HTTP/2 and gzip),
             # and at 1 exception in 100 a 512-record batch has ~5 spans.  Its records are
             # finished once the spans are sent, so flush() still waits for them.
-            held, spans, count = (spans, count), {}, 0
+            held, spans, count = (spans, count, self._held_batches + 1), {}, 0
         sends = [(_transport.LOGS, "logs", payload, n) for payload, n in self._requests(logs)]
         sends += [(_transport.TRACES, "spans", payload, n) for payload, n in self._requests(spans)]
         if not sends:
-            self._held_spans, self._held_count = held
+            self._held_spans, self._held_count, self._held_batches = held
             return None, count
         # The previous batches' requests have had this batch's encoding time to come back: only
         # now wait for the oldest, if need be, to keep at most _MAX_IN_FLIGHT on their way.  A
@@ -528,7 +538,8 @@ class Pipeline:
             self._in_flight.append((self._start_send(*send), 0))
         self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
         flight = self._start_send(*sends[-1])
-        self._held_spans, self._held_count = held  # only now: an unforeseen error above leaves them
+        # Only now: an unforeseen error above leaves them as they were.
+        self._held_spans, self._held_count, self._held_batches = held
         return flight, count
 
     def _add(

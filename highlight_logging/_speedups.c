@@ -223,7 +223,11 @@ static int aware_ns(PyObject *when, uint64_t *out)
         PyErr_Clear();
         return -1;
     }
-    if (!PyDelta_Check(offset)) {
+    /* As datetime itself: an offset of a day or more is invalid (the general path falls back). */
+    if (!PyDelta_Check(offset) || PyDateTime_DELTA_GET_DAYS(offset) < -1 ||
+        PyDateTime_DELTA_GET_DAYS(offset) > 0 ||
+        (PyDateTime_DELTA_GET_DAYS(offset) == -1 && PyDateTime_DELTA_GET_SECONDS(offset) == 0 &&
+         PyDateTime_DELTA_GET_MICROSECONDS(offset) == 0)) {
         Py_DECREF(offset);
         return -1;
     }
@@ -267,15 +271,13 @@ static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *level
         !PyBytes_CheckExact(trace_id) || !PyBytes_CheckExact(span_id))
         goto not_plain;
     /* Strong references: another pipeline's worker may clear these caches meanwhile. */
-    head = PyDict_GetItemWithError(sites, site);
+    head = Py_XNewRef(PyDict_GetItemWithError(sites, site)); /* owned from here: done: releases */
     if (head == NULL || !PyBytes_CheckExact(head))
         goto not_plain;
-    Py_INCREF(head);
-    level = PyDict_GetItemWithError(levels, PyTuple_GET_ITEM(p, P_LEVEL_NAME));
+    level = Py_XNewRef(PyDict_GetItemWithError(levels, PyTuple_GET_ITEM(p, P_LEVEL_NAME)));
     if (level == NULL || !PyTuple_CheckExact(level) || PyTuple_GET_SIZE(level) != 2 ||
         !PyBytes_CheckExact(PyTuple_GET_ITEM(level, 1)))
         goto not_plain;
-    Py_INCREF(level);
     int same_level = PyObject_RichCompareBool(PyTuple_GET_ITEM(level, 0), levelno, Py_EQ);
     if (same_level != 1)
         goto not_plain;

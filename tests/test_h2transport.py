@@ -320,3 +320,38 @@ def test_an_answer_that_came_in_time_is_read_after_the_deadline(rx: FaultyReceiv
         assert len(rx.requests) == 1  # not sent again
     finally:
         t.close()
+
+
+def test_one_request_timing_out_leaves_the_others_on_the_connection(rx: FaultyReceiver) -> None:
+    """A request past its own deadline cancels its stream only: another request in flight on the
+    same connection still gets its answer (it is not cut off, to be resent as a duplicate)."""
+    t = H2Transport(resolve({"endpoint": rx.endpoint}))
+    try:
+        assert t.export(LOGS, _logs(), 5).ok  # the connection is open
+        rx.set_delay(1.0)  # every answer now comes after a second
+        wait_a = t.start(LOGS, _logs(body="a"), 0.3)
+        wait_b = t.start(LOGS, _logs(body="b"), 10.0)
+        a, b = wait_a(), wait_b()
+        assert not a.ok and a.detail.startswith("DEADLINE_EXCEEDED")
+        assert b.ok, b.detail
+        assert len(t._conns) == 1 and not next(iter(t._conns.values())).streams
+    finally:
+        t.close()
+
+
+def test_cancel_wakes_every_connection_in_flight() -> None:
+    """With logs and traces on different collectors, cancel() ends the waits on both (the
+    shutdown deadline), rather than one of them sitting out its own timeout."""
+    with Blackhole() as a, Blackhole() as b:
+        environ = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": a.endpoint,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": b.endpoint,
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        }
+        t = H2Transport(resolve({}, environ=environ))
+        waits = [t.start(LOGS, _logs(), 30.0), t.start(TRACES, _logs(), 30.0)]
+        assert len(t._conns) == 2
+        t.cancel()
+        outcomes = [wait() for wait in waits]
+        assert [o.detail.split(":")[0] for o in outcomes] == ["CANCELLED", "CANCELLED"]
+        t.close()

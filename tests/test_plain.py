@@ -259,3 +259,23 @@ def test_any_aware_time_converts_like_the_general_path(
     expected = general(make)
     for param in IMPLEMENTATIONS:
         assert fast(param.values[0], make) == expected
+
+
+def test_malformed_cache_entries_are_declined_and_leave_them_intact() -> None:
+    """A cache value of the wrong shape makes the C path decline the record, and the objects the
+    caches hold keep their reference counts (no borrowed reference is released)."""
+    if _speedups is None:
+        pytest.skip("no C speedups in this install")
+    import sys
+
+    p = pending()
+    wrong_site = "not bytes " + str(time.time_ns())
+    wrong_level = (20, "not bytes")
+    for sites, levels, held in (
+        ({SITE: wrong_site}, {"INFO": (20, b"\x10\x09")}, wrong_site),
+        ({SITE: b""}, {"INFO": wrong_level}, wrong_level),
+    ):
+        before = sys.getrefcount(held)
+        for _ in range(5):
+            assert _speedups.plain_logs([p], sites, levels, ROOM, _frontend.datetime_ns) == [None]
+        assert sys.getrefcount(held) == before

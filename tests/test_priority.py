@@ -417,3 +417,25 @@ def test_held_spans_leave_before_the_worker_waits() -> None:
             assert len(rx.log_records()) == 8 and len(p._queue) == 3
         finally:
             p.shutdown(5)
+
+
+def test_spans_are_held_over_a_bounded_number_of_batches() -> None:
+    """With the queue never empty (steady logging), a batch's span waits for at most
+    _SPAN_HOLD_BATCHES later batches, so a flush() waiting for its record ends."""
+    exc = _pipeline.ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
+    p = pipeline(max_export_batch_size=4, schedule_delay=30)
+    transport = p._transport = GatedTransport(lambda: None)
+    transport.gate.set()
+    p._queue.append(record())  # never taken here: "another batch follows" stays true
+    flight, count = p._export([record()._replace(exception=exc)])
+    p._settle(flight, count)
+    assert count == 0 and p._held_count == 1 and p._held_batches == 1
+    batches = 1
+    while p._held_spans and batches < 100:
+        flight, count = p._export([record()])
+        p._settle(flight, count)
+        batches += 1
+    assert batches == _pipeline._SPAN_HOLD_BATCHES + 1
+    assert count == batches  # every held batch is finished with the request that carried the span
+    p._complete_in_flight()
+    assert p.counters["spans"]["exported"] == 1 and p._finished == batches
