@@ -302,6 +302,7 @@ class Pipeline:
 
     def _run(self) -> None:
         worker_threads.add(threading.get_ident())
+        _block_signals()
         try:
             self._loop()
         except BaseException as exc:  # never let the worker die silently
@@ -1089,6 +1090,22 @@ def _on_sigterm(signum: int, frame: object) -> None:
             _diag.warn(f"at exit: SIGTERM: gave up delivering after {budget:g} s; {queued} log records lost")
     finally:
         _die_by_sigterm()
+
+
+def _block_signals() -> None:
+    """Keep SIGTERM and SIGINT off the calling (export worker) thread.
+
+    Python runs its signal handlers on the main thread, but the kernel may hand a process's signal
+    to any thread that does not block it.  Handed to this thread, a SIGTERM would leave a main
+    thread blocked in C (a multiprocessing pool worker waiting on its queue lock, which
+    ``Pool.terminate()`` keeps held) sleeping, the handler never run and the process alive.
+    """
+    try:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    except (AttributeError, ValueError, OSError):  # no pthread_sigmask (Windows)
+        pass
 
 
 def _die_by_sigterm() -> None:

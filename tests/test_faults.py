@@ -17,7 +17,7 @@ import pytest
 from otlp_receiver import Blackhole, FaultyReceiver, free_port, handler_logger
 
 import highlight_logging
-from highlight_logging import HighlightHandler
+from highlight_logging import HighlightHandler, _pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -319,6 +319,24 @@ def test_headers_never_appear_in_repr_or_diagnostics(capfd: pytest.CaptureFixtur
     highlight_logging.shutdown(0.5)
     assert "SUPERSECRET" not in capfd.readouterr().err
     log.removeHandler(handler)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the thread's signal mask from /proc")
+def test_the_export_worker_never_takes_sigterm_or_sigint(faulty: FaultyReceiver) -> None:
+    """The export worker thread blocks SIGTERM and SIGINT, so the kernel hands them to a thread
+    whose receiving them wakes the main thread: taken by the worker, a SIGTERM would leave a main
+    thread blocked in C (a pool worker on its queue lock) asleep, and its handler never run."""
+    import signal
+
+    log = handler_logger("faults.signals", endpoint=faulty.endpoint)
+    log.info("start the worker")
+    assert highlight_logging.flush(10)
+    (pipeline,) = _pipeline.pipelines()
+    assert pipeline._worker is not None and pipeline._worker.native_id is not None
+    with open(f"/proc/self/task/{pipeline._worker.native_id}/status") as f:
+        line = next(line for line in f if line.startswith("SigBlk:"))
+    blocked = int(line.split()[1], 16)
+    assert blocked & (1 << (signal.SIGTERM - 1)) and blocked & (1 << (signal.SIGINT - 1))
 
 
 def test_sigterm_delivers_queued_records_then_dies_by_sigterm(faulty: FaultyReceiver) -> None:
