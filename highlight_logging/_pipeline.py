@@ -360,14 +360,24 @@ class Pipeline:
         self._held_spans, self._held_count, self._held_batches = {}, 0, 0
         flight = None
         try:
-            for payload, n in self._requests(spans):
-                if flight is not None:  # in the deque before waiting, as _export does
-                    self._in_flight.append((flight, 0))
-                self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
-                flight = self._start_send(_transport.TRACES, "spans", payload, n)
+            flight = self._start_in_order(
+                [(_transport.TRACES, "spans", payload, n) for payload, n in self._requests(spans)]
+            )
         finally:
             if flight is not None or count:
                 self._settle(flight, count)
+
+    def _start_in_order(self, sends: list[tuple[str, str, bytes, int]]) -> _Send | None:
+        """Start each request, first waiting for the oldest in flight as need be to keep at most
+        _MAX_IN_FLIGHT on their way; all but the last enter the in-flight queue counting no
+        records, and the last is returned, for the caller to attach its batch's count."""
+        flight = None
+        for send in sends:
+            if flight is not None:  # queued before the wait below, so a retry reads it first
+                self._in_flight.append((flight, 0))
+            self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
+            flight = self._start_send(*send)
+        return flight
 
     def _finish(self, count: int) -> None:
         """``count`` records taken by the worker are done with: exported, or counted as dropped."""
@@ -531,14 +541,10 @@ class Pipeline:
             self._held_spans, self._held_count, self._held_batches = held
             return None, count
         # The previous batches' requests have had this batch's encoding time to come back: only
-        # now wait for the oldest, if need be, to keep at most _MAX_IN_FLIGHT on their way.  A
-        # batch's first requests (logs, when it has spans too) count no records: its last one
-        # carries them, so the batch is finished once all of its requests are.
-        for send in sends[:-1]:
-            self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
-            self._in_flight.append((self._start_send(*send), 0))
-        self._complete_in_flight(keep=_MAX_IN_FLIGHT - 1)
-        flight = self._start_send(*sends[-1])
+        # now wait for the oldest, if need be.  A batch's first requests (logs, when it has spans
+        # too) count no records: its last one carries them, so the batch is finished once all of
+        # its requests are.
+        flight = self._start_in_order(sends)
         # Only now: an unforeseen error above leaves them as they were.
         self._held_spans, self._held_count, self._held_batches = held
         return flight, count
