@@ -24,8 +24,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict tests/typing_smoke.py
 
+# The front ends and both fast paths again without the C speedups, as an install without a compiler runs.
+PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py tests/test_hostile.py \
+	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
+	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 
 test: lint typecheck unit
 

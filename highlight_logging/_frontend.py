@@ -5,6 +5,7 @@ A front end only reads its native record and calls :func:`capture_record`; a fix
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -166,7 +167,7 @@ _SAME_MOMENT = 1_000_000_000  # ns: a record's time this recent (when logged_now
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def capture_record(
+def capture_record_py(
     settings: Settings,
     when: Any,
     levelno: int,
@@ -183,6 +184,8 @@ def capture_record(
     logged_now: bool = True,
 ) -> Pending:
     """The caller's half of the one converter: a front end's pieces -> :class:`Pending`.
+
+    This is the reference; front ends call :data:`capture_record`, its C twin where that was built.
 
     Only what must happen on the caller's thread happens here (as ``QueueHandler.prepare``): the
     message text, a snapshot of the user's values (plain values by reference, anything else
@@ -256,6 +259,32 @@ def capture_record(
             logged_now,
         ),
     )
+
+
+#: What front ends call: :func:`capture_record_py`, or its C twin in ``_speedups.c`` (same arguments,
+#: same Pending; records with an exception, and anything unusual, it hands to the reference).  Why:
+#: on the application's thread this call was ~3.5 us of a ~25 us structlog call, the C twin ~0.4.
+capture_record = capture_record_py
+if not os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"):  # as _plain.pure_python
+    try:
+        from highlight_logging import _speedups
+    except ImportError:  # no compiler at install time: the reference
+        pass
+    else:
+        _speedups.capture_setup(
+            capture_record_py,
+            Pending,
+            coerce,
+            safe_str,
+            current_span,
+            _NO_SPAN,
+            _CONTEXT_VAR if _SPAN_KEY is not None else None,
+            _SPAN_KEY,
+            _otel_context.Context,
+            _context.current,
+            time.time_ns,
+        )
+        capture_record = _speedups.capture_record
 
 
 def datetime_ns(when: datetime) -> int:

@@ -1,4 +1,4 @@
-/* highlight_logging._speedups: plain_logs() of _plain.py, in C.
+/* highlight_logging._speedups: plain_logs() of _plain.py, and (below) capture_record() of _frontend.py, in C.
  *
  * Why: in the benchmark the export worker spent ~10 us a record under the GIL, most of it in
  * turning each pending tuple into LogRecord bytes, one bytecode at a time (to_record, then
@@ -16,6 +16,7 @@
 #include <datetime.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* The Pending tuple's fields (_record.Pending). */
 enum {
@@ -400,13 +401,381 @@ static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t 
     return out;
 }
 
+/* --- capture_record(): the caller's half of the converter (_frontend.capture_record_py) -------
+ *
+ * Why: on the application's thread, a record without an exception spent ~3.5 us in the Python
+ * capture_record (the call with its keywords, the extras loop, the trace and request context, the
+ * tuple); here ~0.4 us.  Same contract: whatever this does not handle goes to the Python
+ * reference with the very same arguments before anything is read (an exception to render, a
+ * span-only report, a body that is not a str or is over max_body_length, unexpected arguments).
+ * Past that point it does what the reference does, step for step, and raises where it raises. */
+
+enum {
+    C_SETTINGS, C_WHEN, C_LEVELNO, C_LEVEL_NAME, C_SCOPE, C_BODY, C_ATTRIBUTES, C_EXTRAS, C_EXC,
+    C_EXCEPTION, C_SITE, C_SKIP, C_SPAN_ONLY, C_LOGGED_NOW, C_ARGS, C_REQUIRED = C_EXC
+};
+static const char *const cap_arg_names[C_ARGS] = {
+    "settings", "when", "levelno", "level_name", "scope", "body", "base_attributes", "extras", "exc",
+    "exception", "site", "skip", "span_only", "logged_now",
+};
+static PyObject *cap_names[C_ARGS];      /* the same, interned */
+static PyObject *cap_fallback;           /* _frontend.capture_record_py; NULL until capture_setup() */
+static PyTypeObject *cap_pending;        /* _record.Pending */
+static PyObject *cap_coerce, *cap_safe_str, *cap_current_span, *cap_no_span;
+static PyObject *cap_context_var;        /* OTel's runtime ContextVar, or NULL: current_span() */
+static PyObject *cap_span_key;           /* its key for the active span */
+static PyTypeObject *cap_context_type;   /* opentelemetry.context.Context */
+static PyObject *cap_request_var;        /* _context.current */
+static PyObject *cap_time_ns;            /* time.time_ns, where there is no clock_gettime */
+static PyObject *str_value_limit, *str_count_limit, *str_max_body;
+/* The last Settings seen and its limits (Settings is frozen): three getattr calls saved a record. */
+static PyObject *cap_settings, *cap_limit_obj;
+static Py_ssize_t cap_limit, cap_room, cap_max_body;
+
+/* The limits of ``settings``: 0, with a new reference to the value length limit; -1 (error cleared)
+ * when they are not ints, which the reference then deals with. */
+static int settings_limits(PyObject *settings, PyObject **limit_obj, Py_ssize_t *limit, Py_ssize_t *room,
+                           Py_ssize_t *max_body)
+{
+    if (settings == cap_settings && cap_limit_obj != NULL) {
+        *limit_obj = Py_NewRef(cap_limit_obj);
+        *limit = cap_limit;
+        *room = cap_room;
+        *max_body = cap_max_body;
+        return 0;
+    }
+    PyObject *l = PyObject_GetAttr(settings, str_value_limit);
+    PyObject *r = l == NULL ? NULL : PyObject_GetAttr(settings, str_count_limit);
+    PyObject *m = r == NULL ? NULL : PyObject_GetAttr(settings, str_max_body);
+    int ok = m != NULL && PyLong_CheckExact(l) && PyLong_CheckExact(r) && PyLong_CheckExact(m);
+    if (ok) {
+        *limit = PyLong_AsSsize_t(l);
+        *room = PyLong_AsSsize_t(r);
+        *max_body = PyLong_AsSsize_t(m);
+        ok = !PyErr_Occurred();
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(m);
+    if (!ok) {
+        PyErr_Clear();
+        Py_XDECREF(l);
+        return -1;
+    }
+    /* No Python code runs from here to the return: another thread cannot see half of it. */
+    PyObject *old_settings = cap_settings, *old_limit = cap_limit_obj;
+    cap_settings = Py_NewRef(settings);
+    cap_limit_obj = Py_NewRef(l);
+    cap_limit = *limit;
+    cap_room = *room;
+    cap_max_body = *max_body;
+    *limit_obj = l;
+    Py_XDECREF(old_settings);
+    Py_XDECREF(old_limit);
+    return 0;
+}
+
+/* One (key, value) of the user's into ``snapshot``, as the reference's loop body: 0 or -1. */
+static int snapshot_pair(PyObject *snapshot, PyObject *pair, PyObject *skip, Py_ssize_t room, Py_ssize_t limit,
+                         PyObject *limit_obj, Py_ssize_t *dropped)
+{
+    PyObject *unpacked = NULL, *item = NULL, *key, *value;
+    int is_tuple = PyTuple_CheckExact(pair), result = -1;
+    if (is_tuple && PyTuple_GET_SIZE(pair) == 2) {
+        key = PyTuple_GET_ITEM(pair, 0);
+        value = PyTuple_GET_ITEM(pair, 1);
+    } else { /* key, value = pair */
+        unpacked = PySequence_Tuple(pair);
+        if (unpacked == NULL)
+            return -1;
+        if (PyTuple_GET_SIZE(unpacked) != 2) {
+            PyErr_Format(PyExc_ValueError, "an extra is a (key, value) pair, not %zd values",
+                         PyTuple_GET_SIZE(unpacked));
+            goto done;
+        }
+        is_tuple = 0;
+        key = PyTuple_GET_ITEM(unpacked, 0);
+        value = PyTuple_GET_ITEM(unpacked, 1);
+    }
+    if (skip != NULL) {
+        int found = PySequence_Contains(skip, key);
+        if (found < 0)
+            goto done;
+        if (found) {
+            result = 0;
+            goto done;
+        }
+    }
+    if (PyList_GET_SIZE(snapshot) >= room) {
+        (*dropped)++; /* not converted: its __str__ does not run, its memory is not held */
+        result = 0;
+        goto done;
+    }
+    if (PyUnicode_CheckExact(key) &&
+        (PyLong_CheckExact(value) || (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= limit) ||
+         PyFloat_CheckExact(value) || PyBool_Check(value))) {
+        item = is_tuple ? Py_NewRef(pair) : PyTuple_Pack(2, key, value);
+    } else {
+        PyObject *k = PyUnicode_CheckExact(key) ? Py_NewRef(key) : PyObject_CallOneArg(cap_safe_str, key);
+        PyObject *v = k == NULL ? NULL : PyObject_CallFunctionObjArgs(cap_coerce, value, limit_obj, NULL);
+        if (v != NULL)
+            item = PyTuple_Pack(2, k, v);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    if (item != NULL && PyList_Append(snapshot, item) == 0)
+        result = 0;
+done:
+    Py_XDECREF(item);
+    Py_XDECREF(unpacked);
+    return result;
+}
+
+/* (trace_id, span_id, flags) of the active span, a new reference: the common case (no span) read
+ * here, anything else from _frontend.current_span(). */
+static PyObject *active_span(void)
+{
+    if (cap_context_var != NULL) {
+        PyObject *ctx = NULL;
+        if (PyContextVar_Get(cap_context_var, NULL, &ctx) == 0 && ctx != NULL) {
+            int none = 0;
+            if (Py_TYPE(ctx) == cap_context_type) {
+                PyObject *span = PyDict_GetItemWithError(ctx, cap_span_key);
+                none = span == Py_None || (span == NULL && !PyErr_Occurred());
+            }
+            Py_DECREF(ctx);
+            if (none)
+                return Py_NewRef(cap_no_span);
+        }
+        PyErr_Clear();
+    }
+    PyObject *span = PyObject_CallNoArgs(cap_current_span);
+    if (span != NULL && (!PyTuple_CheckExact(span) || PyTuple_GET_SIZE(span) != 3)) {
+        Py_DECREF(span);
+        PyErr_SetString(PyExc_TypeError, "current_span() returns a 3-tuple");
+        return NULL;
+    }
+    return span;
+}
+
+static PyObject *observed_now(void)
+{
+#ifdef CLOCK_REALTIME
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+        uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        return PyLong_FromUnsignedLongLong(ns & ~(uint64_t)0xFF);
+    }
+#endif
+    PyObject *ns = PyObject_CallNoArgs(cap_time_ns);
+    if (ns == NULL)
+        return NULL;
+    PyObject *mask = PyLong_FromLong(~0xFFL);
+    PyObject *result = mask == NULL ? NULL : PyNumber_And(ns, mask);
+    Py_DECREF(ns);
+    Py_XDECREF(mask);
+    return result;
+}
+
+PyDoc_STRVAR(capture_record_doc,
+             "capture_record(settings, when, levelno, level_name, scope, body, base_attributes, extras, exc=None,\n"
+             "               exception=None, site=None, skip=frozenset(), span_only=False, logged_now=True)"
+             " -> Pending\n\n"
+             "_frontend.capture_record_py, in C, for records without an exception; the rest go to it.");
+
+static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    (void)module;
+    PyObject *a[C_ARGS] = {NULL};
+    if (cap_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "capture_setup() was not called");
+        return NULL;
+    }
+    if (nargs > C_ARGS)
+        goto fallback;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        a[i] = args[i];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        int at = -1;
+        for (int i = 0; i < C_ARGS && at < 0; i++)
+            if (name == cap_names[i])
+                at = i; /* keywords in a call are interned: a pointer comparison finds them */
+        for (int i = 0; i < C_ARGS && at < 0; i++)
+            if (PyUnicode_Check(name) && PyUnicode_Compare(name, cap_names[i]) == 0)
+                at = i;
+        if (at < 0 || a[at] != NULL)
+            goto fallback; /* the reference raises the TypeError */
+        a[at] = args[nargs + j];
+    }
+    for (int i = 0; i < C_REQUIRED; i++)
+        if (a[i] == NULL)
+            goto fallback;
+    if ((a[C_EXC] != NULL && a[C_EXC] != Py_None) || (a[C_EXCEPTION] != NULL && a[C_EXCEPTION] != Py_None) ||
+        (a[C_SPAN_ONLY] != NULL && a[C_SPAN_ONLY] != Py_False) || !PyUnicode_CheckExact(a[C_BODY]))
+        goto fallback;
+    PyObject *limit_obj;
+    Py_ssize_t limit, room, max_body;
+    if (settings_limits(a[C_SETTINGS], &limit_obj, &limit, &room, &max_body) < 0)
+        goto fallback;
+    PyObject *text = a[C_BODY];
+    Py_ssize_t nattrs = PyUnicode_GET_LENGTH(text) > max_body ? -1 : PyObject_Size(a[C_ATTRIBUTES]);
+    if (nattrs < 0) { /* cut to max_body_length, or odd base attributes: the reference */
+        PyErr_Clear();
+        Py_DECREF(limit_obj);
+        goto fallback;
+    }
+
+    PyObject *snapshot = PyList_New(0), *span = NULL, *request = NULL, *observed = NULL, *pending = NULL;
+    PyObject *iterator = NULL, *extras = a[C_EXTRAS];
+    Py_ssize_t dropped = 0;
+    if (snapshot == NULL)
+        goto error;
+    int truth = PyObject_IsTrue(extras); /* a generator is always true; empty lists skip the loop */
+    if (truth < 0)
+        goto error;
+    if (truth) {
+        PyObject *skip = NULL;
+        if (a[C_SKIP] != NULL) {
+            int skipping = PyObject_IsTrue(a[C_SKIP]);
+            if (skipping < 0)
+                goto error;
+            skip = skipping ? a[C_SKIP] : NULL;
+        }
+        int is_list = PyList_CheckExact(extras);
+        if (!is_list && (iterator = PyObject_GetIter(extras)) == NULL)
+            goto error;
+        for (Py_ssize_t i = 0;; i++) {
+            PyObject *pair;
+            if (is_list) { /* as a list iterator: the length read each time */
+                if (i >= PyList_GET_SIZE(extras))
+                    break;
+                pair = Py_NewRef(PyList_GET_ITEM(extras, i));
+            } else if ((pair = PyIter_Next(iterator)) == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                break;
+            }
+            int r = snapshot_pair(snapshot, pair, skip, room, limit, limit_obj, &dropped);
+            Py_DECREF(pair);
+            if (r < 0)
+                goto error;
+        }
+    }
+    if ((span = active_span()) == NULL)
+        goto error;
+    if ((observed = observed_now()) == NULL)
+        goto error;
+    if (PyContextVar_Get(cap_request_var, NULL, &request) < 0)
+        goto error;
+    if (request == NULL)
+        request = Py_NewRef(Py_None);
+    Py_ssize_t size = 256 + PyUnicode_GET_LENGTH(text) + 48 * (nattrs + PyList_GET_SIZE(snapshot));
+    PyObject *dropped_obj = PyLong_FromSsize_t(dropped), *size_obj = PyLong_FromSsize_t(size);
+    if (dropped_obj == NULL || size_obj == NULL) {
+        Py_XDECREF(dropped_obj);
+        Py_XDECREF(size_obj);
+        goto error;
+    }
+    /* tuple.__new__(Pending, ...) does the same: the subclass's tp_alloc, then the items. */
+    pending = cap_pending->tp_alloc(cap_pending, P_FIELDS);
+    if (pending == NULL) {
+        Py_DECREF(dropped_obj);
+        Py_DECREF(size_obj);
+        goto error;
+    }
+    PyObject *items[P_FIELDS] = {
+        [P_WHEN] = Py_NewRef(a[C_WHEN]),
+        [P_OBSERVED] = Py_NewRef(observed),
+        [P_LEVELNO] = Py_NewRef(a[C_LEVELNO]),
+        [P_LEVEL_NAME] = Py_NewRef(a[C_LEVEL_NAME]),
+        [P_SCOPE] = Py_NewRef(a[C_SCOPE]),
+        [P_BODY] = Py_NewRef(text),
+        [P_ATTRIBUTES] = Py_NewRef(a[C_ATTRIBUTES]),
+        [P_EXTRAS] = Py_NewRef(snapshot),
+        [P_DROPPED] = dropped_obj,
+        [P_EXCEPTION] = Py_NewRef(Py_None),
+        [P_SITE] = Py_NewRef(a[C_SITE] != NULL ? a[C_SITE] : Py_None),
+        [P_TRACE_ID] = Py_NewRef(PyTuple_GET_ITEM(span, 0)),
+        [P_SPAN_ID] = Py_NewRef(PyTuple_GET_ITEM(span, 1)),
+        [P_FLAGS] = Py_NewRef(PyTuple_GET_ITEM(span, 2)),
+        [P_REQUEST] = Py_NewRef(request),
+        [P_SIZE] = size_obj,
+        [P_SPAN_ONLY] = Py_NewRef(a[C_SPAN_ONLY] != NULL ? a[C_SPAN_ONLY] : Py_False),
+        [P_LOGGED_NOW] = Py_NewRef(a[C_LOGGED_NOW] != NULL ? a[C_LOGGED_NOW] : Py_True),
+    };
+    for (int i = 0; i < P_FIELDS; i++)
+        PyTuple_SET_ITEM(pending, i, items[i]);
+error:
+    Py_XDECREF(snapshot);
+    Py_XDECREF(iterator);
+    Py_XDECREF(span);
+    Py_XDECREF(request);
+    Py_XDECREF(observed);
+    Py_DECREF(limit_obj);
+    return pending;
+
+fallback:
+    return PyObject_Vectorcall(cap_fallback, args, (size_t)nargs, kwnames);
+}
+
+PyDoc_STRVAR(capture_setup_doc,
+             "capture_setup(fallback, pending, coerce, safe_str, current_span, no_span, context_var, span_key,\n"
+             "              context_type, request_var, time_ns)\n\n"
+             "What capture_record() reads from _frontend, once at its import; context_var may be None.");
+
+static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "capture_setup() takes 11 arguments");
+        return NULL;
+    }
+    PyObject *context_var = args[6] == Py_None ? NULL : args[6];
+    if (!PyCallable_Check(args[0]) || !PyType_Check(args[1]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type) || !PyTuple_CheckExact(args[5]) ||
+        PyTuple_GET_SIZE(args[5]) != 3 || !PyContextVar_CheckExact(args[9]) ||
+        (context_var != NULL && (!PyContextVar_CheckExact(context_var) || !PyUnicode_Check(args[7]) ||
+                                 !PyType_Check(args[8]) ||
+                                 !PyType_IsSubtype((PyTypeObject *)args[8], &PyDict_Type)))) {
+        PyErr_SetString(PyExc_TypeError, "capture_setup(): unexpected arguments");
+        return NULL;
+    }
+    for (int i = 0; i < C_ARGS; i++)
+        if (cap_names[i] == NULL && (cap_names[i] = PyUnicode_InternFromString(cap_arg_names[i])) == NULL)
+            return NULL;
+    if ((str_value_limit == NULL &&
+         (str_value_limit = PyUnicode_InternFromString("attribute_value_length_limit")) == NULL) ||
+        (str_count_limit == NULL && (str_count_limit = PyUnicode_InternFromString("attribute_count_limit")) == NULL) ||
+        (str_max_body == NULL && (str_max_body = PyUnicode_InternFromString("max_body_length")) == NULL))
+        return NULL;
+    /* Set once per process in practice; a second call (a test) replaces the first. */
+    Py_XSETREF(cap_fallback, Py_NewRef(args[0]));
+    Py_XSETREF(cap_pending, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(cap_coerce, Py_NewRef(args[2]));
+    Py_XSETREF(cap_safe_str, Py_NewRef(args[3]));
+    Py_XSETREF(cap_current_span, Py_NewRef(args[4]));
+    Py_XSETREF(cap_no_span, Py_NewRef(args[5]));
+    Py_XSETREF(cap_context_var, Py_XNewRef(context_var));
+    Py_XSETREF(cap_span_key, context_var == NULL ? NULL : Py_NewRef(args[7]));
+    Py_XSETREF(cap_context_type, context_var == NULL ? NULL : (PyTypeObject *)Py_NewRef(args[8]));
+    Py_XSETREF(cap_request_var, Py_NewRef(args[9]));
+    Py_XSETREF(cap_time_ns, Py_NewRef(args[10]));
+    Py_CLEAR(cap_settings);
+    Py_CLEAR(cap_limit_obj);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"plain_logs", (PyCFunction)(void (*)(void))plain_logs, METH_FASTCALL, plain_logs_doc},
+    {"capture_record", (PyCFunction)(void (*)(void))capture_record, METH_FASTCALL | METH_KEYWORDS,
+     capture_record_doc},
+    {"capture_setup", (PyCFunction)(void (*)(void))capture_setup, METH_FASTCALL, capture_setup_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "highlight_logging._speedups", "plain_logs() of _plain.py, in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "highlight_logging._speedups", "plain_logs() of _plain.py and capture_record() of _frontend.py, in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

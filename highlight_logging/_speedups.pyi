@@ -1,8 +1,9 @@
-# The C twin of highlight_logging._plain.plain_logs_py (see _speedups.c).
-from collections.abc import Callable
+# The C twins of highlight_logging._plain.plain_logs_py and _frontend.capture_record_py (see _speedups.c).
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from highlight_logging._record import Pending
+from highlight_logging._record import Attributes, ExceptionInfo, Pending, Site
+from highlight_logging._settings import Settings
 
 SAME_MOMENT: int
 
@@ -14,3 +15,33 @@ def plain_logs(
     to_ns: Callable[[Any], int],
     /,
 ) -> list[bytes | None]: ...
+def capture_record(
+    settings: Settings,
+    when: Any,
+    levelno: int,
+    level_name: str,
+    scope: str,
+    body: Any,
+    base_attributes: Attributes,
+    extras: Iterable[tuple[Any, Any]],
+    exc: Any = None,
+    exception: ExceptionInfo | None = None,
+    site: Site | None = None,
+    skip: frozenset[str] = ...,
+    span_only: bool = False,
+    logged_now: bool = True,
+) -> Pending: ...
+def capture_setup(
+    fallback: Callable[..., Pending],
+    pending: type[Pending],
+    coerce: Callable[[Any, int], Any],
+    safe_str: Callable[[object], str],
+    current_span: Callable[[], tuple[bytes, bytes, int]],
+    no_span: tuple[bytes, bytes, int],
+    context_var: Any,
+    span_key: str | None,
+    context_type: type,
+    request_var: Any,
+    time_ns: Callable[[], int],
+    /,
+) -> None: ...

@@ -1,0 +1,322 @@
+"""``capture_record``'s C twin (``_speedups.capture_record``) gives the Pending the Python reference
+(``_frontend.capture_record_py``) gives, raises where it raises, and hands it what it does not handle."""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+
+from highlight_logging import _context, _frontend, _plain
+from highlight_logging._record import SITE_KEYS, THREAD_KEYS, ExceptionInfo, Pending
+from highlight_logging._settings import Settings
+
+try:
+    from highlight_logging import _speedups
+except ImportError:
+    _speedups = None
+
+# Under HIGHLIGHT_LOGGING_PURE_PYTHON _frontend does not set the twin up: nothing to compare.
+needs_c = pytest.mark.skipif(
+    _speedups is None or _plain.pure_python, reason="no C speedups in this install, or not in use"
+)
+SETTINGS = Settings()
+SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
+SKIP = frozenset({"event", "level"})
+
+
+def both(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """(reference's outcome, C twin's outcome): a Pending, or the exception's type; observed times
+    are checked against the clock and then left out."""
+    out = []
+    for impl in (_frontend.capture_record_py, _speedups.capture_record if _speedups else None):
+        assert impl is not None
+        copied = [list(a) if isinstance(a, list) else a for a in args]  # each call its own list
+        before = time.time_ns()
+        try:
+            p = impl(*copied, **kwargs)
+        except Exception as exc:
+            out.append(type(exc))
+            continue
+        after = time.time_ns()
+        assert type(p) is Pending
+        assert before - 0x100 <= p.observed_ns <= after
+        assert p.observed_ns & 0xFF == 0
+        info = p.exception  # ExceptionInfo has no __eq__: compare its fields
+        fields = None if info is None else (info.type, info.message, info.stacktrace)
+        out.append(p._replace(observed_ns=0, exception=fields))
+    return out[0], out[1]
+
+
+def same(*args: Any, **kwargs: Any) -> Any:
+    ref, c = both(*args, **kwargs)
+    assert c == ref
+    return c
+
+
+@needs_c
+def test_front_ends_call_the_c_twin_where_it_was_built() -> None:
+    """With a compiler at install time, ``capture_record`` is the C twin (unless pure Python was asked for)."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None or _plain.pure_python:
+        pytest.skip("no C compiler here, or the pure-Python path was asked for")
+    assert _frontend.capture_record is _speedups.capture_record
+
+
+@needs_c
+def test_a_plain_record_is_the_reference_s() -> None:
+    """A structlog-like event (dict items, a skip set) and a stdlib-like list of extras."""
+    event = {"event": "user action", "user": 7, "action": "login", "level": "info", "ratio": 0.5, "ok": True}
+    p = same(SETTINGS, 123, 20, "INFO", "app", "user action", {}, event.items(), site=SITE, skip=SKIP)
+    assert p.extras == [("user", 7), ("action", "login"), ("ratio", 0.5), ("ok", True)]
+    same(SETTINGS, 123, 20, "INFO", "app", "user 7 did login", {}, [("k", 7)], None, site=SITE)
+    same(SETTINGS, 123, 20, "INFO", "app", "no extras", {"code.stacktrace": "x"}, [], logged_now=False)
+
+
+@needs_c
+def test_every_argument_by_keyword_and_position() -> None:
+    """Keywords in any order, and all fourteen positionally, read as the reference reads them."""
+    same(
+        logged_now=False,
+        site=SITE,
+        extras=[("a", 1)],
+        base_attributes={},
+        body="b",
+        scope="s",
+        level_name="WARNING",
+        levelno=30,
+        when=5,
+        settings=SETTINGS,
+        skip=frozenset(),
+        span_only=False,
+        exc=None,
+        exception=None,
+    )
+    same(
+        SETTINGS, 5, 30, "WARNING", "s", "b", {}, [("a", 1)], None, None, SITE, frozenset({"a"}), False, True
+    )
+
+
+@needs_c
+def test_values_are_snapshotted_as_the_reference_does() -> None:
+    """Containers and objects coerced, long strings cut, odd keys made text, tuples kept by reference."""
+
+    class Loud:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    pair = ("kept", 1)
+    extras: list[Any] = [
+        pair,
+        ["listed", 2],
+        ("long", "x" * (SETTINGS.attribute_value_length_limit + 5)),
+        ("nested", {"a": [1, {"b": 2}]}),
+        (3, "int key"),
+        (Loud(), "bad key"),
+        ("bad value", Loud()),
+        ("none", None),
+        ("big", 2**80),
+        ("bytes", b"\x00"),
+    ]
+    p = same(SETTINGS, 1, 20, "INFO", "s", "b", {}, extras)
+    assert p.extras[0] is pair or not isinstance(p.extras[0], tuple)
+    c = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, extras)
+    assert c.extras[0] is pair
+
+
+@needs_c
+def test_extras_past_the_count_limit_are_counted_not_converted() -> None:
+    """Past attribute_count_limit a value is dropped (and counted) before its __str__ could run."""
+    calls: list[int] = []
+
+    class Counted:
+        def __str__(self) -> str:
+            calls.append(1)
+            return "c"
+
+    small = Settings(attribute_count_limit=3)
+    p = same(small, 1, 20, "INFO", "s", "b", {}, [(f"k{i}", Counted()) for i in range(10)])
+    assert len(p.extras) == 3 and p.dropped == 7
+    assert len(calls) == 6  # three values each, in the reference and the twin
+    none = Settings(attribute_count_limit=0)
+    assert same(none, 1, 20, "INFO", "s", "b", {}, [("a", 1)]).dropped == 1
+
+
+@needs_c
+def test_any_iterable_of_pairs() -> None:
+    """A generator, a dict's items, a tuple of lists: the same snapshot, each read once."""
+    ref = _frontend.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, (("a", i) for i in range(3)))
+    c = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, (("a", i) for i in range(3)))
+    assert c._replace(observed_ns=0) == ref._replace(observed_ns=0)
+    same(SETTINGS, 1, 20, "INFO", "s", "b", {}, (["a", 1], ["b", 2]))
+    same(SETTINGS, 1, 20, "INFO", "s", "b", {}, {"a": 1}.items(), skip=frozenset({"a"}))
+
+
+@needs_c
+def test_bad_extras_raise_what_the_reference_raises() -> None:
+    """A pair of three, a non-iterable, an unhashable key against a skip set: the same exception."""
+    for extras in ([("a", 1, 2)], [5], 7, [(["unhashable"], 1)]):
+        ref, c = both(SETTINGS, 1, 20, "INFO", "s", "b", {}, extras, skip=SKIP)
+        assert isinstance(ref, type) and ref is c, extras
+
+
+@needs_c
+def test_what_the_twin_hands_to_the_reference() -> None:
+    """An exception, a span-only report, a non-str or over-long body, bad arguments: the reference's result."""
+    exc_info = ExceptionInfo("ValueError", "bad", "Traceback ...")
+    try:
+        raise KeyError("k")
+    except KeyError as error:
+        same(SETTINGS, 1, 40, "ERROR", "s", "b", {}, [], error)
+    same(SETTINGS, 1, 40, "ERROR", "s", "b", {}, [], exception=exc_info)
+    same(SETTINGS, 1, 40, "ERROR", "s", "b", {}, [], exception=exc_info, span_only=True)
+    same(SETTINGS, 1, 20, "INFO", "s", {"a": 1}, {}, [])
+    short = Settings(max_body_length=10)
+    p = same(short, 1, 20, "INFO", "s", "x" * 50, {}, [])
+    assert p.attributes == {"highlight.body_truncated": 50}
+    for args, kwargs in (
+        ((SETTINGS, 1, 20, "INFO", "s"), {}),
+        ((SETTINGS, 1, 20, "INFO", "s", "b", {}, []), {"nope": 1}),
+        ((SETTINGS, 1, 20, "INFO", "s", "b", {}, []), {"when": 1}),
+        ((SETTINGS, 1, 20, "INFO", "s", "b", {}, [], *([None] * 7)), {}),
+    ):
+        ref, c = both(*args, **kwargs)
+        assert ref is TypeError and c is TypeError
+
+
+@needs_c
+def test_trace_and_request_context_are_read_alike() -> None:
+    """The active span's ids and highlight.io's request context, or their absence."""
+    tracer = TracerProvider().get_tracer("t")
+    args = (SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)])
+    assert same(*args).trace_id == b""
+    with tracer.start_as_current_span("request") as span, _context.context("sess", "req"):
+        p = same(*args)
+        assert p.trace_id == span.get_span_context().trace_id.to_bytes(16, "big")
+        assert p.request == ("sess", "req")
+    assert same(*args).request is None
+
+
+@needs_c
+def test_settings_are_read_per_settings_object() -> None:
+    """Limits come from the Settings passed, even when another Settings came just before."""
+    long = "x" * 100
+    tight, loose = Settings(attribute_value_length_limit=10), Settings(attribute_value_length_limit=1000)
+    for s in (tight, loose, tight, SETTINGS, loose):
+        p = same(s, 1, 20, "INFO", "s", "b", {}, [("v", long)])
+        assert p.extras[0][1].count("x") == min(100, s.attribute_value_length_limit)
+
+
+keys = st.one_of(st.text(max_size=10), st.integers(), st.none())
+values = st.recursive(
+    st.one_of(
+        st.integers(), st.floats(), st.booleans(), st.text(max_size=40), st.none(), st.binary(max_size=8)
+    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    body=st.text(max_size=60),
+    extras=st.lists(st.tuples(keys, values), max_size=10),
+    skip=st.frozensets(st.text(max_size=3), max_size=3),
+    count=st.integers(min_value=-1, max_value=12),
+    length=st.integers(min_value=0, max_value=30),
+    as_items=st.booleans(),
+)
+def test_any_record_is_the_reference_s(
+    body: str,
+    extras: list[tuple[Any, Any]],
+    skip: frozenset[str],
+    count: int,
+    length: int,
+    as_items: bool,
+) -> None:
+    """For generated extras, limits and skip sets, the twin's Pending is the reference's."""
+    s = Settings(attribute_count_limit=count, attribute_value_length_limit=length)
+    given_extras: Any = extras
+    if as_items:
+        given_extras = {k: v for k, v in extras if isinstance(k, str)}.items()
+    ref, c = both(s, 1, 20, "INFO", "s", body, {}, given_extras, site=(THREAD_KEYS, 1, "T"), skip=skip)
+    assert _eq(ref, c)
+
+
+def _eq(a: Any, b: Any) -> bool:
+    # NaN != NaN: compare the reprs, which also tell 1 from 1.0 and True.
+    return repr(a) == repr(b)
+
+
+@pytest.fixture
+def _fresh_setup() -> Iterator[None]:
+    yield
+    _frontend_setup()
+
+
+def _frontend_setup() -> None:
+    # What _frontend does at import.
+    _speedups.capture_setup(
+        _frontend.capture_record_py,
+        Pending,
+        _frontend.coerce,
+        _frontend.safe_str,
+        _frontend.current_span,
+        _frontend._NO_SPAN,
+        _frontend._CONTEXT_VAR if _frontend._SPAN_KEY is not None else None,
+        _frontend._SPAN_KEY,
+        _frontend._otel_context.Context,
+        _context.current,
+        time.time_ns,
+    )
+
+
+@needs_c
+@pytest.mark.usefixtures("_fresh_setup")
+def test_without_the_context_var_the_twin_asks_current_span() -> None:
+    """Under another OTEL_PYTHON_CONTEXT runtime (no ContextVar to read) it calls current_span()."""
+    calls: list[int] = []
+    ids = (b"\x01" * 16, b"\x02" * 8, 1)
+
+    def spy() -> tuple[bytes, bytes, int]:
+        calls.append(1)
+        return ids
+
+    _speedups.capture_setup(
+        _frontend.capture_record_py,
+        Pending,
+        _frontend.coerce,
+        _frontend.safe_str,
+        spy,
+        _frontend._NO_SPAN,
+        None,
+        None,
+        dict,
+        _context.current,
+        time.time_ns,
+    )
+    p = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, [])
+    assert calls == [1] and (p.trace_id, p.span_id, p.flags) == ids
+
+
+@needs_c
+def test_the_setup_checks_its_arguments() -> None:
+    """A wrong argument to capture_setup() is a TypeError, not a crash later."""
+    with pytest.raises(TypeError):
+        _speedups.capture_setup(*([None] * 11))
+    with pytest.raises(TypeError):
+        _speedups.capture_setup(1, 2)
+
+
+def test_the_reference_is_what_front_ends_get_without_c() -> None:
+    """The reference alone builds a whole Pending (the pure-Python install's path)."""
+    p = _frontend.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)], site=SITE)
+    assert p.extras == [("k", 1)] and p.site == SITE and p.size > 0
