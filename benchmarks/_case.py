@@ -11,9 +11,16 @@ Workloads and sides (``run.py`` runs them all, interleaved):
 * ``structlog``: ``log.info("user action", user=i, action=action, k=i)`` through
   add_log_level, TimeStamper, <side>, format_exc_info, KeyValueRenderer -> ReturnLogger.
   ``otel``: opentelemetry-instrumentation-structlog's ``StructlogProcessor`` (an equivalent
-  emulation when that package is not installed); ``ours``: ``highlight_logging.StructlogProcessor``.
+  emulation when that package is not installed); ``ours``: ``highlight_logging.StructlogProcessor``;
+  ``floor``: the same chain without an exporting processor.
 * ``loguru``:    ``logger.info("user {} did {}", i, action, k=i)``; ``otel``: the SDK
-  ``LoggingHandler`` as a sink; ``ours``: ``highlight_logging.LoguruSink``; both ``format="{message}"``.
+  ``LoggingHandler`` as a sink; ``ours``: ``highlight_logging.LoguruSink``; ``floor``: a function
+  sink that does nothing; all ``format="{message}"``.
+
+The floors (base and threads variants) show what the library costs before any exporter: with 4
+threads loguru's own handler lock, taken around every sink call, doubles its cost (a sink that
+does nothing: ~17 us a call alone, ~34 us with 4 threads; with a 50 ms switch interval instead of
+5 ms the gap closes, so it is the GIL preempting a thread inside that lock).
 
 OTel side: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (default batch size and schedule delay,
 ``max_queue_size`` raised to hold every record) + ``OTLPLogExporter`` (gRPC, insecure, gzip).
@@ -194,6 +201,10 @@ def _none() -> None:
     return None
 
 
+def _discard(message: object) -> None:
+    return None
+
+
 def our_class(name: str, module: str) -> tuple[Any, str]:
     """``highlight_logging.<name>``; while that is not exported yet, from its private module (noted)."""
     import importlib
@@ -241,7 +252,10 @@ def make_side(workload: str, side: str, port: int, records: int) -> Side:
         otel_cls: Any
         dropped: Callable[[], int | None]
         note = ""
-        if side == "otel":
+        if side == "floor":
+            processor = None  # the chain as the others run it, minus the exporting processor
+            flush, dropped = (lambda timeout: True), _none
+        elif side == "otel":
             provider = otel_provider(port, records)
             try:
                 from opentelemetry.instrumentation.structlog import StructlogProcessor as otel_cls
@@ -263,7 +277,7 @@ def make_side(workload: str, side: str, port: int, records: int) -> Side:
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(),
-                processor,
+                *([] if processor is None else [processor]),
                 structlog.processors.format_exc_info,
                 structlog.processors.KeyValueRenderer(),
             ],
@@ -281,6 +295,9 @@ def make_side(workload: str, side: str, port: int, records: int) -> Side:
         from loguru import logger as loguru_logger
 
         loguru_logger.remove()
+        if side == "floor":
+            loguru_logger.add(_discard, format="{message}")  # what loguru costs with a sink that does nothing
+            return Side(loguru_logger, lambda timeout: True, _none)
         if side == "otel":
             provider = otel_provider(port, records)
             loguru_logger.add(otel_logging_handler(provider), format="{message}")

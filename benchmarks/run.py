@@ -36,8 +36,10 @@ SIDE_LABEL = {
     ("stdlib", "floor"): "floor: deque.append handler",
     ("stdlib", "otel"): "OTel SDK LoggingHandler",
     ("stdlib", "ours"): "HighlightHandler",
+    ("structlog", "floor"): "floor: the chain without an exporter",
     ("structlog", "otel"): "OTel structlog processor",
     ("structlog", "ours"): "StructlogProcessor",
+    ("loguru", "floor"): "floor: a sink that does nothing",
     ("loguru", "otel"): "OTel LoggingHandler as sink",
     ("loguru", "ours"): "LoguruSink",
 }
@@ -74,7 +76,7 @@ def all_cases(workloads: Iterable[str], variants: Iterable[str]) -> list[Case]:
     cases: list[Case] = []
     for variant in variants:
         for workload in workloads:
-            if workload == "stdlib" and variant == "base":
+            if variant in ("base", "threads"):
                 cases.append((workload, "floor", variant))
             cases += [(workload, "otel", variant), (workload, "ours", variant)]
     return cases
@@ -195,6 +197,15 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
                              lambda a, b: a["app_us"] / b["app_us"])
             goals.append(Goal("stdlib: HighlightHandler app-thread vs deque.append floor", fmt(v), "<= 2.5x",
                               None if v is None else v <= 2.5))
+        # Informative: what the library itself costs with an exporter that does nothing, against
+        # OTel's exporting side; no exporter's ratio can go below this.
+        for variant in ("base", "threads"):
+            floor, otel = (w, "floor", variant), (w, "otel", variant)
+            if floor in med and otel in med and w != "stdlib":
+                v = paired_ratio(by_round, floor, otel, lambda a, b: a["app_us"] / b["app_us"])
+                goals.append(Goal(f"{w}: {SIDE_LABEL[(w, 'floor')]} vs OTel, app-thread"
+                                  f"{'' if variant == 'base' else ' [4 threads]'} (informative: the lowest ratio any exporter can reach)",
+                                  fmt(v), "-", None))
         if (w, "ours", "exc") in med and (w, "base") in ratios:
             rx = three(w, "exc")
             rb = ratios[(w, "base")]
