@@ -246,7 +246,10 @@ def capture_record_py(
             scope,
             text,
             base_attributes,
-            snapshot,
+            # A tuple, not the list: a queued Pending of plain values then holds nothing the garbage
+            # collector must track (it untracks such tuples at its next young pass), so a long
+            # queue does not make every full collection longer, nor trigger more of them.
+            tuple(snapshot),
             dropped,
             exception,
             site,

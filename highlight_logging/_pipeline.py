@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from itertools import chain
 from typing import Any
 
 from highlight_logging import _diag, _encode, _frontend, _plain, _transport
@@ -482,9 +481,7 @@ class Pipeline:
             # the others, and every record of a chunk that needs a closer look, take the general
             # path: to_record, then _encode.
             fast: list[bytes | None] | None = None
-            if scrubber is None or scrubber.batch_clean_pairs(
-                [p.body for p in part], list(chain.from_iterable([p.extras for p in part]))
-            ):
+            if scrubber is None or scrubber.chunk_clean(part):
                 fast = _plain.plain_logs(
                     part, _encode._site_cache, _plain.levels, self._room, _frontend.datetime_ns
                 )

@@ -57,7 +57,7 @@ class Pending(NamedTuple):
     scope: str
     body: str
     attributes: Attributes  # the front end's own (code.*, ...), plain
-    extras: list[tuple[str, Value]]  # the user's values, snapshotted (plain, or coerced)
+    extras: tuple[tuple[str, Value], ...]  # the user's values, snapshotted (plain, or coerced)
     dropped: int  # user values past attribute_count_limit, not even snapshotted
     exception: ExceptionInfo | None
     site: Site | None

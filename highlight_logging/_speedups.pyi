@@ -1,5 +1,5 @@
 # The C twins of highlight_logging._plain.plain_logs_py and _frontend.capture_record_py (see _speedups.c).
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from highlight_logging._record import Attributes, ExceptionInfo, Pending, Site
@@ -45,3 +45,4 @@ def capture_setup(
     time_ns: Callable[[], int],
     /,
 ) -> None: ...
+def chunk_clean(chunk: Sequence[Pending], safe_keys: set[Any], /) -> bool: ...

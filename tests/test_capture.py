@@ -75,7 +75,7 @@ def test_a_plain_record_is_the_reference_s() -> None:
     """A structlog-like event (dict items, a skip set) and a stdlib-like list of extras."""
     event = {"event": "user action", "user": 7, "action": "login", "level": "info", "ratio": 0.5, "ok": True}
     p = same(SETTINGS, 123, 20, "INFO", "app", "user action", {}, event.items(), site=SITE, skip=SKIP)
-    assert p.extras == [("user", 7), ("action", "login"), ("ratio", 0.5), ("ok", True)]
+    assert p.extras == (("user", 7), ("action", "login"), ("ratio", 0.5), ("ok", True))
     same(SETTINGS, 123, 20, "INFO", "app", "user 7 did login", {}, [("k", 7)], None, site=SITE)
     same(SETTINGS, 123, 20, "INFO", "app", "no extras", {"code.stacktrace": "x"}, [], logged_now=False)
 
@@ -319,4 +319,19 @@ def test_the_setup_checks_its_arguments() -> None:
 def test_the_reference_is_what_front_ends_get_without_c() -> None:
     """The reference alone builds a whole Pending (the pure-Python install's path)."""
     p = _frontend.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)], site=SITE)
-    assert p.extras == [("k", 1)] and p.site == SITE and p.size > 0
+    assert p.extras == (("k", 1),) and p.site == SITE and p.size > 0
+
+
+@needs_c
+def test_a_plain_record_is_left_out_of_the_cycle_collector() -> None:
+    """A Pending of plain values is untracked (a long queue costs the collector nothing); one
+    holding a container (a list value) stays tracked."""
+    import gc
+
+    site = (THREAD_KEYS, 1, "T")
+    plain = _speedups.capture_record(
+        SETTINGS, 1, 20, "INFO", "s", "b", {}, {"k": 1, "v": "x"}.items(), site=site
+    )
+    assert not gc.is_tracked(plain) and not gc.is_tracked(plain.extras)
+    held = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", [1, 2])], site=site)
+    assert gc.is_tracked(held)

@@ -512,3 +512,69 @@ def test_property_never_raises_never_mutates_never_leaks(attrs: Attributes) -> N
             _assert_no_denied_survivor(value)
     again, _ = SCRUBBER.scrub_attributes(out)
     assert again == out  # idempotent
+
+
+# --- the worker's chunk check and its C twin -------------------------------------------------------
+
+try:
+    from highlight_logging import _speedups
+except ImportError:
+    _speedups = None
+
+CHUNK_CHECKS = [pytest.param(_scrub.chunk_clean_py, id="python")]
+if _speedups is not None:
+    CHUNK_CHECKS.append(pytest.param(_speedups.chunk_clean, id="c"))
+
+
+def _queued(body: str, extras: tuple[tuple[Any, Any], ...] = ()) -> Any:
+    from highlight_logging import _frontend
+    from highlight_logging._settings import Settings
+
+    return _frontend.capture_record_py(Settings(), 1, 20, "INFO", "s", body, {}, [])._replace(extras=extras)
+
+
+# Text made of the pre-filter's pieces, whole and split: pattern letters in both cases, digit runs
+# either side of thirteen, the separators it deletes, a line break, non-ASCII (a lone surrogate too).
+_PIECES = ["eyJ", "ey", "J", "bearer", "Bea", "rer", "basic", "BAS", "ic", "0", "1234", "567890123"]
+_PIECES += [" ", "-", "\n", "\t", "_", ".", "é", "€", "\ud800", "x", "4111"]
+prefilter_text = st.lists(st.sampled_from(_PIECES), max_size=16).map("".join)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(texts=st.lists(prefilter_text, min_size=1, max_size=4))
+def test_the_c_chunk_check_folds_text_as_the_pre_filter(texts: list[str]) -> None:
+    """For generated text, the C check clears a chunk exactly when the Python pre-filter does."""
+    if _speedups is None:
+        pytest.skip("no C speedups in this install")
+    chunk = [_queued(t) for t in texts]
+    expected = not _scrub._maybe_secret("\n".join(texts))
+    assert _scrub.chunk_clean_py(chunk, set()) is expected
+    assert _speedups.chunk_clean(chunk, set()) is expected
+
+
+@pytest.mark.parametrize("check", CHUNK_CHECKS)
+@pytest.mark.parametrize(
+    ("extras", "clean"),
+    [
+        ((), True),
+        ((("user", 7), ("ok", True), ("ratio", 0.5), ("none", None), ("name", "ann")), True),
+        ((("user", 7), ("unknown", 1)), False),  # a key the scrubber has not judged yet
+        ((("user", [1]),), False),  # a container: scrubbed record by record
+        ((("name", "Bearer abcdefgh"),), False),
+        ((("name", "4111 1111 1111 1111"),), False),
+        ((("name", "eyJhbGciOi.x.y"),), False),
+    ],
+)
+def test_the_chunk_check_reads_keys_values_and_text(check: Any, extras: Any, clean: bool) -> None:
+    """Known keys, scalar or clean string values: clear; an unknown key, a container, a secret: not."""
+    safe = {"user", "ok", "ratio", "none", "name"}
+    assert check([_queued("user 7 did login", extras), _queued("fine")], safe) is clean
+
+
+def test_the_scrubber_asks_the_chunk_check_only_when_it_applies() -> None:
+    """Scrubbing off: every chunk is clear; user patterns: none is (no shared pre-filter)."""
+    chunk = [_queued("Bearer abcdefgh")]
+    assert Scrubber(enabled=False).chunk_clean(chunk)
+    assert not Scrubber(extra_patterns=[r"\d+"]).chunk_clean([_queued("fine")])
+    assert not Scrubber().chunk_clean(chunk)
+    assert Scrubber().chunk_clean([_queued("fine")])
