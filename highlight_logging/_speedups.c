@@ -409,11 +409,27 @@ static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t 
  * no copies.  It may answer False where the reference answers True (an odd record): the records
  * are then scrubbed one by one, with the same result. */
 
+/* A str's length and characters may be read: before 3.12 a string made by the legacy
+ * PyUnicode_FromUnicode() API is not "ready" (its length reads 0) until this is called. */
+static int unicode_ready(PyObject *text)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return PyUnicode_READY(text);
+#else
+    (void)text;
+    return 0;
+#endif
+}
+
 /* _scrub._maybe_secret(text), for one str: the text folded as _FOLD_TABLE folds its UTF-8 bytes
  * (ASCII letters lower-cased, digits to "0", spaces and dashes deleted; anything else, non-ASCII
  * included, as itself), then "eyj", "bearer", "basic" or thirteen "0" in a row looked for. */
 static int maybe_secret(PyObject *text)
 {
+    if (unicode_ready(text) < 0) {
+        PyErr_Clear();
+        return 1; /* unreadable: let the per-record path look */
+    }
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
@@ -507,7 +523,8 @@ static PyObject *cap_context_var;        /* OTel's runtime ContextVar, or NULL: 
 static PyObject *cap_span_key;           /* its key for the active span */
 static PyTypeObject *cap_context_type;   /* opentelemetry.context.Context */
 static PyObject *cap_request_var;        /* _context.current */
-static PyObject *cap_time_ns;            /* time.time_ns, where there is no clock_gettime */
+static PyObject *cap_time_ns;            /* time.time_ns as imported: the real clock */
+static PyObject *cap_time_module, *str_time_ns;
 static PyObject *str_value_limit, *str_count_limit, *str_max_body;
 /* The last Settings seen and its limits (Settings is frozen): three getattr calls saved a record. */
 static PyObject *cap_settings, *cap_limit_obj;
@@ -555,6 +572,35 @@ static int settings_limits(PyObject *settings, PyObject **limit_obj, Py_ssize_t 
     return 0;
 }
 
+/* ``key, value = pair`` for anything but an exact 2-tuple: a new 2-tuple, or NULL with the
+ * exception the statement raises (reading at most three items, as it does). */
+static PyObject *unpack_pair(PyObject *pair)
+{
+    PyObject *it = PyObject_GetIter(pair), *items[3] = {NULL, NULL, NULL}, *result = NULL;
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.200s object", Py_TYPE(pair)->tp_name);
+        }
+        return NULL;
+    }
+    int n = 0;
+    while (n < 3 && (items[n] = PyIter_Next(it)) != NULL)
+        n++;
+    if (!PyErr_Occurred()) {
+        if (n < 2)
+            PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected 2, got %d)", n);
+        else if (n > 2)
+            PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 2)");
+        else
+            result = PyTuple_Pack(2, items[0], items[1]);
+    }
+    for (int i = 0; i < n; i++)
+        Py_DECREF(items[i]);
+    Py_DECREF(it);
+    return result;
+}
+
 /* One (key, value) of the user's into ``snapshot``, as the reference's loop body: 0 or -1. */
 static int snapshot_pair(PyObject *snapshot, PyObject *pair, PyObject *skip, Py_ssize_t room, Py_ssize_t limit,
                          PyObject *limit_obj, Py_ssize_t *dropped)
@@ -564,15 +610,9 @@ static int snapshot_pair(PyObject *snapshot, PyObject *pair, PyObject *skip, Py_
     if (is_tuple && PyTuple_GET_SIZE(pair) == 2) {
         key = PyTuple_GET_ITEM(pair, 0);
         value = PyTuple_GET_ITEM(pair, 1);
-    } else { /* key, value = pair */
-        unpacked = PySequence_Tuple(pair);
-        if (unpacked == NULL)
+    } else { /* key, value = pair: at most three items read, CPython's messages */
+        if ((unpacked = unpack_pair(pair)) == NULL)
             return -1;
-        if (PyTuple_GET_SIZE(unpacked) != 2) {
-            PyErr_Format(PyExc_ValueError, "an extra is a (key, value) pair, not %zd values",
-                         PyTuple_GET_SIZE(unpacked));
-            goto done;
-        }
         is_tuple = 0;
         key = PyTuple_GET_ITEM(unpacked, 0);
         value = PyTuple_GET_ITEM(unpacked, 1);
@@ -591,6 +631,8 @@ static int snapshot_pair(PyObject *snapshot, PyObject *pair, PyObject *skip, Py_
         result = 0;
         goto done;
     }
+    if (PyUnicode_CheckExact(value) && unicode_ready(value) < 0)
+        goto done;
     if (PyUnicode_CheckExact(key) &&
         (PyLong_CheckExact(value) || (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= limit) ||
          PyFloat_CheckExact(value) || PyBool_Check(value))) {
@@ -640,14 +682,20 @@ static PyObject *active_span(void)
 
 static PyObject *observed_now(void)
 {
+    /* The reference calls time.time_ns() as it stands: a test's patched clock (freezegun) too. */
+    PyObject *current = PyObject_GetAttr(cap_time_module, str_time_ns);
+    if (current == NULL)
+        return NULL;
+    int patched = current != cap_time_ns;
+    Py_DECREF(current);
 #ifdef CLOCK_REALTIME
     struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+    if (!patched && clock_gettime(CLOCK_REALTIME, &ts) == 0) {
         uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
         return PyLong_FromUnsignedLongLong(ns & ~(uint64_t)0xFF);
     }
 #endif
-    PyObject *ns = PyObject_CallNoArgs(cap_time_ns);
+    PyObject *ns = PyObject_CallMethodNoArgs(cap_time_module, str_time_ns);
     if (ns == NULL)
         return NULL;
     PyObject *mask = PyLong_FromLong(~0xFFL);
@@ -716,7 +764,9 @@ static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssiz
     if (settings_limits(a[C_SETTINGS], &limit_obj, &limit, &room, &max_body) < 0)
         goto fallback;
     PyObject *text = a[C_BODY];
-    Py_ssize_t nattrs = PyUnicode_GET_LENGTH(text) > max_body ? -1 : PyObject_Size(a[C_ATTRIBUTES]);
+    Py_ssize_t nattrs = unicode_ready(text) < 0 || PyUnicode_GET_LENGTH(text) > max_body
+                            ? -1
+                            : PyObject_Size(a[C_ATTRIBUTES]);
     if (nattrs < 0) { /* cut to max_body_length, or odd base attributes: the reference */
         PyErr_Clear();
         Py_DECREF(limit_obj);
@@ -812,6 +862,8 @@ static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssiz
     /* A queued record of plain values is left out of the cycle collector's work: with the queue
      * holding 20,000 of them, each full collection walked them all, and their number kept
      * triggering more (~2 us a record in the structlog benchmark, with gc.disable() as the mark). */
+    /* Safe: nothing the record holds can lead back to it (its attributes dict is the front end's
+     * own, and to_record, the only code that changes it, adds strings and snapshots to it). */
     if (plain)
         PyObject_GC_UnTrack(pending);
 error:
@@ -869,6 +921,10 @@ static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize
     Py_XSETREF(cap_context_type, context_var == NULL ? NULL : (PyTypeObject *)Py_NewRef(args[8]));
     Py_XSETREF(cap_request_var, Py_NewRef(args[9]));
     Py_XSETREF(cap_time_ns, Py_NewRef(args[10]));
+    if (cap_time_module == NULL && (cap_time_module = PyImport_ImportModule("time")) == NULL)
+        return NULL;
+    if (str_time_ns == NULL && (str_time_ns = PyUnicode_InternFromString("time_ns")) == NULL)
+        return NULL;
     Py_CLEAR(cap_settings);
     Py_CLEAR(cap_limit_obj);
     Py_RETURN_NONE;

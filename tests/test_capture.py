@@ -335,3 +335,33 @@ def test_a_plain_record_is_left_out_of_the_cycle_collector() -> None:
     assert not gc.is_tracked(plain) and not gc.is_tracked(plain.extras)
     held = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", [1, 2])], site=site)
     assert gc.is_tracked(held)
+
+
+@needs_c
+def test_a_bad_pair_fails_as_unpacking_it_does() -> None:
+    """``key, value = pair``: the same exception and message, and at most three items read."""
+    read: list[int] = []
+
+    class Endless:
+        def __iter__(self) -> Iterator[str]:
+            while True:
+                read.append(1)
+                yield "k"
+
+    for pair in (("a", 1, 2), ("a",), 5, ["a", 1, 2], Endless()):
+        outcome = []
+        for impl in (_frontend.capture_record_py, _speedups.capture_record):
+            read.clear()
+            try:
+                impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, [pair])
+            except Exception as exc:
+                outcome.append((type(exc), str(exc), len(read)))
+        assert len(outcome) == 2 and outcome[0] == outcome[1], pair
+
+
+@needs_c
+def test_a_patched_clock_is_read_as_the_reference_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's patched ``time.time_ns`` (as freezegun does) gives the observed time in both."""
+    monkeypatch.setattr(time, "time_ns", lambda: 1_000_000_000_123)
+    for impl in (_frontend.capture_record_py, _speedups.capture_record):
+        assert impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns == 1_000_000_000_000

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -578,3 +580,28 @@ def test_the_scrubber_asks_the_chunk_check_only_when_it_applies() -> None:
     assert not Scrubber(extra_patterns=[r"\d+"]).chunk_clean([_queued("fine")])
     assert not Scrubber().chunk_clean(chunk)
     assert Scrubber().chunk_clean([_queued("fine")])
+
+
+def _legacy_str(text: str) -> str:
+    """``text`` as an old C extension builds it (PyUnicode_FromUnicode, before 3.12): not yet "ready"."""
+    import ctypes
+
+    api = ctypes.pythonapi
+    if sys.version_info >= (3, 12) or not hasattr(api, "PyUnicode_FromUnicode"):
+        pytest.skip("no legacy strings in this Python")
+    api.PyUnicode_FromUnicode.restype = ctypes.py_object
+    api.PyUnicode_FromUnicode.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
+    api.PyUnicode_AsUnicode.restype = ctypes.c_void_p
+    api.PyUnicode_AsUnicode.argtypes = [ctypes.py_object]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        made: str = api.PyUnicode_FromUnicode(None, len(text))
+        size = len(text) * ctypes.sizeof(ctypes.c_wchar)
+        ctypes.memmove(api.PyUnicode_AsUnicode(made), ctypes.create_unicode_buffer(text), size)
+    return made
+
+
+@pytest.mark.parametrize("check", CHUNK_CHECKS)
+def test_a_legacy_string_is_read_whole(check: Any) -> None:
+    """A str an old C extension made (not "ready" before 3.12) is scanned, not read as empty."""
+    assert check([_queued(_legacy_str("Bearer abcdefghij"))], set()) is False
