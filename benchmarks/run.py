@@ -76,7 +76,7 @@ def all_cases(workloads: Iterable[str], variants: Iterable[str]) -> list[Case]:
     cases: list[Case] = []
     for variant in variants:
         for workload in workloads:
-            if variant in ("base", "threads"):
+            if variant in ("base", "exc", "threads"):
                 cases.append((workload, "floor", variant))
             cases += [(workload, "otel", variant), (workload, "ours", variant)]
     return cases
@@ -206,6 +206,13 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
                 goals.append(Goal(f"{w}: {SIDE_LABEL[(w, 'floor')]} vs OTel, app-thread"
                                   f"{'' if variant == 'base' else ' [4 threads]'} (informative: the lowest ratio any exporter can reach)",
                                   fmt(v), "-", None))
+        if all((w, side, v) in med for side in ("floor", "ours", "otel") for v in ("base", "exc")):
+            # Informative: what 1 exception in 100 adds to a call, per record, for the library alone
+            # (its own exception formatting, paid by every exporter alike) and for each side.
+            added = [med[(w, side, "exc")]["app_us"] - med[(w, side, "base")]["app_us"]
+                     for side in ("floor", "otel", "ours")]
+            goals.append(Goal(f"{w}: 1/100 exceptions: app-thread us a record added (informative: "
+                              "floor / OTel / ours)", " / ".join(f"{a:+.1f}" for a in added), "-", None))
         if (w, "ours", "exc") in med and (w, "base") in ratios:
             rx = three(w, "exc")
             rb = ratios[(w, "base")]
