@@ -152,6 +152,9 @@ class Pipeline:
         self._bytes_in = 0
         self._bytes_out = 0
         self._wake = threading.Event()
+        # Set while a flush() or shutdown waits (under _done, with _flushers): cuts the worker's
+        # burst pause short, so a drain starts at once instead of after up to _BURST_SLICE.
+        self._urgent = threading.Event()
         self._abort = threading.Event()  # interrupts retry sleeps at the shutdown deadline
         # Guards _in_hand and _finished: records accepted ever = _finished + _in_hand + queued.
         self._done = threading.Condition(threading.Lock())
@@ -426,12 +429,16 @@ class Pipeline:
                 seen = len(queue)
                 continue
             start = time.monotonic()
-            time.sleep(_BURST_SLICE)
+            self._pause(_BURST_SLICE)
             now = len(queue)
             # Measured over the real interval: a sleeping worker waits for the GIL to wake.
             if now - seen < max(_BURST_MIN, _BURST_RATE * (time.monotonic() - start)):
                 return
             seen = now
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep during a burst; flush() and shutdown() cut it short."""
+        self._urgent.wait(seconds)
 
     def _take(self, n: int) -> list[Pending]:
         queue = self._queue
@@ -839,6 +846,7 @@ class Pipeline:
         else:
             with self._done:
                 self._flushers += 1
+                self._urgent.set()
             self._wake.set()
             try:
                 with self._done:
@@ -849,6 +857,8 @@ class Pipeline:
             finally:
                 with self._done:
                     self._flushers -= 1
+                    if not self._flushers and not self._stopping:
+                        self._urgent.clear()
         dropped = self.dropped_total()
         clean = dropped == self._drops_seen
         self._drops_seen = dropped
@@ -866,6 +876,8 @@ class Pipeline:
             timeout = self.settings.shutdown_timeout
         self._deadline = time.monotonic() + max(timeout, 0)
         self._stopping = True
+        with self._done:
+            self._urgent.set()
         self._wake.set()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ class FakeClock:
         self.pipeline = pipeline
         self.rate = rate
         self.sleeps = 0
+        pipeline._pause = self.sleep  # type: ignore[method-assign]  # the worker's burst pause, too
 
     def monotonic(self) -> float:
         return self.now
@@ -58,6 +60,20 @@ def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch:
     clock.sleeps = 0
     p._step_back_during_burst()  # the same record is now due: no second wait
     assert clock.sleeps == 0
+
+
+def test_a_flush_cuts_the_burst_pause_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush() starting while the worker pauses in a burst wakes it at once, not after the slice."""
+    monkeypatch.setattr(_pipeline, "_BURST_SLICE", 30.0)
+    p = pipeline()
+    p._queue.append(record(time.time()))
+    paused = threading.Thread(target=p._step_back_during_burst, daemon=True)
+    paused.start()
+    with p._done:  # what flush() does before it waits
+        p._flushers += 1
+        p._urgent.set()
+    paused.join(timeout=10.0)
+    assert not paused.is_alive()
 
 
 def test_nothing_queued_nothing_held_back(monkeypatch: pytest.MonkeyPatch) -> None:
