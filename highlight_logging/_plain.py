@@ -20,12 +20,11 @@ which owns every rule.  The tests check that both give byte for byte what the ge
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 # _frontend by module: it imports _pipeline, which imports this.
-from highlight_logging import _encode, _frontend
+from highlight_logging import _encode, _frontend, _native
 from highlight_logging._record import SITE_KEY_SET, Pending
 
 #: level name -> (levelno, encoded severity fields); filled by :func:`learn` for the C path too.
@@ -130,12 +129,6 @@ def plain_logs_py(
 
 
 plain_logs: Callable[..., list[bytes | None]] = plain_logs_py
-#: HIGHLIGHT_LOGGING_PURE_PYTHON was set at import: the C path is not used even where it was built.
-pure_python = bool(os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"))
-if not pure_python:
-    try:
-        from highlight_logging import _speedups
-    except ImportError:  # no compiler at install time: the reference above
-        pass
-    else:
-        plain_logs = _speedups.plain_logs
+pure_python = _native.pure_python
+if _native.speedups is not None:
+    plain_logs = _native.speedups.plain_logs

@@ -46,12 +46,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
 
+from highlight_logging import _native
 from highlight_logging._record import Attributes, Pending, Value
 
 __all__ = ["DEFAULT_KEYS", "MARKER", "TOO_DEEP", "Scrubber"]
@@ -167,13 +167,8 @@ def chunk_clean_py(chunk: Sequence[Pending], safe_keys: set[Any]) -> bool:
 #: The C twin where it was built: ~0.05 us a record against ~0.9 for the reference (the export
 #: worker's largest Python cost per record after the C fast path).
 chunk_clean: Callable[[Sequence[Pending], set[Any]], bool] = chunk_clean_py
-if not os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"):  # as _plain.pure_python
-    try:
-        from highlight_logging import _speedups
-    except ImportError:
-        pass
-    else:
-        chunk_clean = _speedups.chunk_clean
+if _native.speedups is not None:
+    chunk_clean = _native.speedups.chunk_clean
 
 
 def _luhn_card(digits: str) -> bool:

@@ -259,24 +259,7 @@ def _eq(a: Any, b: Any) -> bool:
 @pytest.fixture
 def _fresh_setup() -> Iterator[None]:
     yield
-    _frontend_setup()
-
-
-def _frontend_setup() -> None:
-    # What _frontend does at import.
-    _speedups.capture_setup(
-        _frontend.capture_record_py,
-        Pending,
-        _frontend.coerce,
-        _frontend.safe_str,
-        _frontend.current_span,
-        _frontend._NO_SPAN,
-        _frontend._CONTEXT_VAR if _frontend._SPAN_KEY is not None else None,
-        _frontend._SPAN_KEY,
-        _frontend._otel_context.Context,
-        _context.current,
-        time.time_ns,
-    )
+    _frontend._setup_c_twin(_speedups)  # as _frontend does at import
 
 
 @needs_c
@@ -290,19 +273,7 @@ def test_without_the_context_var_the_twin_asks_current_span() -> None:
         calls.append(1)
         return ids
 
-    _speedups.capture_setup(
-        _frontend.capture_record_py,
-        Pending,
-        _frontend.coerce,
-        _frontend.safe_str,
-        spy,
-        _frontend._NO_SPAN,
-        None,
-        None,
-        dict,
-        _context.current,
-        time.time_ns,
-    )
+    _frontend._setup_c_twin(_speedups, spy, None)
     p = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, [])
     assert calls == [1] and (p.trace_id, p.span_id, p.flags) == ids
 
