@@ -17,12 +17,12 @@ Workloads and sides (``run.py`` runs them all, interleaved):
   ``LoggingHandler`` as a sink; ``ours``: ``highlight_logging.LoguruSink``; ``floor``: a function
   sink that does nothing; all ``format="{message}"``.
 
-The floors (base, exc and threads variants) show what the library costs before any exporter (with
-exceptions: its own exception formatting, which loguru does for every handler, ~1 ms each with its
-default ``diagnose``/``backtrace``): with 4
-threads loguru's own handler lock, taken around every sink call, doubles its cost (a sink that
-does nothing: ~17 us a call alone, ~34 us with 4 threads; with a 50 ms switch interval instead of
-5 ms the gap closes, so it is the GIL preempting a thread inside that lock).
+The floors (base, exc and threads variants) show what the library costs before any exporter.
+With exceptions, that includes its own exception formatting, which loguru does for every handler
+(~1 ms each with its default ``diagnose``/``backtrace``).  With 4 threads, loguru's handler lock,
+taken around every sink call, doubles its cost (a sink that does nothing: ~17-26 us a call alone,
+~34-75 us with 4 threads; with a 50 ms switch interval instead of 5 ms the gap closes, so it is the
+GIL preempting a thread inside that lock).
 
 OTel side: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (default batch size and schedule delay,
 ``max_queue_size`` raised to hold every record) + ``OTLPLogExporter`` (gRPC, insecure, gzip).
