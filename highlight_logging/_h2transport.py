@@ -1,12 +1,11 @@
-"""OTLP/gRPC unary exports over HTTP/2 driven by hand (``h2`` + a plain socket), without grpcio.
+"""OTLP/gRPC unary exports over HTTP/2 driven by hand (``_h2wire`` + a plain socket), without grpcio.
 
 The default gRPC client (``grpc_client="auto"`` without a proxy, see ``_transport.make``): about
 four fifths of grpcio's CPU per request, and it chooses its zlib level where grpcio is fixed at 6.
 Also the only one usable in a forked child whose parent used grpcio while gRPC fork
 support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): grpcio's C core is then unusable in the child, and
 even creating a channel can deadlock holding the GIL.  Nothing here touches that core
-(``grpc.StatusCode`` is a plain enum).  Like every transport it never raises and never logs (h2's logger is a no-op by default),
-and it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
+(``grpc.StatusCode`` is a plain enum).  Like every transport it never raises and never logs, and it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
 
 One export at a time (the worker thread); :meth:`cancel` may be called from any thread.
 """
@@ -24,11 +23,8 @@ import urllib.parse
 from collections.abc import Callable
 
 import grpc
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
 
+from highlight_logging._h2wire import Answer, Connection, header_block
 from highlight_logging._settings import Settings, is_plaintext
 from highlight_logging._transport import (
     _GRPC_METHODS,
@@ -82,20 +78,17 @@ class _Conn:
     def __init__(self, sock: socket.socket, scheme: str, authority: str) -> None:
         self.sock, self.scheme, self.authority = sock, scheme, authority
         self.pid = os.getpid()  # a connection inherited through fork belongs to the parent
-        # Our own headers are fixed and valid, and an answer is judged by its gRPC status alone:
-        # h2's per-header checks are skipped (~16 of ~210 us of h2 work a request, measured).
-        config = h2.config.H2Configuration(
-            client_side=True,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,
-        )
-        self.h2 = h2.connection.H2Connection(config)
-        self.streams: dict[int, _Response] = {}  # requests sent and not answered yet, by stream id
-        self.closing = False  # GOAWAY received: no new stream on it (h2 takes no frame after it)
+        self.wire = Connection()
+        self.streams = self.wire.streams  # requests sent and not answered yet, by stream id
+        self.blocks: dict[str, tuple[bytes, bytes]] = {}  # each signal's headers, encoded (see _headers)
+
+    @property
+    def closing(self) -> bool:
+        """GOAWAY received: no new stream on it."""
+        return self.wire.closing
 
     def flush(self, deadline: float) -> None:
-        out = self.h2.data_to_send()
+        out = self.wire.data_to_send()
         if out:
             self.sock.settimeout(_remaining(deadline))
             self.sock.sendall(out)  # since 3.5 the timeout bounds the whole sendall
@@ -110,20 +103,13 @@ class _Conn:
                 data = self.sock.recv(65536)
                 if not data:
                     return False
-                if any(isinstance(e, h2.events.ConnectionTerminated) for e in self.h2.receive_data(data)):
+                self.wire.receive(data)
+                if self.wire.closing:
                     return False
         except (BlockingIOError, ssl.SSLWantReadError):
             return True  # nothing more to read: still open
         except Exception:
             return False
-
-
-class _Response:
-    def __init__(self) -> None:
-        self.fields: dict[str, str] = {}  # headers, then trailers (a trailers-only answer has one set)
-        self.data = b""
-        self.reset: int | None = None
-        self.ended = False
 
 
 def _remaining(deadline: float) -> float:
@@ -191,14 +177,14 @@ class H2Transport:
                 try:
                     # The worker encoded its next batch meanwhile: an answer that arrived before
                     # the deadline is read even if the deadline has passed since.
-                    self._read_arrived(conn, sid, resp)
+                    self._read_arrived(conn, resp)
                     while not resp.ended:
-                        self._pump(conn, sid, resp, deadline)
+                        self._pump(conn, resp, deadline)
                 except TimeoutError as exc:
                     # This request's own deadline, with nothing half sent: cancel its stream only,
                     # so that the other requests on the connection are not cut off (and resent).
                     try:
-                        conn.h2.reset_stream(sid, 8)
+                        conn.wire.reset_stream(sid, 8)
                         conn.flush(time.monotonic() + 0.5)
                     except Exception:
                         self._drop(target, conn)
@@ -239,8 +225,7 @@ class H2Transport:
                 if sock.selected_alpn_protocol() != "h2":
                     raise ConnectionError("the collector did not agree to HTTP/2 (ALPN)")
             conn = _Conn(sock, "http" if plaintext else "https", target)
-            conn.h2.initiate_connection()
-            conn.flush(deadline)
+            conn.flush(deadline)  # the preface and our SETTINGS
             return conn
         except BaseException:
             sock.close()
@@ -265,43 +250,53 @@ class H2Transport:
             self._tls_context = ctx
         return self._tls_context
 
-    def _send(self, conn: _Conn, signal: str, payload: bytes, deadline: float) -> tuple[int, _Response]:
-        gz = self._settings.compression == "gzip"
-        message = gzip.compress(payload, compresslevel=GZIP_LEVEL) if gz else payload
-        body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
-        sid = conn.h2.get_next_available_stream_id()
-        resp = conn.streams[sid] = _Response()
-        try:
-            headers = [
+    def _headers(self, conn: _Conn, signal: str, deadline: float) -> bytes:
+        """The request's header block: all but grpc-timeout is encoded once per connection and signal."""
+        parts = conn.blocks.get(signal)
+        if parts is None:
+            gz = self._settings.compression == "gzip"
+            call = [
                 (":method", "POST"),
                 (":scheme", conn.scheme),
                 (":path", _GRPC_METHODS[signal]),
                 (":authority", conn.authority),
                 ("content-type", "application/grpc"),
                 ("te", "trailers"),
-                ("grpc-timeout", f"{min(max(1, int(_remaining(deadline) * 1000)), 99_999_999)}m"),
                 ("user-agent", "highlight-logging"),
                 ("grpc-accept-encoding", "gzip"),
                 *([("grpc-encoding", "gzip")] if gz else []),
-                *self._metadata,
             ]
-            conn.h2.send_headers(sid, headers)
+            parts = conn.blocks[signal] = (header_block(call), header_block(self._metadata))
+        timeout = min(max(1, int(_remaining(deadline) * 1000)), 99_999_999)
+        return (
+            parts[0] + header_block([("grpc-timeout", f"{timeout}m")]) + parts[1]
+        )  # metadata last, as gRPC orders them
+
+    def _send(self, conn: _Conn, signal: str, payload: bytes, deadline: float) -> tuple[int, Answer]:
+        gz = self._settings.compression == "gzip"
+        message = gzip.compress(payload, compresslevel=GZIP_LEVEL) if gz else payload
+        body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
+        wire = conn.wire
+        while wire.open_streams() >= wire.max_streams:  # the collector's limit: wait for an answer
+            self._pump(conn, None, deadline)
+        sid, resp = wire.send_headers(self._headers(conn, signal, deadline))
+        try:
             while body and not resp.ended:  # the collector may answer early (e.g. message too large)
-                size = min(conn.h2.local_flow_control_window(sid), conn.h2.max_outbound_frame_size, len(body))
+                size = min(wire.window(sid), wire.max_frame_size, len(body))
                 if size <= 0:
-                    self._pump(conn, sid, resp, deadline)  # blocked: wait for WINDOW_UPDATE
+                    self._pump(conn, resp, deadline)  # blocked: wait for WINDOW_UPDATE
                     continue
-                conn.h2.send_data(sid, body[:size], end_stream=size == len(body))
+                wire.send_data(sid, body[:size], end_stream=size == len(body))
                 body = body[size:]
                 conn.flush(deadline)
-            if body and resp.reset is None:
-                conn.h2.reset_stream(sid, 8)  # answered early: CANCEL the rest of the request
+            if body and resp.reset is None and resp.lost is None:
+                wire.reset_stream(sid, 8)  # answered early: CANCEL the rest of the request
         except BaseException:
             conn.streams.pop(sid, None)  # never sent whole: nothing to wait for
             raise
         return sid, resp
 
-    def _pump(self, conn: _Conn, sid: int, resp: _Response, deadline: float) -> None:
+    def _pump(self, conn: _Conn, resp: Answer | None, deadline: float) -> None:
         try:
             conn.flush(deadline)
         except TimeoutError as exc:  # a frame may be half written: the connection is spent
@@ -310,9 +305,9 @@ class H2Transport:
         data = conn.sock.recv(65536)
         if not data:
             raise ConnectionResetError("connection closed by the collector")
-        self._feed(conn, sid, resp, data)
+        self._feed(conn, resp, data)
 
-    def _read_arrived(self, conn: _Conn, sid: int, resp: _Response) -> None:
+    def _read_arrived(self, conn: _Conn, resp: Answer) -> None:
         """Take in what is already in the socket, without waiting."""
         conn.sock.settimeout(0)
         while not resp.ended:
@@ -322,30 +317,16 @@ class H2Transport:
                 return
             if not data:
                 raise ConnectionResetError("connection closed by the collector")
-            self._feed(conn, sid, resp, data)
+            self._feed(conn, resp, data)
 
-    def _feed(self, conn: _Conn, sid: int, resp: _Response, data: bytes) -> None:
-        """Hand what arrived to each stream's answer; ``resp`` (stream ``sid``) is the one awaited."""
-        for event in conn.h2.receive_data(data):
-            if isinstance(event, h2.events.ConnectionTerminated):
-                conn.closing = True  # h2 takes no more frames: a new request opens a new one
-                if not resp.ended:
-                    raise ConnectionResetError(f"GOAWAY from the collector ({event.error_code!s})")
-                continue
-            stream = getattr(event, "stream_id", None)
-            answer = conn.streams.get(stream) if stream is not None else None
-            if answer is None:
-                continue
-            if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                answer.fields.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
-            elif isinstance(event, h2.events.DataReceived):
-                answer.data += event.data
-                conn.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamReset):
-                answer.reset, answer.ended = int(event.error_code), True
-            answer.ended = answer.ended or isinstance(event, h2.events.StreamEnded)
+    @staticmethod
+    def _feed(conn: _Conn, resp: Answer | None, data: bytes) -> None:
+        """Hand what arrived to each stream's answer; ``resp`` is the one awaited, if any."""
+        conn.wire.receive(data)
+        if resp is not None and resp.lost is not None:
+            raise ConnectionResetError(resp.lost)  # never processed by the collector: safe to resend
 
-    def _outcome(self, resp: _Response, signal: str) -> Outcome:
+    def _outcome(self, resp: Answer, signal: str) -> Outcome:
         f = resp.fields
         if "grpc-status" in f:
             code = _CODES.get(int(f["grpc-status"]) if f["grpc-status"].isdigit() else -1, _S.UNKNOWN)
@@ -357,7 +338,7 @@ class H2Transport:
         if code is _S.OK:
             try:  # accepted whatever the body says; an unreadable body just hides partial_success
                 n = int.from_bytes(resp.data[1:5], "big")
-                msg = resp.data[5 : 5 + n]
+                msg = bytes(resp.data[5 : 5 + n])
                 response = gzip.decompress(msg) if resp.data[:1] == b"\x01" else msg
             except Exception:
                 response = b""
@@ -382,7 +363,7 @@ class H2Transport:
             return Outcome(False, detail=f"CANCELLED: {text}", reconnect=True)
         if isinstance(exc, TimeoutError):
             return Outcome(False, retryable=True, detail=f"DEADLINE_EXCEEDED: {text}", reconnect=True)
-        if isinstance(exc, (OSError, h2.exceptions.H2Error)):  # refused, reset, TLS, protocol
+        if isinstance(exc, OSError):  # refused, reset, TLS, protocol (_h2wire.ProtocolError)
             return Outcome(False, retryable=True, detail=f"UNAVAILABLE: {text}", reconnect=True)
         return Outcome(False, detail=text)  # _SetupError, bad endpoint, ...
 

@@ -195,9 +195,11 @@ class _Recorder(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         return grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
 
 
-def _serve(port_spec: str, credentials: Any = None) -> tuple[grpc.Server, _Recorder, int]:
+def _serve(
+    port_spec: str, credentials: Any = None, options: tuple[tuple[str, Any], ...] = ()
+) -> tuple[grpc.Server, _Recorder, int]:
     recorder = _Recorder()
-    server = grpc.server(ThreadPoolExecutor(max_workers=2), handlers=[recorder])
+    server = grpc.server(ThreadPoolExecutor(max_workers=2), handlers=[recorder], options=options)
     if credentials is None:
         port = server.add_insecure_port(port_spec)
     else:
@@ -220,6 +222,23 @@ def test_headers_arrive_as_metadata() -> None:
     (md,) = recorder.metadata
     assert md["x-highlight-project"] == "p1" and md["authorization"] == "k"
     assert md["user-agent"].startswith("highlight-logging")
+
+
+def test_a_collector_allowing_one_stream_at_a_time() -> None:
+    """SETTINGS_MAX_CONCURRENT_STREAMS 1: a second request in flight waits for the first answer
+    instead of breaking the connection; all four arrive, on one connection."""
+    server, recorder, port = _serve("127.0.0.1:0", options=(("grpc.max_concurrent_streams", 1),))
+    t = _h2(f"127.0.0.1:{port}")
+    try:
+        assert t.export(LOGS, _logs(), 5.0).ok  # the collector's SETTINGS are known from here on
+        assert next(iter(t._conns.values())).wire.max_streams == 1
+        waits = [t.start(LOGS, _logs(body=str(i)), 5.0) for i in range(4)]
+        outcomes = [wait() for wait in waits]
+        assert all(o.ok for o in outcomes), [o.detail for o in outcomes]
+        assert len(recorder.metadata) == 5 and len(t._conns) == 1
+    finally:
+        t.close()
+        server.stop(0)
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
