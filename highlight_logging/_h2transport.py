@@ -88,10 +88,16 @@ class _Conn:
         return self.wire.closing
 
     def flush(self, deadline: float) -> None:
-        out = self.wire.data_to_send()
-        if out:
-            self.sock.settimeout(_remaining(deadline))
-            self.sock.sendall(out)  # since 3.5 the timeout bounds the whole sendall
+        """Write what the connection owes.  TimeoutError: the deadline had passed and nothing was
+        taken or written (the connection is intact); ConnectionError: the write itself timed out,
+        and a frame may be cut short (the connection is spent)."""
+        if not self.wire.owes():
+            return
+        self.sock.settimeout(_remaining(deadline))
+        try:
+            self.sock.sendall(self.wire.data_to_send())  # since 3.5 the timeout bounds the whole sendall
+        except TimeoutError as exc:
+            raise ConnectionError(f"sending timed out: {exc}") from exc
 
     def idle_ok(self) -> bool:
         """Read what arrived while idle (PING, GOAWAY, EOF) so a closed connection is not reused."""
@@ -99,7 +105,7 @@ class _Conn:
             return False
         try:
             self.sock.settimeout(0)
-            while True:
+            for _ in range(64):  # a collector that never stops sending is not idle: start afresh
                 data = self.sock.recv(65536)
                 if not data:
                     return False
@@ -109,7 +115,13 @@ class _Conn:
         except (BlockingIOError, ssl.SSLWantReadError):
             return True  # nothing more to read: still open
         except Exception:
-            return False
+            pass
+        return False
+
+
+def _number(text: str) -> int:
+    """A status code's digits, or -1 (no code) for anything else, without raising."""
+    return int(text) if text.isascii() and text.isdigit() else -1
 
 
 def _remaining(deadline: float) -> float:
@@ -132,6 +144,8 @@ class H2Transport:
         self._outstanding = 0  # requests started and not yet answered (or failed)
         self._cancelled = False
         self._active: set[_Conn] = set()  # connections with requests outstanding: cancel() wakes each
+        # Replaced after a GOAWAY while the collector still answers streams it took on them.
+        self._retired: set[_Conn] = set()
 
     def export(self, signal: str, payload: bytes, timeout: float) -> Outcome:
         return self.start(signal, payload, timeout)()
@@ -158,7 +172,7 @@ class H2Transport:
                 or conn.pid != os.getpid()
                 or (not conn.streams and not conn.idle_ok())
             ):
-                self._drop(target)
+                self._retire(target)
                 conn = self._conns[target] = self._connect(
                     target, is_plaintext(endpoint, s.insecure), deadline
                 )
@@ -177,9 +191,11 @@ class H2Transport:
                 try:
                     # The worker encoded its next batch meanwhile: an answer that arrived before
                     # the deadline is read even if the deadline has passed since.
-                    self._read_arrived(conn, resp)
+                    self._read_arrived(conn, resp, deadline)
                     while not resp.ended:
-                        self._pump(conn, resp, deadline)
+                        self._pump(conn, deadline)
+                    if resp.lost is not None:  # after a GOAWAY's last stream: never processed
+                        return self._broken(ConnectionResetError(resp.lost))
                 except TimeoutError as exc:
                     # This request's own deadline, with nothing half sent: cancel its stream only,
                     # so that the other requests on the connection are not cut off (and resent).
@@ -195,11 +211,15 @@ class H2Transport:
                     conn.flush(time.monotonic() + 1.0)
                 except Exception:
                     self._drop(target, conn)
-                return self._outcome(resp, signal)
+                try:
+                    return self._outcome(resp, signal)
+                except Exception as exc:  # never expected (_outcome reads defensively); never raised
+                    return Outcome(False, detail=f"UNKNOWN: unreadable answer ({type(exc).__name__}: {exc})")
             finally:
                 conn.streams.pop(sid, None)
                 if not conn.streams and conn.closing and self._conns.get(target) is not conn:
                     self._drop(target, conn)  # replaced after its GOAWAY, and now done with
+                    self._retired.discard(conn)
                 self._answered(conn)
 
         return wait
@@ -209,6 +229,17 @@ class H2Transport:
             self._outstanding -= 1
             if conn is not None and not conn.streams:
                 self._active.discard(conn)
+
+    def _retire(self, target: str) -> None:
+        """Stop using the target's connection.  After a GOAWAY the collector still answers the
+        streams it took on it: it is closed once they are read (in ``wait``), not now, which would
+        fail them and have their records sent twice."""
+        conn = self._conns.get(target)
+        if conn is not None and conn.closing and conn.streams and conn.pid == os.getpid():
+            del self._conns[target]
+            self._retired.add(conn)
+        else:
+            self._drop(target)
 
     def _failed(self, target: str, exc: Exception, conn: _Conn | None) -> Outcome:
         self._drop(target, conn)  # the connection's state is unknown: start afresh next time
@@ -278,13 +309,17 @@ class H2Transport:
         body = memoryview(bytes([gz]) + len(message).to_bytes(4, "big") + message)  # gRPC framing
         wire = conn.wire
         while wire.open_streams() >= wire.max_streams:  # the collector's limit: wait for an answer
-            self._pump(conn, None, deadline)
+            if not wire.open_streams():
+                raise ConnectionRefusedError(
+                    "the collector allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)"
+                )
+            self._pump(conn, deadline)
         sid, resp = wire.send_headers(self._headers(conn, signal, deadline))
         try:
             while body and not resp.ended:  # the collector may answer early (e.g. message too large)
                 size = min(wire.window(sid), wire.max_frame_size, len(body))
                 if size <= 0:
-                    self._pump(conn, resp, deadline)  # blocked: wait for WINDOW_UPDATE
+                    self._pump(conn, deadline)  # blocked: wait for WINDOW_UPDATE
                     continue
                 wire.send_data(sid, body[:size], end_stream=size == len(body))
                 body = body[size:]
@@ -296,45 +331,40 @@ class H2Transport:
             raise
         return sid, resp
 
-    def _pump(self, conn: _Conn, resp: Answer | None, deadline: float) -> None:
-        try:
-            conn.flush(deadline)
-        except TimeoutError as exc:  # a frame may be half written: the connection is spent
-            raise ConnectionError(f"sending timed out: {exc}") from exc
+    @staticmethod
+    def _pump(conn: _Conn, deadline: float) -> None:
+        """Write what we owe, then wait for the collector's next bytes until the deadline."""
+        conn.flush(deadline)
         conn.sock.settimeout(_remaining(deadline))
         data = conn.sock.recv(65536)
         if not data:
             raise ConnectionResetError("connection closed by the collector")
-        self._feed(conn, resp, data)
+        conn.wire.receive(data)
 
-    def _read_arrived(self, conn: _Conn, resp: Answer) -> None:
-        """Take in what is already in the socket, without waiting."""
+    @staticmethod
+    def _read_arrived(conn: _Conn, resp: Answer, deadline: float) -> None:
+        """Take in what is already in the socket, without waiting.  Bounded in time (a collector
+        may keep the socket full without answering): what is left is read by ``_pump``."""
         conn.sock.settimeout(0)
-        while not resp.ended:
+        stop = max(deadline, time.monotonic() + 0.05)
+        while not resp.ended and time.monotonic() < stop:
             try:
                 data = conn.sock.recv(65536)
             except (BlockingIOError, ssl.SSLWantReadError):
                 return
             if not data:
                 raise ConnectionResetError("connection closed by the collector")
-            self._feed(conn, resp, data)
-
-    @staticmethod
-    def _feed(conn: _Conn, resp: Answer | None, data: bytes) -> None:
-        """Hand what arrived to each stream's answer; ``resp`` is the one awaited, if any."""
-        conn.wire.receive(data)
-        if resp is not None and resp.lost is not None:
-            raise ConnectionResetError(resp.lost)  # never processed by the collector: safe to resend
+            conn.wire.receive(data)
 
     def _outcome(self, resp: Answer, signal: str) -> Outcome:
         f = resp.fields
         if "grpc-status" in f:
-            code = _CODES.get(int(f["grpc-status"]) if f["grpc-status"].isdigit() else -1, _S.UNKNOWN)
+            code = _CODES.get(_number(f["grpc-status"]), _S.UNKNOWN)
         elif resp.reset is not None:
             code = _RST_CODES.get(resp.reset, _S.INTERNAL)
             f.setdefault("grpc-message", f"stream reset by the collector (HTTP/2 error {resp.reset})")
         else:
-            code = _HTTP_CODES.get(int(f.get(":status", "0") or 0), _S.UNKNOWN)
+            code = _HTTP_CODES.get(_number(f.get(":status", "")), _S.UNKNOWN)
         if code is _S.OK:
             try:  # accepted whatever the body says; an unreadable body just hides partial_success
                 n = int.from_bytes(resp.data[1:5], "big")
@@ -397,6 +427,12 @@ class H2Transport:
         """Drop the connections so the next export opens a fresh one."""
         for target in list(self._conns):
             self._drop(target)
+        retired, self._retired = self._retired, set()
+        for conn in retired:
+            try:
+                conn.sock.close()
+            except Exception:
+                pass
 
     def close(self) -> None:
         self.reconnect()

@@ -42,6 +42,10 @@ _DEFAULT_TABLE = 4_096
 # Our receive window, per stream and for the connection.  Answers are a few bytes, so one
 # WINDOW_UPDATE at half use is all the replenishing a connection normally needs.
 _RECV_WINDOW = 1 << 24
+# Bounds on what a hostile or broken collector can make us hold (h2 had the first as a frame count):
+_MAX_HEADER_BLOCK = 128 * 1024  # one header block, CONTINUATIONs included (a CONTINUATION flood)
+_MAX_ANSWER = 4 * 1024 * 1024 + 5  # an answer's body: gRPC's default largest message; the rest is ignored
+_MAX_OWED = 1024 * 1024  # frames we owe (PING and SETTINGS ACKs) and have not written (a PING flood)
 # SETTINGS: ENABLE_PUSH 0, INITIAL_WINDOW_SIZE.
 _OUR_SETTINGS = _PAIR.pack(2, 0) + _PAIR.pack(4, _RECV_WINDOW)
 # Names of error codes, for a readable GOAWAY or RST_STREAM line (RFC 9113 section 7).
@@ -88,12 +92,12 @@ def _hpack_int(value: int) -> bytes:
 def header_block(headers: list[tuple[str, str]]) -> bytes:
     """Headers as HPACK literals without indexing, new name: no dynamic table entry on either side.
 
-    Names must already be lowercase; values are sent as given (latin-1), as h2 did with
+    Names must already be lowercase; names and values are sent as UTF-8, as h2 did with
     validation off.
     """
     out = bytearray()
     for name, value in headers:
-        n, v = name.encode("latin-1"), value.encode("latin-1")
+        n, v = name.encode(), value.encode()
         out += b"\x00" + _hpack_int(len(n)) + n + _hpack_int(len(v)) + v
     return bytes(out)
 
@@ -140,6 +144,10 @@ class Connection:
         )
 
     # -- sending -------------------------------------------------------------------------------
+
+    def owes(self) -> bool:
+        """Something waits to be written."""
+        return bool(self._out)
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -233,6 +241,8 @@ class Connection:
                 raise ProtocolError("PUSH_PROMISE, though our SETTINGS disabled push")
             # PRIORITY and unknown frame types are ignored (RFC 9113 section 4.1, 5.5)
         self._pending = buf[pos:]
+        if len(self._out) > _MAX_OWED:  # only acknowledgements can pile up here: we send nothing else
+            raise ProtocolError("the collector floods us with frames to acknowledge")
 
     @staticmethod
     def _unpad(flags: int, payload: bytes) -> bytes:
@@ -253,7 +263,8 @@ class Connection:
             self._received = 0
         if answer is None:
             return
-        answer.data += self._unpad(flags, payload)
+        if len(answer.data) < _MAX_ANSWER:
+            answer.data += self._unpad(flags, payload)
         if flags & _END_STREAM:
             answer.ended = True
             return
@@ -277,6 +288,8 @@ class Connection:
         if self._continuing is None or self._continuing[0] != sid:
             raise ProtocolError("CONTINUATION without the HEADERS it continues")
         self._continuing[2].extend(payload)
+        if len(self._continuing[2]) > _MAX_HEADER_BLOCK:
+            raise ProtocolError("a header block over 128 KiB (a CONTINUATION flood?)")
         if flags & _END_HEADERS:
             _, first_flags, block = self._continuing
             self._continuing = None

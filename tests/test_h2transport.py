@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import h2.events
 import pytest
+from h2_server import ScriptedConnection, ScriptedServer, answer_all
 from otlp_receiver import (
     Blackhole,
     ByteCounter,
@@ -26,7 +30,8 @@ from otlp_receiver import (
     spans_request,
 )
 
-from highlight_logging._h2transport import H2Transport
+from highlight_logging._h2transport import H2Transport, _Conn
+from highlight_logging._h2wire import Answer, _frame
 from highlight_logging._settings import resolve
 from highlight_logging._transport import LOGS, TRACES, GrpcTransport, Outcome
 
@@ -276,7 +281,8 @@ _FORK_SCRIPT = """
 import multiprocessing, sys
 sys.path.insert(0, sys.argv[2])
 from otlp_receiver import export_logs, log_record, logs_request
-from highlight_logging._h2transport import H2Transport
+from highlight_logging._h2transport import H2Transport, _Conn
+from highlight_logging._h2wire import Answer, _frame
 from highlight_logging._settings import resolve
 from highlight_logging._transport import LOGS
 
@@ -374,3 +380,150 @@ def test_cancel_wakes_every_connection_in_flight() -> None:
         outcomes = [wait() for wait in waits]
         assert [o.detail.split(":")[0] for o in outcomes] == ["CANCELLED", "CANCELLED"]
         t.close()
+
+
+def _drain(conn: ScriptedConnection) -> None:
+    """Read (and ignore) until the client goes away."""
+    while conn.sock.recv(65536):
+        pass
+
+
+def test_after_goaway_only_streams_the_collector_did_not_take_fail() -> None:
+    """GOAWAY naming stream 1 as the last it takes: stream 1 is answered; stream 3 (never
+    processed) fails as retryable UNAVAILABLE, so its batch is resent, not dropped; the next
+    request goes on a new connection."""
+
+    def script(index: int, conn: ScriptedConnection) -> None:
+        if index:
+            return answer_all(index, conn)
+        one, _ = conn.requests(2)
+        conn.answer(one)
+        conn.h2.close_connection(last_stream_id=one)
+        conn.send()
+        _drain(conn)
+
+    with ScriptedServer(script) as srv:
+        t = _h2(srv.endpoint)
+        try:
+            first, second = t.start(LOGS, _logs(), 5.0), t.start(LOGS, _logs(), 5.0)
+            one, three = first(), second()
+            assert one.ok, one.detail
+            assert not three.ok and three.retryable and "GOAWAY from the collector (NO_ERROR)" in three.detail
+            assert t.export(LOGS, _logs(), 5.0).ok and srv.connections == 2
+        finally:
+            t.close()
+        assert not srv.errors
+
+
+def test_streams_taken_before_goaway_are_still_answered_on_the_old_connection() -> None:
+    """A graceful GOAWAY (both streams taken): a new request opens a new connection without closing
+    the old one, whose second answer, coming later, still arrives: nothing is sent twice."""
+    later = threading.Event()
+    taken: list[int] = []
+
+    def script(index: int, conn: ScriptedConnection) -> None:
+        if index:
+            return answer_all(index, conn)
+        one, three = conn.requests(2)
+        taken.extend((one, three))
+        # h2 sends nothing after its own GOAWAY: this one is written by hand, ahead of answer one.
+        conn.sock.sendall(_frame(7, 0, 0, struct.pack(">LL", three, 0)))
+        conn.answer(one)
+        later.wait(5)
+        conn.answer(three)
+        _drain(conn)
+
+    with ScriptedServer(script) as srv:
+        t = _h2(srv.endpoint)
+        try:
+            first, second = t.start(LOGS, _logs(), 5.0), t.start(LOGS, _logs(), 5.0)
+            assert first().ok  # its answer came after the GOAWAY: the connection is closing
+            third = t.start(LOGS, _logs(), 5.0)
+            later.set()
+            two, three = second(), third()
+            assert two.ok, two.detail
+            assert three.ok, three.detail
+            assert taken == [1, 3] and srv.connections == 2
+        finally:
+            t.close()
+        assert not srv.errors
+
+
+def test_a_deadline_passing_with_frames_owed_cancels_only_that_stream() -> None:
+    """A request past its deadline while we owe the collector a PING ACK: the ACK and a
+    RST_STREAM go out, and the other request on the connection still gets its answer."""
+    pinged = threading.Event()
+    reset: list[int] = []
+
+    def script(index: int, conn: ScriptedConnection) -> None:
+        _, three = conn.requests(2)
+        conn.h2.ping(b"bdp-ping")  # as grpc-go's BDP estimator does
+        conn.send()
+        pinged.set()
+        while not reset:
+            for event in conn.h2.receive_data(conn.sock.recv(65536)):
+                if isinstance(event, h2.events.StreamReset):
+                    reset.append(event.stream_id)
+        conn.answer(three)
+        _drain(conn)
+
+    with ScriptedServer(script) as srv:
+        t = _h2(srv.endpoint)
+        try:
+            first = t.start(LOGS, _logs(), 0.2)
+            second = t.start(LOGS, _logs(), 5.0)
+            assert pinged.wait(5)
+            threading.Event().wait(0.3)  # the worker encodes its next batch; the first deadline passes
+            one, three = first(), second()
+            assert one.detail.startswith("DEADLINE_EXCEEDED") and one.retryable
+            assert three.ok, three.detail
+            assert reset == [1] and srv.connections == 1
+        finally:
+            t.close()
+        assert not srv.errors
+
+
+class _EndlessPings:
+    """A socket that always has more PINGs to read (a flooding collector), and counts its reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        if self.reads > 100_000:
+            raise AssertionError("still reading: the loop has no bound")
+        return _frame(6, 0, 0, b"12345678") * 100
+
+
+def test_reading_what_arrived_is_bounded_against_a_flood() -> None:
+    """A collector that keeps the socket full without answering: reading what has arrived stops
+    (the ACKs owed hit their bound, or the time does) instead of reading for as long as it sends."""
+    conn = _Conn(_EndlessPings(), "http", "x")  # type: ignore[arg-type]
+    _, answer = conn.wire.send_headers(b"")
+    conn.wire.data_to_send()
+    start = time.monotonic()
+    with contextlib.suppress(ConnectionError):  # "floods us": the owed ACKs' bound, if reached first
+        H2Transport._read_arrived(conn, answer, time.monotonic() - 1)  # deadline long past
+    assert time.monotonic() - start < 1.0
+    assert len(conn.wire.data_to_send()) < 2 * 1024 * 1024
+    with pytest.raises(ConnectionError, match="floods us"):  # and reading on, the owed ACKs' bound
+        for _ in range(10_000):
+            conn.wire.receive(conn.sock.recv(65536))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"grpc-status": "\xb2"}, {":status": "2OO"}, {":status": ""}, {"grpc-status": "-1"}],
+    ids=["superscript-digit", "letters", "empty", "negative"],
+)
+def test_a_garbled_status_is_unknown_and_never_raises(fields: dict[str, str]) -> None:
+    """Status values that only look like numbers give UNKNOWN (not retried) rather than an exception."""
+    answer = Answer(0)
+    answer.fields.update(fields)
+    answer.ended = True
+    outcome = _h2("http://127.0.0.1:1")._outcome(answer, LOGS)
+    assert not outcome.ok and not outcome.retryable and outcome.detail.startswith("UNKNOWN")

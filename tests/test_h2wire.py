@@ -195,7 +195,8 @@ def test_goaway_loses_only_the_streams_after_its_last_id() -> None:
 
 
 def test_our_data_window_is_replenished() -> None:
-    """Answers beyond half our 16 MiB windows get WINDOW_UPDATEs: the server never stalls."""
+    """Answers beyond half our 16 MiB windows get WINDOW_UPDATEs: the server never stalls; what
+    an answer's body holds is bounded."""
     client, server = _connected()
     sid, answer = _requested(client, server)
     server.send_headers(sid, [(":status", "200")])
@@ -205,7 +206,8 @@ def test_our_data_window_is_replenished() -> None:
         server.send_data(sid, chunk)
         sent += len(chunk)
         _pump(client, server)
-    assert len(answer.data) == total
+    # Read whole for flow control, but held only up to gRPC's largest message (4 MiB).
+    assert _h2wire._MAX_ANSWER <= len(answer.data) < _h2wire._MAX_ANSWER + len(chunk)
 
 
 def test_a_shrunk_header_table_is_acknowledged_in_the_next_block() -> None:
@@ -295,3 +297,32 @@ def test_unknown_frames_and_streams_are_ignored() -> None:
     _answer(server, sid)
     _pump(client, server)
     assert answer.fields["grpc-status"] == "0"
+
+
+def test_a_continuation_flood_is_cut_off() -> None:
+    """A header block that never ends (CONTINUATION after CONTINUATION) is refused past 128 KiB,
+    instead of being buffered for as long as the collector sends."""
+    client, _ = _connected()
+    sid, _ = client.send_headers(header_block(REQUEST))
+    client.receive(_h2wire._frame(1, 0, sid, b"\x88"))  # HEADERS without END_HEADERS
+    with pytest.raises(ProtocolError, match="CONTINUATION flood"):
+        for _ in range(100):
+            client.receive(_h2wire._frame(9, 0, sid, b"\0" * 16384))
+
+
+def test_owed_acknowledgements_are_bounded() -> None:
+    """PINGs read and never written back (the caller does not get to flush) stop at 1 MiB owed."""
+    client, _ = _connected()
+    with pytest.raises(ProtocolError, match="floods us"):
+        for _ in range(1000):
+            client.receive(_h2wire._frame(6, 0, 0, b"12345678") * 100)
+
+
+def test_header_values_are_sent_as_utf8() -> None:
+    """A value outside latin-1 is sent as UTF-8 (as h2 did), not refused."""
+    client, server = _connected()
+    sid, _ = client.send_headers(header_block([*REQUEST, ("x-name", "café ✓")]))
+    client.send_data(sid, b"", end_stream=True)
+    events = _pump(client, server)
+    received = next(e for e in events if isinstance(e, h2.events.RequestReceived))
+    assert dict(received.headers)[b"x-name"] == "café ✓".encode()
