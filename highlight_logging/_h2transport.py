@@ -173,6 +173,7 @@ class H2Transport:
                 or (not conn.streams and not conn.idle_ok())
             ):
                 self._retire(target)
+                conn = None  # should connecting fail, the retired one must not be closed as if it were this
                 conn = self._conns[target] = self._connect(
                     target, is_plaintext(endpoint, s.insecure), deadline
                 )
@@ -219,7 +220,6 @@ class H2Transport:
                 conn.streams.pop(sid, None)
                 if not conn.streams and conn.closing and self._conns.get(target) is not conn:
                     self._drop(target, conn)  # replaced after its GOAWAY, and now done with
-                    self._retired.discard(conn)
                 self._answered(conn)
 
         return wait
@@ -400,6 +400,7 @@ class H2Transport:
     def _drop(self, target: str, conn: _Conn | None = None) -> None:
         """Close the target's connection (only if it is still ``conn``, when given)."""
         if conn is not None and self._conns.get(target) is not conn:
+            self._retired.discard(conn)
             try:
                 conn.sock.close()
             except Exception:

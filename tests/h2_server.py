@@ -94,6 +94,11 @@ class ScriptedServer:
             sock.close()
 
     def close(self) -> None:
+        """Stop listening (new connections are refused); open ones go on."""
+        try:  # shutdown wakes the blocked accept(); close() alone would leave it listening
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
 
     def __enter__(self) -> ScriptedServer:
