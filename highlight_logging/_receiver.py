@@ -31,8 +31,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -249,9 +249,7 @@ class Receiver:
             # steals half the connections instead of failing.
             server = grpc.server(self._executor, options=[("grpc.so_reuseport", 0)])
             self._grpc = server
-            # The generated *_grpc modules are untyped.
-            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self), server)  # type: ignore[no-untyped-call]
-            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self), server)  # type: ignore[no-untyped-call]
+            server.add_generic_rpc_handlers(_grpc_handlers(self))
             self.port = server.add_insecure_port(f"{_bracket(self.host)}:{self.port}")
             if self.http_port is not None:
                 self._httpd = _HTTPServer(self, (self.host, self.http_port))
@@ -483,36 +481,60 @@ class Receiver:
 # -- gRPC ----------------------------------------------------------------------------------------
 
 
-class _LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
+def _grpc_handlers(receiver: Receiver) -> tuple[grpc.GenericRpcHandler[Any, Any], ...]:
+    """The two Export methods, as the generated ``add_*Servicer_to_server`` would register them,
+    but each request arrives with its size on the wire (uncompressed): re-serializing it for
+    ``ByteSize()`` cost ~0.3 ms per 512-record request, on top of ~0.4 ms parsing it."""
 
-    def Export(
-        self, request: logs_service_pb2.ExportLogsServiceRequest, context: grpc.ServicerContext
-    ) -> logs_service_pb2.ExportLogsServiceResponse:
+    def logs(
+        sized: tuple[int, logs_service_pb2.ExportLogsServiceRequest], context: grpc.ServicerContext
+    ) -> Any:
+        size, request = sized
         items = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-        outcome = self._receiver._handle(_grpc_info("logs", items, request), request)
+        outcome = receiver._handle(RequestInfo("grpc", "logs", items, size, None, None), request)
         if isinstance(outcome, Reject):
             _grpc_abort(context, outcome)
         return _logs_response(outcome)
 
-
-class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
-
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
+    def traces(
+        sized: tuple[int, trace_service_pb2.ExportTraceServiceRequest], context: grpc.ServicerContext
+    ) -> Any:
+        size, request = sized
         items = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        outcome = self._receiver._handle(_grpc_info("traces", items, request), request)
+        outcome = receiver._handle(RequestInfo("grpc", "traces", items, size, None, None), request)
         if isinstance(outcome, Reject):
             _grpc_abort(context, outcome)
         return _trace_response(outcome)
 
+    def method(call: Callable[..., Any], parse: Callable[[bytes], Message], reply: type[Message]) -> Any:
+        return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=lambda raw: (len(raw), parse(raw)),
+            response_serializer=reply.SerializeToString,
+        )
 
-def _grpc_info(signal: Signal, items: int, request: Message) -> RequestInfo:
-    return RequestInfo("grpc", signal, items, request.ByteSize(), None, None)
+    return (
+        grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.logs.v1.LogsService",
+            {
+                "Export": method(
+                    logs,
+                    logs_service_pb2.ExportLogsServiceRequest.FromString,
+                    logs_service_pb2.ExportLogsServiceResponse,
+                )
+            },
+        ),
+        grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {
+                "Export": method(
+                    traces,
+                    trace_service_pb2.ExportTraceServiceRequest.FromString,
+                    trace_service_pb2.ExportTraceServiceResponse,
+                )
+            },
+        ),
+    )
 
 
 def _grpc_abort(context: grpc.ServicerContext, reject: Reject) -> NoReturn:

@@ -14,7 +14,6 @@ import grpc
 import pytest
 import structlog
 from loguru import logger as loguru_logger
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
@@ -78,7 +77,7 @@ def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
     server = grpc.server(futures.ThreadPoolExecutor(4))
     from highlight_logging import _receiver
 
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_receiver._LogsServicer(rx), server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers(_receiver._grpc_handlers(rx))
     port = server.add_secure_port(
         "127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
     )
