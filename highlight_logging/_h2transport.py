@@ -53,6 +53,11 @@ def _grpc_roots() -> str | None:
     return path if os.path.isfile(path) else None
 
 
+class _NotSent(ConnectionError):
+    """The request could not start (the collector's stream limit, then its GOAWAY or our deadline)
+    and nothing of it was sent: the requests already on the connection keep it."""
+
+
 class _SetupError(Exception):
     """Bad TLS files: a configuration problem, not worth retrying (as in GrpcTransport)."""
 
@@ -182,6 +187,12 @@ class H2Transport:
                 if self._cancelled:
                     raise ConnectionAbortedError("cancelled")
             sid, resp = self._send(conn, signal, payload, deadline)
+        except _NotSent as exc:
+            if conn is not None and conn.closing:
+                self._retire(target)  # its streams are still answered (or failed) on it
+            outcome = self._broken(exc.__cause__ if isinstance(exc.__cause__, TimeoutError) else exc)
+            self._answered(conn)
+            return _ready(outcome)
         except Exception as exc:
             outcome = self._failed(target, exc, conn)
             self._answered(conn)
@@ -313,7 +324,12 @@ class H2Transport:
                 raise ConnectionRefusedError(
                     "the collector allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)"
                 )
-            self._pump(conn, deadline)
+            try:
+                self._pump(conn, deadline)
+            except TimeoutError as exc:  # clean: nothing half written, nothing of this request sent
+                raise _NotSent("no stream became free before the deadline") from exc
+        if wire.closing:
+            raise _NotSent("GOAWAY from the collector before this request went out")
         sid, resp = wire.send_headers(self._headers(conn, signal, deadline))
         try:
             while body and not resp.ended:  # the collector may answer early (e.g. message too large)
@@ -345,6 +361,8 @@ class H2Transport:
     def _read_arrived(conn: _Conn, resp: Answer, deadline: float) -> None:
         """Take in what is already in the socket, without waiting.  Bounded in time (a collector
         may keep the socket full without answering): what is left is read by ``_pump``."""
+        if resp.ended:
+            return  # answered already (read with another stream's): the socket may be closed since
         conn.sock.settimeout(0)
         stop = max(deadline, time.monotonic() + 0.05)
         while not resp.ended and time.monotonic() < stop:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import grpc
 import h2.events
+import h2.settings
 import pytest
 from h2_server import ScriptedConnection, ScriptedServer, answer_all
 from otlp_receiver import (
@@ -448,6 +450,58 @@ def test_streams_taken_before_goaway_are_still_answered_on_the_old_connection(ne
             assert two.ok, two.detail
             assert three.ok == (new_connection == "opens"), three.detail
             assert taken == [1, 3] and srv.connections == (2 if new_connection == "opens" else 1)
+            assert not t._retired  # closed once its last answer was read
+        finally:
+            t.close()
+        assert not srv.errors
+
+
+def test_an_answer_read_with_another_streams_survives_the_connection_closing() -> None:
+    """Stream 3's whole answer arrives while stream 1 is awaited, then the collector closes the
+    connection: stream 1 fails (retryable), stream 3 is answered all the same, not sent again."""
+
+    def script(index: int, conn: ScriptedConnection) -> None:
+        _, three = conn.requests(2)
+        conn.answer(three)
+        conn.sock.shutdown(socket.SHUT_RDWR)
+
+    with ScriptedServer(script) as srv:
+        t = _h2(srv.endpoint)
+        try:
+            first, second = t.start(LOGS, _logs(), 5.0), t.start(LOGS, _logs(), 5.0)
+            one, three = first(), second()
+            assert not one.ok and one.retryable, one.detail
+            assert three.ok, three.detail
+        finally:
+            t.close()
+
+
+def test_goaway_while_waiting_for_a_free_stream_keeps_the_answers_owed() -> None:
+    """At the collector's limit of one stream, the next request waits; a GOAWAY then arrives with
+    the first answer: the waiting request fails (retryable, nothing of it was sent) without closing
+    the connection under the first, whose answer is still read."""
+
+    def script(index: int, conn: ScriptedConnection) -> None:
+        if index:
+            return answer_all(index, conn)
+        conn.answer(conn.requests(1)[0])  # the settings are known from here on
+        (sid,) = conn.requests(1)
+        conn.sock.sendall(
+            _frame(7, 0, 0, struct.pack(">LL", sid, 0))
+        )  # by hand: h2 sends nothing after its own
+        conn.answer(sid)
+        _drain(conn)
+
+    with ScriptedServer(script, {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1}) as srv:
+        t = _h2(srv.endpoint)
+        try:
+            assert t.export(LOGS, _logs(), 5.0).ok
+            first = t.start(LOGS, _logs(), 5.0)
+            second = t.start(LOGS, _logs(), 5.0)  # waits for the first answer, and the GOAWAY
+            one, two = first(), second()
+            assert one.ok, one.detail
+            assert not two.ok and two.retryable and "GOAWAY" in two.detail
+            assert t.export(LOGS, _logs(), 5.0).ok and srv.connections == 2
         finally:
             t.close()
         assert not srv.errors
