@@ -1,11 +1,12 @@
 """OTLP/gRPC unary exports over HTTP/2 driven by hand (``_h2wire`` + a plain socket), without grpcio.
 
 The default gRPC client (``grpc_client="auto"`` without a proxy, see ``_transport.make``): about
-four fifths of grpcio's CPU per request, and it chooses its zlib level where grpcio is fixed at 6.
+half of grpcio's CPU per request, and it chooses its zlib level where grpcio is fixed at 6.
 Also the only one usable in a forked child whose parent used grpcio while gRPC fork
 support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): grpcio's C core is then unusable in the child, and
 even creating a channel can deadlock holding the GIL.  Nothing here touches that core
-(``grpc.StatusCode`` is a plain enum).  Like every transport it never raises and never logs, and it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
+(``grpc.StatusCode`` is a plain enum).  Like every transport it never raises and never logs, and
+it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
 
 One export at a time (the worker thread); :meth:`cancel` may be called from any thread.
 """

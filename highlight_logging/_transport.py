@@ -392,9 +392,9 @@ def make(settings: Settings) -> Any:
     """The transport for ``settings``: OTLP/HTTP, or OTLP/gRPC through ``h2`` or grpcio.
 
     ``grpc_client="auto"`` (the default) speaks gRPC through :class:`~._h2transport.H2Transport`
-    (our own HTTP/2 framing, ``_h2wire``, and a socket) unless an HTTP proxy is configured or the endpoint is a gRPC
-    resolver target (``unix:``, ``dns:///``...), which only grpcio supports.  Measured per 512-record request against the benchmark receiver (this machine,
-    repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.3 ms
+    (our own HTTP/2 framing, ``_h2wire``, and a socket) unless an HTTP proxy is configured or the
+    endpoint is a gRPC resolver target (``unix:``, ``dns:///``...), which only grpcio supports.
+    Measured per 512-record request against the benchmark receiver (this machine, repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.3 ms
     at zlib level 1-2 (1.8 ms at level 5) when it was built on the ``h2`` library.  Since it frames
     HTTP/2 itself, measured again in a slower phase of the machine: 1.43-1.64 ms against grpcio's
     2.38-3.50 ms in the same runs.  grpcio is also unusable in a forked child when gRPC fork
