@@ -1,4 +1,4 @@
-# The C twins of highlight_logging._plain.plain_logs_py and _frontend.capture_record_py (see _speedups.c).
+# The C twins of highlight_logging._plain.plain_logs_py, _frontend.capture_record_py, _scrub and _structlog (see _speedups.c).
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -46,3 +46,12 @@ def capture_setup(
     /,
 ) -> None: ...
 def chunk_clean(chunk: Sequence[Pending], safe_keys: set[Any], /) -> bool: ...
+def structlog_setup(
+    rare_keys: tuple[str, ...],
+    levels: dict[str, tuple[int, str]],
+    default_scope: str,
+    internal_loggers: tuple[str, ...],
+    consumed: frozenset[str],
+    /,
+) -> None: ...
+def structlog_event(settings: Settings, event_dict: dict[str, Any], site: Site, /) -> Pending | None: ...

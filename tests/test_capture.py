@@ -8,6 +8,7 @@ import sysconfig
 import time
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -336,3 +337,134 @@ def test_a_patched_clock_is_read_as_the_reference_reads_it(monkeypatch: pytest.M
     monkeypatch.setattr(time, "time_ns", lambda: 1_000_000_000_123)
     for impl in (_frontend.capture_record_py, _speedups.capture_record):
         assert impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns == 1_000_000_000_000
+
+
+# --- structlog_event: StructlogProcessor._export's common case in C ------------------------------
+
+_ABSENT = object()
+_EVENT_VALUES = {
+    "level": st.sampled_from([_ABSENT, "info", "warning", "exception", "INFO", "nope", None, 20]),
+    "logger": st.sampled_from([_ABSENT, None, "app.views", "highlight_logging.x", "grpc._channel", 3]),
+    "timestamp": st.one_of(
+        st.sampled_from([_ABSENT, -1.0, 1.8e10, float("nan"), "2026-11-27T08:00:00Z", 1_700_000_000, None]),
+        st.floats(min_value=0, max_value=1.8e10, exclude_max=True),
+    ),
+    "event": st.sampled_from([_ABSENT, "user action", "", None, 42, "x" * 300]),
+}
+_RARE = st.sampled_from(
+    ["exc_info", "exception", "stack_info", "positional_args", "_record", "lineno", "pathname"]
+)
+_EXTRA = st.dictionaries(
+    st.text("abcdefghij_", min_size=1, max_size=6),
+    st.one_of(
+        st.integers(),
+        st.text(max_size=20),
+        st.floats(allow_nan=False),
+        st.none(),
+        st.lists(st.integers(), max_size=3),
+    ),
+    max_size=6,
+)
+
+
+def _exported(processor: Any, logger: Any, event: dict[str, Any]) -> list[Any]:
+    """What the processor submits for ``event`` (observed times left out)."""
+    got: list[Any] = []
+    pipeline = processor._binding.get()
+    pipeline.submit = got.append
+    processor(logger, "info", dict(event))
+    return [p._replace(observed_ns=0) for p in got]
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(
+    fixed=st.fixed_dictionaries({}, optional=_EVENT_VALUES),
+    extra=_EXTRA,
+    rare=st.lists(_RARE, max_size=2),
+)
+def test_structlog_events_are_read_in_c_as_the_python_path_reads_them(
+    fixed: dict[str, Any], extra: dict[str, Any], rare: list[str]
+) -> None:
+    """Generated events (some plain, most not): the C reading submits the very Pending the Python
+    path submits, or declines and the Python path does it."""
+    from highlight_logging import StructlogProcessor, _structlog
+
+    event = {**extra, **{k: v for k, v in fixed.items() if v is not _ABSENT}, **dict.fromkeys(rare, None)}
+    processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
+    c_path = _structlog._plain_event
+    assert c_path is not None
+    try:
+        with mock.patch("time.time_ns", return_value=1_800_000_000_000_000_000):  # events without a stamp
+            with_c = _exported(processor, None, event)
+            _structlog._plain_event = None
+            reference = _exported(processor, None, event)
+    finally:
+        _structlog._plain_event = c_path
+    assert with_c == reference
+
+
+@needs_c
+@settings(max_examples=200, deadline=None)
+@given(
+    level=st.sampled_from(["info", "warning", "debug", "critical"]),
+    logger=st.sampled_from([_ABSENT, None, "app.views", "a" * 50]),
+    stamp=st.floats(min_value=0, max_value=1.8e10, exclude_max=True),
+    body=st.one_of(st.text(max_size=40), st.just("x" * 5000)),
+    extra=_EXTRA,
+)
+def test_plain_structlog_events_are_read_in_c_as_the_python_path_reads_them(
+    level: str, logger: Any, stamp: float, body: str, extra: dict[str, Any]
+) -> None:
+    """Plain events only (each one the C path's): the same Pending as the Python path's."""
+    from highlight_logging import StructlogProcessor, _structlog
+
+    event = {**extra, "event": body, "level": level, "timestamp": stamp}
+    if logger is not _ABSENT:
+        event["logger"] = logger
+    processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
+    settings_ = processor._binding.get().settings
+    c_path = _structlog._plain_event
+    assert c_path is not None and c_path(settings_, dict(event), SITE) is not None
+    try:
+        with_c = _exported(processor, None, event)
+        _structlog._plain_event = None
+        reference = _exported(processor, None, event)
+    finally:
+        _structlog._plain_event = c_path
+    assert with_c == reference and len(with_c) == 1
+
+
+@needs_c
+def test_a_plain_structlog_event_is_read_in_c() -> None:
+    """The common event (add_log_level, TimeStamper) is the C path's; a stdlib logger's is not."""
+    import logging
+
+    from highlight_logging import StructlogProcessor, _structlog
+
+    processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
+    settings_ = processor._binding.get().settings
+    event = {"event": "user action", "user": 1, "level": "info", "timestamp": 1_700_000_000.25}
+    pending = _structlog._plain_event(settings_, event, SITE)
+    assert type(pending) is Pending and pending.when == int(1_700_000_000.25 * 1_000_000_000)
+    assert pending.extras == (("user", 1),) and pending.scope == _structlog.DEFAULT_SCOPE
+    assert _structlog._plain_event(settings_, {**event, "exc_info": True}, SITE) is None
+    calls: list[Any] = []
+    original = _structlog._plain_event
+    _structlog._plain_event = lambda *a: calls.append(a) or original(*a)
+    try:
+        _exported(processor, logging.getLogger("app"), event)  # stdlib-backed: the Python path
+        assert not calls
+        _exported(processor, None, event)
+        assert len(calls) == 1
+    finally:
+        _structlog._plain_event = original
+
+
+@needs_c
+def test_structlog_event_checks_its_arguments() -> None:
+    """Wrong arguments to the setup or the call are a TypeError, not a crash."""
+    with pytest.raises(TypeError):
+        _speedups.structlog_setup(frozenset(), {}, "s", (), frozenset())  # type: ignore[union-attr,arg-type]
+    with pytest.raises(TypeError):
+        _speedups.structlog_event(SETTINGS, {})  # type: ignore[union-attr,call-arg]
