@@ -992,18 +992,26 @@ static PyObject *structlog_event(PyObject *module, PyObject *const *args, Py_ssi
     PyObject *event = args[1];
     if (!PyDict_CheckExact(event))
         Py_RETURN_NONE;
+    /* Only exact str keys: then no lookup below can run Python code (a key's __eq__ could change
+     * the dict mid-way, and the Python path would see another dict). */
+    Py_ssize_t at = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(event, &at, &key, &value))
+        if (!PyUnicode_CheckExact(key))
+            Py_RETURN_NONE;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sl_rare); i++) {
         int has = PyDict_Contains(event, PyTuple_GET_ITEM(sl_rare, i));
         if (has != 0)
             return has < 0 ? NULL : Py_NewRef(Py_None);
     }
-    /* Each value is owned as soon as it is read: a key's __eq__ (a dict with odd keys) may run
-     * Python code during a later lookup, and change the dict. */
+    /* Owned from here to the end, the setup's objects included: capture_record() runs Python code
+     * (a value's __str__, the trace context), which could even call structlog_setup() again. */
+    PyObject *levels = Py_NewRef(sl_levels), *skip = Py_NewRef(sl_skip), *internal_loggers = Py_NewRef(sl_internal);
     PyObject *found = NULL, *scope = NULL, *body = NULL, *ns = NULL, *attributes = NULL, *items = NULL;
     PyObject *result = NULL; /* NULL with an error set, or the answer */
     PyObject *level = Py_XNewRef(PyDict_GetItemWithError(event, str_level));
     if (level != NULL && PyUnicode_CheckExact(level))
-        found = Py_XNewRef(PyDict_GetItemWithError(sl_levels, level));
+        found = Py_XNewRef(PyDict_GetItemWithError(levels, level));
     Py_XDECREF(level);
     if (found == NULL || !PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 2)
         goto decline;
@@ -1014,8 +1022,9 @@ static PyObject *structlog_event(PyObject *module, PyObject *const *args, Py_ssi
         Py_XSETREF(scope, Py_NewRef(sl_default_scope));
     else if (!PyUnicode_CheckExact(scope))
         goto decline;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sl_internal); i++) {
-        Py_ssize_t internal = PyUnicode_Tailmatch(scope, PyTuple_GET_ITEM(sl_internal, i), 0, PY_SSIZE_T_MAX, -1);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(internal_loggers); i++) {
+        Py_ssize_t internal =
+            PyUnicode_Tailmatch(scope, PyTuple_GET_ITEM(internal_loggers, i), 0, PY_SSIZE_T_MAX, -1);
         if (internal < 0)
             goto done;
         if (internal)
@@ -1038,7 +1047,7 @@ static PyObject *structlog_event(PyObject *module, PyObject *const *args, Py_ssi
         goto done;
     PyObject *call[C_ARGS] = {
         args[0], ns, PyTuple_GET_ITEM(found, 0), PyTuple_GET_ITEM(found, 1), scope, body, attributes,
-        items, Py_None, Py_None, args[2], sl_skip, Py_False, Py_True,
+        items, Py_None, Py_None, args[2], skip, Py_False, Py_True,
     };
     result = capture_record(module, call, C_ARGS, NULL);
     goto done;
@@ -1046,6 +1055,9 @@ decline:
     if (!PyErr_Occurred())
         result = Py_NewRef(Py_None);
 done:
+    Py_DECREF(levels);
+    Py_DECREF(skip);
+    Py_DECREF(internal_loggers);
     Py_XDECREF(found);
     Py_XDECREF(scope);
     Py_XDECREF(body);

@@ -468,3 +468,56 @@ def test_structlog_event_checks_its_arguments() -> None:
         _speedups.structlog_setup(frozenset(), {}, "s", (), frozenset())  # type: ignore[union-attr,arg-type]
     with pytest.raises(TypeError):
         _speedups.structlog_event(SETTINGS, {})  # type: ignore[union-attr,call-arg]
+
+
+@needs_c
+def test_an_event_with_keys_that_run_code_is_left_to_the_python_path() -> None:
+    """A non-str key whose __eq__ changes the dict (met by any lookup of a key with its hash): the
+    C reading declines before looking anything up, so both paths see the same dict."""
+    from highlight_logging import StructlogProcessor, _structlog
+
+    class Meddler:
+        armed = False
+
+        def __hash__(self) -> int:
+            return hash("timestamp")
+
+        def __eq__(self, other: object) -> bool:
+            if Meddler.armed:
+                Meddler.armed = False
+                event.clear()
+            return False
+
+    event: dict[Any, Any] = {
+        Meddler(): "k",
+        "event": "e",
+        "level": "info",
+        "timestamp": 1.7e9,
+        "logger": "app",
+    }
+    Meddler.armed = True
+    processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
+    assert _structlog._plain_event(processor._binding.get().settings, event, SITE) is None
+    assert Meddler.armed and len(event) == 5  # nothing was looked up
+
+
+@needs_c
+def test_a_logger_whose_class_raises_goes_the_python_path_s_way() -> None:
+    """An odd logger object whose __class__ raises: the event is still exported (by the Python
+    path, which only checks the logger after submitting), as without the C reading."""
+    from highlight_logging import StructlogProcessor, _structlog
+
+    class Odd:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            raise RuntimeError("no class")
+
+    processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
+    event = {"event": "e", "level": "info", "timestamp": 1.7e9, "logger": "app"}
+    with_c = _exported(processor, Odd(), event)
+    c_path, _structlog._plain_event = _structlog._plain_event, None
+    try:
+        reference = _exported(processor, Odd(), event)
+    finally:
+        _structlog._plain_event = c_path
+    assert len(with_c) == 1 and with_c == reference
