@@ -367,10 +367,12 @@ class StructlogProcessor:
         if pipeline is None or (type(event_dict) is not dict and not isinstance(event_dict, Mapping)):
             return
         settings = pipeline.settings
+        thread_site: Site | None = None  # read once, should the C reading decline
         if _plain_event is not None and type(event_dict) is dict and _not_stdlib(logger):
             # A native event, read in C (see structlog_event in _speedups.c); None: not the
             # common case, and the Python below, the reference, takes it.
-            pending = _plain_event(settings, event_dict, self._thread_site())
+            thread_site = self._thread_site()
+            pending = _plain_event(settings, event_dict, thread_site)
             if pending is not None:
                 pipeline.submit(pending)
                 return
@@ -428,7 +430,7 @@ class StructlogProcessor:
 
         limit = settings.attribute_value_length_limit
         attrs: Attributes = {}
-        site: Site = logrecord_site(record) if record is not None else self._thread_site()
+        site: Site = logrecord_site(record) if record is not None else (thread_site or self._thread_site())
         if rare:
             if not _CALLSITE_KEYS.isdisjoint(event_dict):  # CallsiteParameterAdder is optional
                 for key, name in _CALLSITE:
