@@ -17,7 +17,8 @@ Workloads and sides (``run.py`` runs them all, interleaved):
   ``LoggingHandler`` as a sink; ``ours``: ``highlight_logging.LoguruSink``; ``floor``: a function
   sink that does nothing; all ``format="{message}"``.
 
-The floors (base, exc and threads variants) show what the library costs before any exporter.
+The floors show what the library costs before any exporter; paced, they show the tail of a call
+on this machine when nothing is exported at all (a cold call after each sleep, the scheduler).
 With exceptions, that includes its own exception formatting, which loguru does for every handler
 (~1 ms each with its default ``diagnose``/``backtrace``).  With 4 threads, loguru's handler lock,
 taken around every sink call, doubles its cost (a sink that does nothing: ~17-26 us a call alone,
