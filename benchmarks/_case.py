@@ -21,8 +21,8 @@ The floors show what the library costs before any exporter; paced, they show the
 on this machine when nothing is exported at all (a cold call after each sleep, the scheduler).
 With exceptions, that includes its own exception formatting, which loguru does for every handler
 (~1 ms each with its default ``diagnose``/``backtrace``).  With 4 threads, loguru's handler lock,
-taken around every sink call, doubles its cost (a sink that does nothing: ~17-26 us a call alone,
-~34-75 us with 4 threads; with a 50 ms switch interval instead of 5 ms the gap closes, so it is the
+taken around every sink call, multiplies its cost by 1.8-4.3 (a sink that does nothing: ~17-30 us a
+call alone, ~52-76 us with 4 threads; with a 50 ms switch interval instead of 5 ms the gap closes, so it is the
 GIL preempting a thread inside that lock).
 
 OTel side: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (default batch size and schedule delay,

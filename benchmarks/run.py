@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py                    # N=50,000, 3 interleaved rounds
     .venv/bin/python benchmarks/run.py --n 20000 --rounds 3
     .venv/bin/python benchmarks/run.py --quick            # smoke: N=5,000, 1 round
+    .venv/bin/python benchmarks/run.py --report benchmarks/results/latest.json   # the report again
 
 Every measurement runs in a fresh process (``benchmarks/_case.py``), round-robin over all cases,
 repeated ``--rounds`` times; the figures are medians over rounds and the ratios medians of the
@@ -156,6 +157,14 @@ def paired_ratio(
     return statistics.median(values) if values else None
 
 
+def before_after(med: dict[Case, dict[str, Any]], w: str, side: str, field: str,
+                 fmt_one: Callable[[float, float], str]) -> str:
+    """A side's median ``field`` without and with exceptions; n/a where a case has none (every
+    round of it failed, or it was not run)."""
+    base, exc = (med.get((w, side, v), {}).get(field) for v in ("base", "exc"))
+    return "n/a" if base is None or exc is None else fmt_one(base, exc)
+
+
 def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[str, Any]],
              workloads: Iterable[str]) -> list[Goal]:
     goals: list[Goal] = []
@@ -207,16 +216,13 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
         if all((w, side, v) in med for side in ("floor", "ours", "otel") for v in ("base", "exc")):
             # Informative: what 1 exception in 100 adds to a call, per record, for the library alone
             # (its own exception formatting, paid by every exporter alike) and for each side.
-            added = [med[(w, side, "exc")]["app_us"] - med[(w, side, "base")]["app_us"]
-                     for side in ("floor", "otel", "ours")]
+            added = [before_after(med, w, side, "app_us", lambda b, x: f"{x - b:+.1f}") for side in ("floor", "otel", "ours")]
             goals.append(Goal(f"{w}: 1/100 exceptions: app-thread us a record added (informative: "
-                              "floor / OTel / ours)", " / ".join(f"{a:+.1f}" for a in added), "-", None))
+                              "floor / OTel / ours)", " / ".join(added), "-", None))
         if all((w, side, v) in med for side in ("otel", "ours") for v in ("base", "exc")):
             # Informative: records still on their way when the loop ends (the drain), without and with
-            # exceptions; a side whose export falls behind during the loop spends less of it on the
-            # calling thread, which lowers its app-thread time (the denominator of the ratios below).
-            drain = [f"{med[(w, side, 'base')]['deliver_s'] or 0:.2f} -> {med[(w, side, 'exc')]['deliver_s'] or 0:.2f}"
-                     for side in ("otel", "ours")]
+            # exceptions: how much of a side's export work was left until after the loop.
+            drain = [before_after(med, w, side, "deliver_s", lambda b, x: f"{b:.2f} -> {x:.2f}") for side in ("otel", "ours")]
             goals.append(Goal(f"{w}: 1/100 exceptions: drain after the loop, s, no exceptions -> 1/100 "
                               "(informative: OTel / ours)", " / ".join(drain), "-", None))
         if (w, "ours", "exc") in med and (w, "base") in ratios:
@@ -236,11 +242,10 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
                 if (w, side, "paced") not in med:
                     continue
                 v = paired_ratio(by_round, (w, side, "paced"), (w, side, "paced"), lambda a, b: a["p99_us"] / a["p50_us"])
-                label = SIDE_LABEL[(w, side)]
+                name = f"{w}: paced 2,000/s: {SIDE_LABEL[(w, side)]} p99/p50"
                 if side == "floor":  # the machine's own tail: a call that exports nothing, paced alike
-                    label += " (informative: the same pacing with no exporter)"
-                goals.append(Goal(f"{w}: paced 2,000/s: {label} p99/p50", fmt(v), "<= 3x",
-                                  (None if v is None else v <= 3) if side == "ours" else None))
+                    name += " (informative: the same pacing with no exporter)"
+                goals.append(Goal(name, fmt(v), "<= 3x", (None if v is None else v <= 3) if side == "ours" else None))
             if (w, "floor", "paced") in med:
                 # Informative: how far each side's slow calls are above the floor's, in us.
                 p99 = {side: med[(w, side, "paced")].get("p99_us") for side in ("floor", "otel", "ours")
@@ -363,6 +368,21 @@ def markdown(info: dict[str, Any], config: dict[str, Any], med: dict[Case, dict[
     return "\n".join(out) + "\n"
 
 
+def report_from(path: str) -> str:
+    """The markdown report of a saved run, with this version's goals and rows."""
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    config = saved["config"]
+    cases = all_cases(config["workloads"], config["variants"])
+    rounds: dict[int, dict[Case, dict[str, Any]]] = {}
+    for r in saved["runs"]:
+        rounds.setdefault(r["round"], {})[(r["workload"], r["side"], r["variant"])] = r
+    by_round = [rounds[k] for k in sorted(rounds)]
+    med = {case: aggregate([rnd[case] for rnd in by_round if case in rnd]) for case in cases
+           if any(case in rnd for rnd in by_round)}
+    return markdown(saved["machine"], config, med, evaluate(by_round, med, config["workloads"]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="highlight_logging vs OpenTelemetry benchmark suite")
     parser.add_argument("--n", type=int, default=50_000, help="records per run (default 50,000)")
@@ -372,7 +392,11 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take to deliver")
     parser.add_argument("--out", default=RESULTS, help="directory for latest.json / latest.md")
+    parser.add_argument("--report", metavar="JSON", help="print the report again from a saved latest.json; run nothing")
     args = parser.parse_args()
+    if args.report:
+        print(report_from(args.report))
+        return 0
     if args.quick:
         args.n, args.rounds = 5_000, 1
     workloads = [w for w in args.workloads.split(",") if w]
