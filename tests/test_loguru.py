@@ -178,6 +178,33 @@ def test_exception_sources(rx: Receiver, source: Any) -> None:
     assert span.span.parent_span_id == b""
 
 
+def _divide(password: str) -> None:
+    try:
+        len(password) / 0  # loguru's diagnose prints the value of `password` under this line
+    except ZeroDivisionError:
+        logger.exception("failed")
+
+
+def test_diagnose_and_backtrace_do_not_change_what_is_exported(rx: Receiver) -> None:
+    """loguru's diagnose/backtrace shape only its own text: the exported exception is the same,
+    and carries no variable values."""
+    exported: list[dict[str, Any]] = []
+    loguru_text: list[str] = []
+    for detailed in (True, False):  # loguru's defaults, then both off
+        ours = logger.add(sink(rx), diagnose=detailed, backtrace=detailed)
+        text = logger.add(loguru_text.append, format="{message}", diagnose=detailed, backtrace=detailed)
+        _divide("hunter2")
+        logger.remove(ours)
+        logger.remove(text)
+        (rec,) = sent(rx)
+        exported.append({k: v for k, v in rec.attributes.items() if k.startswith("exception.")})
+        rx.clear()
+    assert "hunter2" in loguru_text[0] and "hunter2" not in loguru_text[1]  # diagnose at work
+    assert exported[0] == exported[1]
+    assert exported[0]["exception.type"] == "ZeroDivisionError"
+    assert "hunter2" not in str(exported[0])
+
+
 def test_trace_correlation_with_users_tracer_provider(rx: Receiver) -> None:
     """Inside a user's span the log carries its ids, and the exception span is its child."""
     logger.add(sink(rx))
