@@ -395,7 +395,7 @@ def main() -> int:
     parser.add_argument("--report", metavar="JSON", help="print the report again from a saved latest.json; run nothing")
     args = parser.parse_args()
     if args.report:
-        print(report_from(args.report))
+        sys.stdout.write(report_from(args.report))
         return 0
     if args.quick:
         args.n, args.rounds = 5_000, 1
