@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench pythons clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,8 +34,12 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# The suite again on every CPython 3.10-3.13 the machine has (one venv each, .venv-3.X); .ci/run runs it.
+pythons:
+	bash .ci/pythons
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache highlight_logging/*.so
+	rm -rf $(VENV) .venv-3.* build *.egg-info .mypy_cache .ruff_cache highlight_logging/*.so

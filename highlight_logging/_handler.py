@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from highlight_logging import _pipeline
 from highlight_logging._coerce import safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
 from highlight_logging._record import Attributes, logrecord_site
@@ -106,7 +107,8 @@ class HighlightHandler(logging.Handler):
             )
         except RecursionError:
             raise
-        except Exception:
+        except Exception as exc:
+            _pipeline.count_frontend_loss("HighlightHandler", exc)
             self.handleError(record)
 
     def flush(self) -> None:

@@ -46,6 +46,7 @@ REASONS = (
     "too_large",
     "encode_error",
     "shutdown",
+    "frontend_error",
 )
 _SIGNALS = ("logs", "spans")
 
@@ -1000,12 +1001,33 @@ def reset_for_tests() -> None:
     shutdown_all(timeout=1.0)
     with _registry_lock:
         _registry.clear()
+    global _frontend_losses
+    _frontend_losses = 0
     _diag.reset()
+
+
+# Records a front end lost to an error of its own (a bug or a hostile object no guard foresaw),
+# before any pipeline accepted them: counted here, since the failure may precede the pipeline.
+_frontend_losses = 0
+_frontend_losses_lock = threading.Lock()
+
+
+def count_frontend_loss(front_end: str, exc: BaseException) -> None:
+    """Count a record that ``front_end`` lost to ``exc`` and say so on stderr (once a minute)."""
+    global _frontend_losses
+    with _frontend_losses_lock:
+        _frontend_losses += 1
+    _diag.warn(
+        f"{front_end} lost a record: {type(exc).__name__}; see highlight_logging.stats()",
+        key=f"frontend:{front_end}",
+        every=_DROP_WARNING_EVERY,
+    )
 
 
 def stats() -> dict[str, Any]:
     """Counters summed over every pipeline of this process."""
     total = _new_counters()
+    total["logs"]["dropped"]["frontend_error"] = _frontend_losses
     for pipeline in pipelines():
         accepted = pipeline._accepted()
         with pipeline._lock:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from highlight_logging import _diag, _exceptions, _native
+from highlight_logging import _exceptions, _native, _pipeline
 from highlight_logging._coerce import coerce, safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record, datetime_ns
 from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
@@ -348,9 +348,7 @@ class StructlogProcessor:
         try:
             self._export(logger, method_name, event_dict)
         except Exception as exc:  # structlog does not shield the caller: never raise into it
-            _diag.warn(
-                f"StructlogProcessor failed on an event: {type(exc).__name__}", key="structlog", every=60.0
-            )
+            _pipeline.count_frontend_loss("StructlogProcessor", exc)
         if self._drop is not None:
             raise self._drop
         return event_dict
