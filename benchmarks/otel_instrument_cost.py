@@ -3,7 +3,7 @@
 Each run is a fresh process started by ``opentelemetry-instrument`` (opentelemetry-distro, the
 logging instrumentation, OTLP exporters aimed at our receiver), with a ``HighlightHandler`` on the
 root logger, logging N records; we report the median app-thread microseconds per call of
-interleaved rounds for each setting of docs/opentelemetry.md:
+interleaved rounds for each setting of docs/opentelemetry.md, in both our modes:
 
 * ``their handler off``: ``OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false`` (the remedy we name);
 * ``their export off``: ``OTEL_LOGS_EXPORTER=none``: their handler stays and converts every record;
@@ -27,11 +27,12 @@ BIN = os.path.dirname(sys.executable)
 
 CHILD = textwrap.dedent(
     """
-    import json, logging, sys, time
+    import json, logging, os, sys, time
     import highlight_logging
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    root.addHandler(highlight_logging.HighlightHandler(shutdown_timeout=1.0))
+    providers = os.environ.get("HL_MODE") == "providers"
+    root.addHandler(highlight_logging.HighlightHandler(shutdown_timeout=1.0, use_otel_providers=providers))
     log = logging.getLogger("bench")
     n = int(sys.argv[1])
     for i in range(200):  # warm up both handlers
@@ -45,12 +46,13 @@ CHILD = textwrap.dedent(
     """
 )
 
+OFF = {"OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false"}
 CASES = {
-    "their handler off (OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false)": {
-        "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false"
-    },
-    "their export off (OTEL_LOGS_EXPORTER=none)": {"OTEL_LOGS_EXPORTER": "none"},
-    "defaults (both export: every record twice)": {},
+    "ours; their handler off (OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false)": OFF,
+    "ours; their export off (OTEL_LOGS_EXPORTER=none)": {"OTEL_LOGS_EXPORTER": "none"},
+    "ours; defaults (both export: every record twice)": {},
+    "use_otel_providers=True; their handler off": {**OFF, "HL_MODE": "providers"},
+    "use_otel_providers=True; defaults (every record twice)": {"HL_MODE": "providers"},
 }
 
 

@@ -21,6 +21,7 @@ import highlight_logging
 SETTINGS = {
     "service_name": "otel-instrument-app",
     "use_otel_providers": os.environ.get("HL_MODE") == "providers",
+    "shutdown_timeout": float(os.environ.get("HL_SHUTDOWN_TIMEOUT", "3")),
 }
 if os.environ.get("HL_DICTCONFIG"):
     # The instrumentation takes its handler off the root while dictConfig runs, then puts it back.

@@ -180,7 +180,7 @@ def test_said_once_when_made_next_to_theirs(
     HighlightHandler(endpoint="127.0.0.1:9")
     HighlightHandler(endpoint="127.0.0.1:9", service_name="another")
     err = capsys.readouterr().err
-    assert err.count("every record arrives twice") == 1, err
+    assert err.count("every record is sent twice") == 1, err
     assert "set OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false" in err
     assert "OTEL_LOGS_EXPORTER=none" in err
 
@@ -193,11 +193,11 @@ def test_said_at_the_first_record_when_theirs_came_later(capsys: pytest.CaptureF
     logger.addHandler(ours)
     logger.addHandler(theirs)
     try:
-        assert "arrives twice" not in capsys.readouterr().err
+        assert "sent twice" not in capsys.readouterr().err
         logger.warning("one")
         logger.warning("two")
         err = capsys.readouterr().err
-        assert err.count("every record arrives twice") == 1, err
+        assert err.count("every record is sent twice") == 1, err
         assert "on logger 'tests.otel_app.later'" in err
     finally:
         logger.removeHandler(ours)
@@ -231,3 +231,22 @@ def test_the_sdk_handler_gets_its_own_remedy() -> None:
     SdkHandler.__module__ = "opentelemetry.sdk._logs._internal"
     line = _otel_duplicates.message(SdkHandler(), "root", providers=False)
     assert "unset OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED" in line
+
+
+def test_structlog_rendered_into_logging_is_said_too(
+    their_handler: logging.Handler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """structlog on stdlib loggers: their handler gets every event as a record, so it is said once;
+    a structlog logger of its own (PrintLogger), or drop=True, never reaches it: nothing said."""
+    from highlight_logging import StructlogProcessor
+
+    StructlogProcessor(endpoint="127.0.0.1:9")(object(), "info", {"event": "own logger"})
+    from structlog import DropEvent
+
+    with pytest.raises(DropEvent):
+        StructlogProcessor(endpoint="127.0.0.1:9", drop=True)(logging.getLogger("x"), "info", {"event": "e"})
+    assert "sent twice" not in capsys.readouterr().err
+    processor = StructlogProcessor(endpoint="127.0.0.1:9", service_name="stdlib")
+    processor(logging.getLogger("tests.otel_app.structlog"), "info", {"event": "one"})
+    processor(logging.getLogger("tests.otel_app.structlog"), "info", {"event": "two"})
+    assert capsys.readouterr().err.count("every record is sent twice") == 1
