@@ -2,7 +2,7 @@
 
 ``opentelemetry-instrument`` with opentelemetry-distro and opentelemetry-instrumentation-logging
 at their defaults puts OpenTelemetry's ``LoggingHandler`` on the root logger with
-``OTEL_LOGS_EXPORTER=otlp``: next to a ``HighlightHandler`` every record then arrives twice, in
+``OTEL_LOGS_EXPORTER=otlp``: next to a ``HighlightHandler`` every record is then sent twice, in
 both of our modes.  We say so, naming the remedy for the mode in use, rather than removing or
 muting their handler: the instrumentation puts it back after every ``dictConfig``/``basicConfig``,
 it exports records unscrubbed, and one variable turns it off cleanly (see docs/opentelemetry.md).
@@ -10,7 +10,8 @@ it exports records unscrubbed, and one variable turns it off cleanly (see docs/o
 Nothing is imported: their handler is recognised by its class's module (``opentelemetry.*``),
 which is where it lives whichever package it came from (the SDK's deprecated one, the
 instrumentation's, or one the app added itself).  Checked when a ``HighlightHandler`` is made
-(root logger) and at its first record (that record's path to the root).
+(root logger) and at its first record (that record's path to the root), and at a
+``StructlogProcessor``'s first event on a stdlib logger.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def otel_handler(logger_name: str | None = None) -> tuple[logging.Handler, str] 
     return None
 
 
-def check(settings: Settings, logger_name: str | None = None) -> None:
+def check(settings: Settings, logger_name: str | None = None, front: str = "HighlightHandler") -> None:
     """Warn once if records reaching our handler are also exported by OpenTelemetry's handler."""
     try:
         found = otel_handler(logger_name)
@@ -54,7 +55,7 @@ def check(settings: Settings, logger_name: str | None = None) -> None:
         exports = os.environ.get("OTEL_LOGS_EXPORTER", "").strip().lower() != "none"
         if not providers and not exports:
             return  # it converts every record for nothing, but sends nothing twice (docs/opentelemetry.md)
-        _diag.warn(message(found[0], found[1], providers), key=f"otel-duplicates:{providers}")
+        _diag.warn(message(found[0], found[1], providers, front), key=f"otel-duplicates:{providers}")
     except Exception:  # a check for the user's benefit never gets in the way of logging
         pass
 
@@ -62,13 +63,15 @@ def check(settings: Settings, logger_name: str | None = None) -> None:
 def check_wrapped(settings: Settings, logger: object) -> None:
     """:func:`check` for a structlog event: only one on a stdlib ``Logger`` goes through ``logging``."""
     if issubclass(type(logger), logging.Logger):  # type(): never the object's own __class__
-        check(settings, getattr(logger, "name", None))
+        check(settings, getattr(logger, "name", None), "StructlogProcessor")
 
 
-def message(handler: logging.Handler, logger_name: str, providers: bool) -> str:
+def message(
+    handler: logging.Handler, logger_name: str, providers: bool, front: str = "HighlightHandler"
+) -> str:
     module = type(handler).__module__
     where = "the root logger" if logger_name == "root" else f"logger {logger_name!r}"
-    ours = "HighlightHandler(use_otel_providers=True)" if providers else "HighlightHandler"
+    ours = f"{front}(use_otel_providers=True)" if providers else front
     theirs = f"OpenTelemetry's {type(handler).__name__} ({module})"
     if module.startswith("opentelemetry.instrumentation.logging"):
         remedy = "set OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION=false"

@@ -249,4 +249,6 @@ def test_structlog_rendered_into_logging_is_said_too(
     processor = StructlogProcessor(endpoint="127.0.0.1:9", service_name="stdlib")
     processor(logging.getLogger("tests.otel_app.structlog"), "info", {"event": "one"})
     processor(logging.getLogger("tests.otel_app.structlog"), "info", {"event": "two"})
-    assert capsys.readouterr().err.count("every record is sent twice") == 1
+    err = capsys.readouterr().err
+    assert err.count("every record is sent twice") == 1, err
+    assert "next to StructlogProcessor and" in err

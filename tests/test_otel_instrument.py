@@ -230,27 +230,30 @@ def test_dictconfig_is_seen_at_the_first_record(start: Callable[..., tuple[App, 
     assert _counts(receiver)["record 0"] == 2
 
 
-def test_normal_exit_delivers_in_providers_mode(start: Callable[..., tuple[App, Receiver]]) -> None:
+@pytest.mark.parametrize("mode", ["exporter", "providers"])
+def test_normal_exit_delivers_the_same(start: Callable[..., tuple[App, Receiver]], mode: str) -> None:
     """A normal exit (Ctrl-C on the dev server, atexit runs) delivers the same as SIGTERM."""
-    app, receiver = start("providers", **REMEDY)
+    app, receiver = start(mode, **REMEDY)
     app.traffic()
     assert app.get("/exit") == 200
     assert app.wait() == 0, app.output()
     assert receiver.wait_for(lambda: len(_records(receiver)) >= 4, ARRIVAL_TIMEOUT)
     assert _counts(receiver) == {"record 0": 1, "record 1": 1, "record 2": 1, "Exception on /boom [GET]": 1}
-    _check_links(receiver, "providers")
+    _check_links(receiver, mode)
 
 
-def test_sigterm_with_the_collector_down_ends_within_shutdown_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["exporter", "providers"])
+def test_sigterm_with_the_collector_down_ends_within_shutdown_timeout(tmp_path: Path, mode: str) -> None:
     """Collector refused: the app's exporters retry for 10 s, but SIGTERM still ends the process
-    within shutdown_timeout (the SDK's force_flush ignores its timeout: we stop waiting), and says so."""
-    app = App(f"127.0.0.1:{free_port()}", tmp_path, "providers", {**REMEDY, "HL_SHUTDOWN_TIMEOUT": "1"})
+    within shutdown_timeout (1 s here; the SDK's force_flush ignores its timeout, so we stop
+    waiting at the deadline), and says so.  Measured ~1.02-1.2 s under shared load."""
+    app = App(f"127.0.0.1:{free_port()}", tmp_path, mode, {**REMEDY, "HL_SHUTDOWN_TIMEOUT": "1"})
     try:
         app.traffic()
         start = time.monotonic()
         app.sigterm()
         took = time.monotonic() - start
-        assert 0.9 < took < 4.0, app.output()
-        assert "was still flushing when shutdown_timeout ran out" in app.output()
+        assert 0.9 < took < 2.5, app.output()  # the default budget (3 s) would be past this
+        assert "TracerProvider was still flushing when shutdown_timeout ran out" in app.output()
     finally:
         app.kill()
