@@ -3,13 +3,15 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The extras every venv of the project installs (make pythons too).
+EXTRAS := all,dev,otel-instrument
 
 .PHONY: demo test lint typecheck unit bench pythons clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 # Start the local receiver on a free port, run every example against it, show what arrived.
@@ -36,7 +38,7 @@ test: lint typecheck unit
 
 # The suite again on every CPython 3.10-3.13 the machine has (one venv each, .venv-3.X); .ci/run runs it.
 pythons:
-	bash .ci/pythons
+	EXTRAS=$(EXTRAS) bash .ci/pythons
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from highlight_logging import _diag, _encode, _frontend, _plain, _transport
+from highlight_logging import _diag, _encode, _frontend, _otel_flush, _plain, _transport
 from highlight_logging._coerce import truncate
 from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
 from highlight_logging._settings import Settings
@@ -974,17 +974,20 @@ _sigterm_deferred = False
 
 
 def shutdown_all(timeout: float | None = None) -> bool:
-    """Stop every pipeline within one shared deadline; print a line if anything was lost."""
+    """Stop every pipeline within one shared deadline, flushing the app's OpenTelemetry providers
+    (``_otel_flush``) in the same time; print a line if anything was lost."""
     global _shutting_down
     ps = pipelines()
     if timeout is None:
-        timeout = max((p.settings.shutdown_timeout for p in ps), default=3.0)
+        timeout = _otel_flush.budget(p.settings for p in ps)
     deadline = time.monotonic() + timeout
     ok = True
     was, _shutting_down = _shutting_down, True
     try:
+        app_flushed = _otel_flush.begin(deadline)  # the app's own OpenTelemetry providers, alongside
         for pipeline in ps:
             ok = pipeline.shutdown(max(deadline - time.monotonic(), 0)) and ok
+        app_flushed()
         for pipeline in ps:
             line = pipeline.summary()
             if line:
@@ -1118,7 +1121,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     # holds one of our locks: flush from a fresh thread and wait a bounded time, so the handler
     # can never deadlock on what it interrupted.
     try:
-        budget = max((p.settings.shutdown_timeout for p in list(_registry.values())), default=3.0)
+        budget = _otel_flush.budget(p.settings for p in list(_registry.values()))
         flusher = threading.Thread(target=shutdown_all, kwargs={"timeout": budget}, daemon=True)
         flusher.start()
         flusher.join(budget + 0.5)
