@@ -132,7 +132,9 @@ class _Sink:
         try:
             record = _frontend.to_record(pending, self.settings)
             log_bytes, span_bytes = self._encoder._encode(record)
-            log = None if record.span_only else _decode_log(record.scope, log_bytes)
+            # An error report is a span only, except in the highlight shape (a log carries it).
+            sent_log = not record.span_only or self._encoder.highlight
+            log = _decode_log(record.scope, log_bytes) if sent_log else None
             span = None if span_bytes is None else _decode_span(record.scope, span_bytes)
         except Exception as error:
             self.capture._error(error)

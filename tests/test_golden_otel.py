@@ -35,6 +35,7 @@ SETTINGS: dict[str, Any] = {
     "service_version": "1.2.3",
     "environment": "production",
     "schedule_delay": 30,
+    "backend": "otel",
 }
 
 
