@@ -20,6 +20,7 @@ holds those rules as facts and checks what this module sends against them.  In s
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 
 from highlight_logging._record import Value
 
@@ -62,7 +63,7 @@ def severity_text(number: int) -> str:
     return _TEXTS[(number - 1) // 4]
 
 
-def user_key(key: str, value: Value, taken: object = ()) -> str:
+def user_key(key: str, value: Value, taken: Collection[str] = ()) -> str:
     """``key``, or ``extra.<key>`` when highlight.io would take it out (or a dict under it would be)."""
     if not (
         key in RESERVED
@@ -71,7 +72,7 @@ def user_key(key: str, value: Value, taken: object = ()) -> str:
     ):
         return key
     key = USER_PREFIX + key
-    while key in taken:  # type: ignore[operator]
+    while key in taken:
         key = USER_PREFIX + key
     return key
 
@@ -106,13 +107,20 @@ def needs_shaping(key: str, value: Value) -> bool:
     return True
 
 
-def shape_extras(extras: tuple[tuple[str, Value], ...], own: object = ()) -> list[tuple[str, Value]]:
-    """The user's extras, renamed where they would collide and with every value visible."""
+def shape_extras(extras: tuple[tuple[str, Value], ...], own: Iterable[str] = ()) -> list[tuple[str, Value]]:
+    """The user's extras, renamed where they would collide (never onto another of their keys, nor
+    onto ``own``, the record's other attributes) and with every value visible."""
     out: list[tuple[str, Value]] = []
+    taken: set[str] | None = None
     for key, value in extras:
         if needs_shaping(key, value):
             value = shown(value)
-            key = user_key(key, value, own)
+            renamed = user_key(key, value)
+            if renamed != key:
+                if taken is None:  # only when a key is renamed: never to one already used
+                    taken = {k for k, _ in extras} | set(own)
+                key = user_key(key, value, taken)
+                taken.add(key)
         out.append((key, value))
     return out
 

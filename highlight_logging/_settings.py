@@ -401,7 +401,8 @@ def sends_to_highlight(settings: Settings) -> bool:
 
 
 def decide_backend(settings: Settings, asked: str) -> str:
-    """``auto``: ``highlight`` when a project id is set or the logs go to highlight.io, else ``otel``.
+    """``auto``: ``highlight`` when a project id is set (keyword, environment or ``x-highlight-project``
+    header) or the logs go to highlight.io, else ``otel``.
 
     Through the app's own OpenTelemetry providers (``use_otel_providers``) it is always ``otel``:
     their resource, exporter and destination are the app's, not ours to shape.
@@ -410,7 +411,11 @@ def decide_backend(settings: Settings, asked: str) -> str:
         return "otel"
     if asked != "auto":
         return asked
-    return "highlight" if settings.project_id or sends_to_highlight(settings) else "otel"
+    return (
+        "highlight"
+        if settings.project_id or project_header(settings) or sends_to_highlight(settings)
+        else "otel"
+    )
 
 
 def project_header(settings: Settings) -> bool:

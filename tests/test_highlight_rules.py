@@ -404,6 +404,11 @@ def test_backend_is_decided_once() -> None:
     resolve = _settings.resolve
     assert resolve({"endpoint": "localhost:4317"}).backend == "otel"
     assert resolve({"endpoint": "localhost:4317", "project_id": "p"}).backend == "highlight"
+    assert (
+        resolve({"endpoint": "localhost:4317", "headers": {"X-Highlight-Project": "p"}}).backend
+        == "highlight"
+    )
+    assert resolve({"endpoint": "localhost:4317"}, {"HIGHLIGHT_PROJECT_ID": "p"}).backend == "highlight"
     assert resolve({}).backend == "highlight"  # highlight.io's collector is the default endpoint
     assert resolve({"endpoint": "https://otel.highlight.io:4317"}).backend == "highlight"
     assert (
@@ -432,3 +437,16 @@ def test_a_project_header_is_a_project_id(capsys: pytest.CaptureFixture[str]) ->
     HighlightHandler(headers={"x-highlight-project": "p"})
     HighlightHandler(endpoint="localhost:4317")
     assert "no project id" not in capsys.readouterr().err
+
+
+def test_a_renamed_key_never_lands_on_another() -> None:
+    """``extra.<key>``, and ``extra.extra.<key>`` when the user already has ``extra.<key>``."""
+    from highlight_logging._highlight import shape_extras
+
+    got = shape_extras((("level", "x"), ("extra.level", "y"), ("ok", True), ("log", {"severity": "d"})))
+    assert got == [
+        ("extra.extra.level", "x"),
+        ("extra.level", "y"),
+        ("ok", "true"),
+        ("extra.log", {"severity": "d"}),
+    ]
