@@ -335,7 +335,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
     highlight = settings.backend == "highlight"
     if extras and highlight:
         # Every value visible, no key highlight.io would take out (see _highlight).
-        extras = tuple(_highlight.shape_extras(extras, attrs))
+        extras = tuple(_highlight.shape_extras(extras, attrs, settings.attribute_value_length_limit))
     if extras and len(extras) + len(attrs) + (0 if site is None else len(site[0])) <= (
         settings.attribute_count_limit - _RESERVED
     ):

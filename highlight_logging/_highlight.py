@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 
+from highlight_logging._coerce import truncate
 from highlight_logging._record import Value
 
 #: Keys highlight.io takes out of a record's merged attributes (to fill its own fields), exactly.
@@ -77,8 +78,9 @@ def user_key(key: str, value: Value, taken: Collection[str] = ()) -> str:
     return key
 
 
-def shown(value: Value) -> Value:
-    """``value`` as highlight.io keeps it: bool, bytes, None, "" and empty containers as text."""
+def shown(value: Value, limit: int = 1 << 62) -> Value:
+    """``value`` as highlight.io keeps it: bool, bytes, None, "" and empty containers as text
+    (bytes as UTF-8, the others as ``\\xNN``, cut at ``limit`` characters)."""
     kind = type(value)
     if kind is str:
         return value if value else '""'
@@ -89,11 +91,11 @@ def shown(value: Value) -> Value:
     if value is None:
         return "null"
     if kind is bytes:
-        return value.decode("utf-8", "backslashreplace") if value else '""'  # type: ignore[union-attr]
+        return truncate(value.decode("utf-8", "backslashreplace"), limit) if value else '""'  # type: ignore[union-attr]
     if kind is list:
-        return [shown(v) for v in value] if value else "[]"  # type: ignore[union-attr]
+        return [shown(v, limit) for v in value] if value else "[]"  # type: ignore[union-attr]
     if kind is dict:
-        return {k: shown(v) for k, v in value.items()} if value else "{}"  # type: ignore[union-attr]
+        return {k: shown(v, limit) for k, v in value.items()} if value else "{}"  # type: ignore[union-attr]
     return str(value)
 
 
@@ -107,14 +109,16 @@ def needs_shaping(key: str, value: Value) -> bool:
     return True
 
 
-def shape_extras(extras: tuple[tuple[str, Value], ...], own: Iterable[str] = ()) -> list[tuple[str, Value]]:
+def shape_extras(
+    extras: tuple[tuple[str, Value], ...], own: Iterable[str] = (), limit: int = 1 << 62
+) -> list[tuple[str, Value]]:
     """The user's extras, renamed where they would collide (never onto another of their keys, nor
     onto ``own``, the record's other attributes) and with every value visible."""
     out: list[tuple[str, Value]] = []
     taken: set[str] | None = None
     for key, value in extras:
         if needs_shaping(key, value):
-            value = shown(value)
+            value = shown(value, limit)
             renamed = user_key(key, value)
             if renamed != key:
                 if taken is None:  # only when a key is renamed: never to one already used

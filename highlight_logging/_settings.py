@@ -391,7 +391,10 @@ def is_highlight_endpoint(endpoint: str | None) -> bool:
     if not endpoint:
         return False
     text = endpoint.strip().lower()
-    host = urllib.parse.urlsplit(text if "://" in text else "//" + text).hostname or ""
+    try:
+        host = urllib.parse.urlsplit(text if "://" in text else "//" + text).hostname or ""
+    except ValueError:  # malformed (an unclosed "[" ...): the transport reports it, not this
+        return False
     return host == "highlight.io" or host.endswith(".highlight.io")
 
 

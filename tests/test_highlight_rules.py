@@ -418,6 +418,8 @@ def test_backend_is_decided_once() -> None:
     assert resolve({"project_id": "p", "use_otel_providers": True}).backend == "otel"
     assert resolve({}, {"HIGHLIGHT_BACKEND": "otel"}).backend == "otel"
     assert resolve({"endpoint": "localhost:4317"}, {"HIGHLIGHT_BACKEND": "Highlight"}).backend == "highlight"
+    assert resolve({"endpoint": "[::1"}).backend == "otel"  # malformed: the transport reports it
+    assert resolve({"endpoint": "https://notreallyhighlight.io"}).backend == "otel"
     with pytest.raises(ValueError, match="backend"):
         resolve({"backend": "datadog"})
 
@@ -450,3 +452,10 @@ def test_a_renamed_key_never_lands_on_another() -> None:
         ("ok", "true"),
         ("extra.log", {"severity": "d"}),
     ]
+
+
+def test_bytes_shown_as_text_stay_within_the_value_limit() -> None:
+    from highlight_logging._highlight import shown
+
+    assert shown(b"\xff" * 10, 8) == "\\xff\\xff...[truncated]"
+    assert shown({"a": [b"ok"]}, 8) == {"a": ["ok"]}

@@ -354,7 +354,9 @@ def test_highlight_shape_severity_texts() -> None:
 
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(
-    body=st.text(max_size=300),
+    body=st.one_of(
+        st.text(max_size=300), st.sampled_from(["mail to Bob <b@x>", "<13>1 x <y", " <", "a<b", "a <"])
+    ),
     extras=st.dictionaries(
         st.one_of(
             st.text(min_size=1, max_size=20),
