@@ -159,8 +159,12 @@ def _records(endpoint: str) -> None:
 _PATH = re.compile(r'File "([^"]+)", line \d+')
 
 
+_CARETS = re.compile(r"^[ \t]*[\^~]+[ \t]*\n", re.MULTILINE)  # Python versions place them differently
+
+
 def _stack(text: str) -> str:
     text = _PATH.sub(lambda m: f'File "{os.path.basename(m.group(1))}", line N', text)
+    text = _CARETS.sub("", text)
     return re.sub(r"0x[0-9a-f]+", "0xADDR", text)
 
 

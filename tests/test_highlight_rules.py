@@ -420,6 +420,9 @@ def test_backend_is_decided_once() -> None:
     assert resolve({"endpoint": "localhost:4317"}, {"HIGHLIGHT_BACKEND": "Highlight"}).backend == "highlight"
     assert resolve({"endpoint": "[::1"}).backend == "otel"  # malformed: the transport reports it
     assert resolve({"endpoint": "https://notreallyhighlight.io"}).backend == "otel"
+    assert (
+        resolve({"endpoint": "localhost:4317"}, {"HIGHLIGHT_BACKEND": "nope"}).backend == "otel"
+    )  # warned, ignored
     with pytest.raises(ValueError, match="backend"):
         resolve({"backend": "datadog"})
 
