@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean browser
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +28,11 @@ typecheck: $(STAMP)
 PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py tests/test_hostile.py \
 	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py tests/test_scrub.py
 
-unit: $(STAMP)
+# Debian's headless Chromium and its driver for the viewer's browser tests (idempotent; root installs them).
+browser:
+	@bash .ci/install-chromium.sh
+
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 

@@ -190,7 +190,8 @@ class Receiver:
     ``port=0`` / ``http_port=0`` pick free ports; ``http_port=None`` serves gRPC only.  After
     :meth:`start`, :attr:`port` and :attr:`http_port` are the bound ports.  ``on_logs`` /
     ``on_spans`` are called with every accepted request (on a server thread); ``printer`` gets
-    readable lines; ``jsonl_path`` is appended one JSON object per log record and per span.
+    readable lines; ``jsonl_path`` is appended one JSON object per log record and per span;
+    ``retain=False`` keeps no requests in memory (a long-running ``serve``), only their counts.
 
     Accepted requests are stored, then waiters are woken, so after :meth:`wait_for_logs` returns
     True the printer, JSONL file and callbacks have all seen those records.
@@ -209,6 +210,7 @@ class Receiver:
         on_spans: Callable[[trace_service_pb2.ExportTraceServiceRequest], None] | None = None,
         printer: Callable[[str], None] | None = None,
         jsonl_path: str | None = None,
+        retain: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -217,6 +219,9 @@ class Receiver:
         self._on_spans = on_spans
         self._printer = printer
         self._jsonl_path = jsonl_path
+        self._retain = (
+            retain  # False: only count; the callbacks (e.g. the viewer's store) keep what they need
+        )
         # RLock-based so wait_for() predicates may call the locked accessors below.
         self._cond = threading.Condition()
         self._requests: list[RequestInfo] = []
@@ -350,6 +355,11 @@ class Receiver:
             for span in ss.spans
         ]
 
+    def counts(self) -> tuple[int, int]:
+        """Log records and spans accepted so far (also when ``retain=False`` keeps none of them)."""
+        with self._cond:
+            return self._n_logs, self._n_spans
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until ``predicate()`` is true (re-checked on every arrival); False on timeout."""
         with self._cond:
@@ -414,7 +424,8 @@ class Receiver:
             if self._on_logs is not None:
                 self._on_logs(request)
             with self._cond:
-                self._logs.append(request)
+                if self._retain:
+                    self._logs.append(request)
                 self._n_logs += info.items
                 self._cond.notify_all()
         else:
@@ -422,7 +433,8 @@ class Receiver:
             if self._on_spans is not None:
                 self._on_spans(request)
             with self._cond:
-                self._spans.append(request)
+                if self._retain:
+                    self._spans.append(request)
                 self._n_spans += info.items
                 self._cond.notify_all()
 
