@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,29 +26,36 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-CLIENT = textwrap.dedent(
+# The workload: n records through HighlightHandler to ``endpoint``, one in 100 with an exception.
+WORKLOAD = textwrap.dedent(
     """
     import json, logging, sys, time
     import highlight_logging
-    highlight_logging.configure(endpoint=sys.argv[1], service_name="bench")
-    log = logging.getLogger("bench")
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    log.addHandler(highlight_logging.HighlightHandler())
-    n = int(sys.argv[2])
-    actions = ("login", "checkout", "search", "logout")
+
+    def workload(endpoint, n):
+        highlight_logging.configure(endpoint=endpoint, service_name="bench")
+        log = logging.getLogger("bench")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.addHandler(highlight_logging.HighlightHandler())
+        actions = ("login", "checkout", "search", "logout")
+        for i in range(n):
+            if i % 100 == 99:
+                try:
+                    raise ValueError(f"bad input {i}")
+                except ValueError:
+                    log.exception("request %s failed", i)
+            else:
+                log.info("user %s did %s", i, actions[i % 4], extra={"k": i})
+        assert highlight_logging.flush(120)
+    """
+)
+
+CLIENT = WORKLOAD + textwrap.dedent(
+    """
     start = time.time()
-    for i in range(n):
-        if i % 100 == 99:
-            try:
-                raise ValueError(f"bad input {i}")
-            except ValueError:
-                log.exception("request %s failed", i)
-        else:
-            log.info("user %s did %s", i, actions[i % 4], extra={"k": i})
-    logged = time.time()
-    assert highlight_logging.flush(120)
-    print(json.dumps({"start": start, "logged": logged, "delivered": time.time()}))
+    workload(sys.argv[1], int(sys.argv[2]))
+    print(json.dumps({"start": start, "delivered": time.time()}))
     """
 )
 
@@ -105,22 +111,22 @@ class _Plain:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "benchmarks", "_receiver_proc.py")],
+            stdin=subprocess.PIPE,  # it exits when its stdin closes
             stdout=subprocess.PIPE,
             text=True,
         )
         assert self.proc.stdout is not None
         ports = json.loads(self.proc.stdout.readline())
         self.endpoint = f"127.0.0.1:{ports['grpc']}"
-        self.control = ports["control"]
 
     def close(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.control), timeout=10) as s:
-            s.sendall(b"quit\n")
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
         self.proc.wait(30)
 
 
 def ingest_round(n: int) -> tuple[float, float, float]:
-    """(package's rate into the plain receiver, rate into the viewer's store, writer's own records/s)."""
+    """(package's rate into the plain receiver, rate into the viewer's store, store's lag after delivery)."""
     plain = _Plain()
     try:
         r = _client(plain.endpoint, n)
@@ -133,13 +139,49 @@ def ingest_round(n: int) -> tuple[float, float, float]:
         # Everything is delivered; the spans of the exceptions are in the store too (n + n/100 items).
         target = n + n // 100
         while viewer.stored() < target:
-            time.sleep(0.01)
+            time.sleep(0.02)
         stored = time.time()
         viewer_rate = n / (stored - r["start"])
         lag = stored - r["delivered"]
+        print(
+            f"  round: receiver alone {plain_rate:,.0f}/s; serve --ui: delivered {n / (r['delivered'] - r['start']):,.0f}/s,"
+            f" stored {viewer_rate:,.0f}/s, {lag * 1000:.0f} ms after the last was delivered",
+            flush=True,
+        )
     finally:
         viewer.close()
     return plain_rate, viewer_rate, lag
+
+
+STORE_ALONE = WORKLOAD + textwrap.dedent(
+    """
+    from highlight_logging._receiver import Receiver
+    from highlight_logging._devtools.viewer import Store
+    n = int(sys.argv[1])
+    with Receiver() as rx:
+        workload(rx.endpoint, n)
+        logs, spans = rx.requests_logs, rx.requests_spans
+    store = Store(keep=100_000)
+    start = time.perf_counter()
+    for r in logs:
+        store.submit_logs(r)
+    for r in spans:
+        store.submit_spans(r)
+    assert store.flush(120)
+    took = time.perf_counter() - start
+    print(json.dumps({"rate": n / took, "writer_rate": n / store.ingest_seconds}))
+    store.close()
+    """
+)
+
+
+def store_alone(n: int) -> dict[str, float]:
+    """The store by itself, in one process: the same records, already received, written."""
+    out = subprocess.run(
+        [sys.executable, "-c", STORE_ALONE, str(n)], check=True, capture_output=True, text=True
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 QUERIES = (
@@ -203,6 +245,11 @@ def main() -> None:
     print(f"  package -> receiver alone:  {plain:>9,.0f} records/s")
     print(f"  package -> serve --ui store: {viewer:>8,.0f} records/s  ({ratio:.2f}x; stored "
           f"{statistics.median(r[2] for r in rows) * 1000:.0f} ms after the last was delivered)")  # fmt: skip
+    alone = [store_alone(args.n) for _ in range(args.rounds)]
+    print(
+        f"  the store alone (same records, already received): {statistics.median(a['rate'] for a in alone):,.0f}"
+        f" records/s ({statistics.median(a['writer_rate'] for a in alone):,.0f}/s counting the writer's transactions only)"
+    )
     print("queries with the store full (100,000 records), median of 7, ms:")
     for name, ms in queries(max(args.n, 100_000)):
         print(f"  {name:<30} {ms:8.1f}")

@@ -273,7 +273,8 @@ def test_otlp_http_and_every_filter(served: Served) -> None:
     assert bodies("scope=app") == ["warn line", "50% off_sale", "debug line"]
     assert bodies("q=%25") == ["50% off_sale"]  # LIKE's wildcards are literal
     assert bodies("q=f_s") == ["50% off_sale"]
-    assert bodies("q=ADA") == ["50% off_sale"]  # attributes too, any case
+    assert bodies("q=OFF") == ["50% off_sale"]  # the message in any case
+    assert bodies("q=ada") == ["50% off_sale"]  # attribute values too, in their case
     assert bodies("q=nothing-like-this") == []
     assert bodies("session=s-9") == ["warn line"]
     assert bodies("trace=r-1") == ["error line"]
@@ -282,7 +283,7 @@ def test_otlp_http_and_every_filter(served: Served) -> None:
     assert bodies(f"since={base_ms + 4}.5") == ["traced", "text-only level"]  # the page sends milliseconds
     page = served.get("api/logs?limit=2")
     assert [i["body"] for i in page["items"]] == ["traced", "text-only level"]
-    assert bodies(f"limit=2&before={page['items'][-1]['cursor']}") == ["error line", "warn line"]
+    assert bodies(f"limit=2&before={page['items'][-1]['id']}") == ["error line", "warn line"]
     last = page["last_id"]
     assert bodies(f"after={last}") == []
     assert _post(http, _logs(_record("newer", 9)).SerializeToString()) == 200
@@ -443,3 +444,67 @@ def test_cli_prints_the_address_and_warns_only_off_loopback(tmp_path: Path) -> N
         out, err = proc.communicate(timeout=20)
     assert f"Viewer     {lines[2].split()[1]}" in out and "WARNING" not in err
     assert "received 0 log records, 0 spans" in out
+
+
+def test_otlp_json_client(served: Served) -> None:
+    """OTLP/HTTP's JSON encoding, as OpenTelemetry's JavaScript exporters send it: a span and a log in one trace."""
+    trace_id, t = "5b8efff798038103d269b633813fc60c", time.time_ns()
+    spans = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "fetch"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": "GET /api/cart",
+                                "kind": 3,
+                                "startTimeUnixNano": str(t),
+                                "endTimeUnixNano": str(t + 3_000_000),
+                                "status": {"code": 2, "message": "502"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(t + 1000),
+                                "severityText": "WARN",
+                                "body": {"stringValue": "cart fetch failed"},
+                                "traceId": trace_id,
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    base = served.receiver.http_endpoint
+    assert (
+        _post(f"{base}/v1/traces", json.dumps(spans).encode(), **{"Content-Type": "application/json"}) == 200
+    )
+    assert _post(f"{base}/v1/logs", json.dumps(logs).encode(), **{"Content-Type": "application/json"}) == 200
+    served.settle()
+    items = served.get(f"api/trace?trace={trace_id}")["items"]
+    assert [(i["kind"], i["body"]) for i in items] == [
+        ("span", "GET /api/cart"),
+        ("log", "cart fetch failed"),
+    ]
+    assert (
+        items[0]["duration_ns"] == 3_000_000
+        and items[0]["status"] == "ERROR"
+        and items[0]["span_kind"] == "CLIENT"
+    )
+    assert items[1]["level"] == "WARN" and items[1]["severity"] == 13

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from highlight_logging._devtools.viewer._store import LEVELS, LogQuery, Store
+from highlight_logging._devtools.viewer._store import LEVELS, LogQuery, Store, json_default
 
 __all__ = ["ViewerServer"]
 
@@ -174,7 +174,7 @@ def _api(store: Store, route: str, p: dict[str, str]) -> tuple[int, object]:
             since_ns=_ns(p.get("since")),
             until_ns=_ns(p.get("until")),
             after_id=_int(p.get("after")),
-            before=_cursor(p.get("before")),
+            before_id=_int(p.get("before")),
             limit=_int(p.get("limit")) or 100,
         )
         last_id = (
@@ -204,14 +204,6 @@ def _int(text: str | None) -> int | None:
     return int(text)
 
 
-def _cursor(text: str | None) -> tuple[int, int] | None:
-    """A paging cursor, ``time_ns:id`` as the rows carry it."""
-    if not text:
-        return None
-    time_ns, _, item_id = text.partition(":")
-    return int(time_ns), int(item_id)
-
-
 def _ns(text: str | None) -> int | None:
     """A time in milliseconds since the epoch (what the page sends) as nanoseconds."""
     if text is None or text == "":
@@ -221,9 +213,9 @@ def _ns(text: str | None) -> int | None:
 
 def _json(obj: object) -> bytes:
     try:
-        text = json.dumps(obj, allow_nan=False)  # ASCII: a lone surrogate travels as an escape
+        text = json.dumps(obj, allow_nan=False, default=json_default)  # ASCII: a lone surrogate is an escape
     except ValueError:  # NaN/Infinity attribute values: JSON has no such numbers, the page shows text
-        text = json.dumps(_finite(obj))
+        text = json.dumps(_finite(obj), default=json_default)
     return text.encode("ascii")
 
 

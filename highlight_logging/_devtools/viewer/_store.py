@@ -20,9 +20,11 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from highlight_logging._devtools.viewer import _group
-from highlight_logging._receiver import PyValue, any_value_to_python, attributes_to_dict
+from highlight_logging._receiver import PyValue, any_value_to_python
 
 __all__ = ["LEVELS", "LogQuery", "Store"]
 
@@ -62,14 +64,10 @@ CREATE TABLE IF NOT EXISTS items (
     request_id TEXT NOT NULL,       -- highlight.trace_id
     session_id TEXT NOT NULL,       -- highlight.session_id
     req_key TEXT NOT NULL,          -- request_id, else (the request of) trace_id: what Requests groups by
-    attrs TEXT NOT NULL,
-    extra TEXT NOT NULL             -- spans: kind, status, events
+    raw BLOB NOT NULL               -- the LogRecord or Span as it came: attributes are decoded when shown
 );
-CREATE INDEX IF NOT EXISTS items_kind ON items (kind, id);
-CREATE INDEX IF NOT EXISTS items_time ON items (time_ns);
-CREATE INDEX IF NOT EXISTS items_severity ON items (severity, id);
-CREATE INDEX IF NOT EXISTS items_service ON items (service, id);
-CREATE INDEX IF NOT EXISTS items_scope ON items (scope, id);
+-- The Logs view walks the newest ids first and stops at a page: no index for level, service, scope or
+-- time (each would cost every insert and make the planner sort instead of walk). Ids only, each partial.
 CREATE INDEX IF NOT EXISTS items_trace ON items (trace_id) WHERE trace_id != '';
 CREATE INDEX IF NOT EXISTS items_request ON items (request_id) WHERE request_id != '';
 CREATE INDEX IF NOT EXISTS items_session ON items (session_id) WHERE session_id != '';
@@ -100,13 +98,15 @@ CREATE INDEX IF NOT EXISTS errors_span ON errors (span_item);
 """
 _ITEM_COLUMNS = (
     "id, kind, time_ns, end_ns, severity, level, body, scope, service, resource_id, trace_id, span_id, "
-    "parent_id, request_id, session_id, attrs, extra"
+    "parent_id, request_id, session_id, raw"
 )
 _INSERT_ITEM = (
     "INSERT INTO items (kind, time_ns, end_ns, severity, level, body, scope, service, resource_id, trace_id, "
-    "span_id, parent_id, request_id, session_id, req_key, attrs, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "span_id, parent_id, request_id, session_id, req_key, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+# severity number (0-24) -> level name, for records that send no severity_text
+_LEVEL_NAMES = ("", *(n for n in LEVELS for _ in range(4)))
 _STATUS = ("UNSET", "OK", "ERROR")
 
 
@@ -123,8 +123,32 @@ class LogQuery:
     since_ns: int | None = None
     until_ns: int | None = None
     after_id: int | None = None  #: live tail: only newer rows
-    before: tuple[int, int] | None = None  #: paging: rows older than this (time_ns, id)
+    before_id: int | None = None  #: paging: only older rows
     limit: int = 100
+
+
+# A row for the items table, and the attributes of its exception (None: no exception).
+_Row = tuple[tuple[Any, ...], "dict[str, PyValue] | None"]
+
+
+def _row_time(row: _Row) -> int:
+    t: int = row[0][1]
+    return t
+
+
+def _attributes(attributes: Any) -> dict[str, PyValue]:
+    """attributes_to_dict with a fast path for the common kinds (the writer's hottest loop)."""
+    out: dict[str, PyValue] = {}
+    for kv in attributes:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            out[kv.key] = value.string_value
+        elif kind == "int_value":
+            out[kv.key] = value.int_value
+        else:
+            out[kv.key] = any_value_to_python(value)
+    return out
 
 
 class _Pending:
@@ -154,6 +178,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._counts = self._count(self._db)
         self._lock = threading.Lock()  # the connection: the writer's batches and the readers' queries
         self._cond = threading.Condition()  # the queue and the counters below
         self._queue: deque[_Pending] = deque()
@@ -242,11 +267,20 @@ class Store:
             db = self._db
             db.execute("BEGIN")
             try:
+                rows: list[_Row] = []
                 for p in batch:
                     if isinstance(p.request, logs_service_pb2.ExportLogsServiceRequest):
-                        self._write_logs(db, p.request)
+                        self._log_rows(db, p.request, rows)
                     else:
-                        self._write_spans(db, p.request)
+                        self._span_rows(db, p.request, rows)
+                # Ids in time order within a batch: the Logs view pages by id, which is then time order
+                # but for records that arrive late.
+                rows.sort(key=_row_time)
+                self._insert(db, rows)
+                # Kept as counts, so that the page's status line costs no scan of the table.
+                counts = [self._counts[0], self._counts[1]]
+                for item, _ in rows:
+                    counts[item[0]] += 1
                 if self._new_links:
                     # Records of these traces that came before the link was seen join the request.
                     db.executemany("UPDATE items SET req_key = ? WHERE req_key = ?", self._new_links)
@@ -254,9 +288,15 @@ class Store:
                 last = db.execute("SELECT max(id) FROM items").fetchone()[0]
                 if last is not None and last > self.keep:
                     cutoff = last - self.keep
+                    for kind, n in db.execute(
+                        "SELECT kind, count(*) FROM items WHERE id <= ? GROUP BY kind", (cutoff,)
+                    ):
+                        counts[kind] -= n
                     db.execute("DELETE FROM items WHERE id <= ?", (cutoff,))
                     db.execute("DELETE FROM errors WHERE first_item <= ?", (cutoff,))
+                errors = db.execute("SELECT count(*) FROM errors").fetchone()[0]
                 db.execute("COMMIT")
+                self._counts = (counts[0], counts[1], errors, last or 0)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -282,115 +322,106 @@ class Store:
             self._new_links.append((request_id, trace_id))
         return request_id
 
-    def _write_logs(self, db: sqlite3.Connection, request: logs_service_pb2.ExportLogsServiceRequest) -> None:
+    def _log_rows(
+        self, db: sqlite3.Connection, request: logs_service_pb2.ExportLogsServiceRequest, out: list[_Row]
+    ) -> None:
+        # The writer's hot loop: columns read straight from the message, the record kept as its bytes,
+        # and attributes decoded only when they may hold highlight ids or an exception.
+        level_names = _LEVEL_NAMES
         for rl in request.resource_logs:
-            rid, service = self._resource_id(db, attributes_to_dict(rl.resource.attributes))
+            rid, service = self._resource_id(db, _attributes(rl.resource.attributes))
             for sl in rl.scope_logs:
                 scope = sl.scope.name
-                rows = []
-                errors: list[dict[str, PyValue] | None] = []
                 for rec in sl.log_records:
-                    attrs = attributes_to_dict(rec.attributes)
-                    severity = _severity(rec.severity_number, rec.severity_text)
-                    trace_id = rec.trace_id.hex()
-                    request_id = _text(attrs.get("highlight.trace_id", ""))
-                    rows.append(
-                        (
-                            LOG,
-                            rec.time_unix_nano or rec.observed_time_unix_nano,
-                            None,
-                            severity,
-                            rec.severity_text or _level_name(severity),
-                            _body(rec.body),
-                            scope,
-                            service,
-                            rid,
-                            trace_id,
-                            rec.span_id.hex(),
-                            "",
-                            request_id,
-                            _text(attrs.get("highlight.session_id", "")),
-                            self._req_key(trace_id, request_id),
-                            _dumps(attrs),
-                            "",
-                        )
+                    raw = rec.SerializeToString()
+                    request_id = session_id = ""
+                    exc = None
+                    if b"highlight." in raw or b"exception." in raw:
+                        attrs = _attributes(rec.attributes)
+                        request_id = _text(attrs.get("highlight.trace_id", ""))
+                        session_id = _text(attrs.get("highlight.session_id", ""))
+                        if "exception.type" in attrs or "exception.message" in attrs:
+                            exc = attrs
+                    severity: int = rec.severity_number
+                    if not 1 <= severity <= 24:
+                        severity = _severity(severity, rec.severity_text)
+                    body = rec.body
+                    trace_id = rec.trace_id.hex() if rec.trace_id else ""
+                    item = (
+                        LOG,
+                        rec.time_unix_nano or rec.observed_time_unix_nano,
+                        None,
+                        severity,
+                        rec.severity_text or level_names[severity],
+                        body.string_value if body.WhichOneof("value") == "string_value" else _body(body),
+                        scope,
+                        service,
+                        rid,
+                        trace_id,
+                        rec.span_id.hex() if rec.span_id else "",
+                        "",
+                        request_id,
+                        session_id,
+                        self._req_key(trace_id, request_id) if trace_id or request_id else "",
+                        raw,
                     )
-                    errors.append(
-                        attrs if "exception.type" in attrs or "exception.message" in attrs else None
-                    )
-                self._insert(db, rows, errors, log=True)
+                    out.append((item, exc))
 
-    def _write_spans(
-        self, db: sqlite3.Connection, request: trace_service_pb2.ExportTraceServiceRequest
+    def _span_rows(
+        self, db: sqlite3.Connection, request: trace_service_pb2.ExportTraceServiceRequest, out: list[_Row]
     ) -> None:
         for rs in request.resource_spans:
-            rid, service = self._resource_id(db, attributes_to_dict(rs.resource.attributes))
+            rid, service = self._resource_id(db, _attributes(rs.resource.attributes))
             for ss in rs.scope_spans:
                 scope = ss.scope.name
-                rows = []
-                errors: list[dict[str, PyValue] | None] = []
                 for span in ss.spans:
-                    attrs = attributes_to_dict(span.attributes)
-                    events: list[dict[str, PyValue]] = [
-                        {
-                            "time_ns": ev.time_unix_nano,
-                            "name": ev.name,
-                            "attributes": attributes_to_dict(ev.attributes),
-                        }
-                        for ev in span.events
-                    ]
-                    status = _STATUS[span.status.code] if 0 <= span.status.code < 3 else str(span.status.code)
-                    extra = {
-                        "span_kind": _SPAN_KINDS[span.kind] if 0 <= span.kind < 6 else str(span.kind),
-                        "status": status,
-                        "status_message": span.status.message,
-                        "events": events,
-                    }
+                    raw = span.SerializeToString()
+                    attrs = (
+                        _attributes(span.attributes) if b"highlight." in raw or b"exception." in raw else {}
+                    )
+                    error = span.status.code == 2
                     trace_id = span.trace_id.hex()
                     request_id = _text(attrs.get("highlight.trace_id", ""))
-                    rows.append(
-                        (
-                            SPAN,
-                            span.start_time_unix_nano,
-                            span.end_time_unix_nano,
-                            17 if status == "ERROR" else 0,
-                            "ERROR" if status == "ERROR" else "SPAN",
-                            span.name,
-                            scope,
-                            service,
-                            rid,
-                            trace_id,
-                            span.span_id.hex(),
-                            span.parent_span_id.hex(),
-                            request_id,
-                            _text(attrs.get("highlight.session_id", "")),
-                            self._req_key(trace_id, request_id),
-                            _dumps(attrs),
-                            _dumps(extra),
-                        )
+                    item = (
+                        SPAN,
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
+                        17 if error else 0,
+                        "ERROR" if error else "SPAN",
+                        span.name,
+                        scope,
+                        service,
+                        rid,
+                        trace_id,
+                        span.span_id.hex(),
+                        span.parent_span_id.hex(),
+                        request_id,
+                        _text(attrs.get("highlight.session_id", "")),
+                        self._req_key(trace_id, request_id),
+                        raw,
                     )
-                    exc_event = next((e for e in events if e["name"] == "exception"), None)
-                    merged: dict[str, PyValue] | None = None
-                    if exc_event is not None and isinstance(exc_event["attributes"], dict):
-                        merged = {**attrs, **exc_event["attributes"], "__time_ns": exc_event["time_ns"]}
-                    errors.append(merged)
-                self._insert(db, rows, errors, log=False)
+                    exc: dict[str, PyValue] | None = None
+                    for ev in span.events:
+                        if ev.name == "exception":
+                            exc = {**attrs, **_attributes(ev.attributes), "__time_ns": ev.time_unix_nano}
+                            break
+                    out.append((item, exc))
 
-    def _insert(
-        self,
-        db: sqlite3.Connection,
-        rows: list[tuple[Any, ...]],
-        errors: list[dict[str, PyValue] | None],
-        *,
-        log: bool,
-    ) -> None:
-        if not any(errors):
-            db.executemany(_INSERT_ITEM, rows)
-            return
-        for row, exc in zip(rows, errors, strict=True):
-            item_id = db.execute(_INSERT_ITEM, row).lastrowid
-            if exc is not None and item_id is not None:
-                self._insert_error(db, item_id, row, exc, log=log)
+    def _insert(self, db: sqlite3.Connection, rows: list[_Row]) -> None:
+        """Runs of plain records in one executemany each; a record with an exception alone (its id is needed)."""
+        run: list[tuple[Any, ...]] = []
+        for item, exc in rows:
+            if exc is None:
+                run.append(item)
+                continue
+            if run:
+                db.executemany(_INSERT_ITEM, run)
+                run = []
+            item_id = db.execute(_INSERT_ITEM, item).lastrowid
+            if item_id is not None:
+                self._insert_error(db, item_id, item, exc, log=item[0] == LOG)
+        if run:
+            db.executemany(_INSERT_ITEM, run)
 
     def _insert_error(
         self,
@@ -447,13 +478,19 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    def stats(self) -> dict[str, object]:
-        rows = self._query(
+    @staticmethod
+    def _count(db: sqlite3.Connection) -> tuple[int, int, int, int]:
+        """(log records, spans, errors, newest id), counted once when the store opens."""
+        logs, spans, errors, last = db.execute(
             "SELECT (SELECT count(*) FROM items WHERE kind = 0), (SELECT count(*) FROM items WHERE kind = 1),"
-            " (SELECT count(*) FROM errors), (SELECT max(id) FROM items)"
-        )
-        logs, spans, errors, last = rows[0]
-        return {"logs": logs, "spans": spans, "errors": errors, "last_id": last or 0, "keep": self.keep}
+            " (SELECT count(*) FROM errors), (SELECT coalesce(max(id), 0) FROM items)"
+        ).fetchone()
+        return int(logs), int(spans), int(errors), int(last)
+
+    def stats(self) -> dict[str, object]:
+        """Counts for the status line (as of the last batch written)."""
+        logs, spans, errors, last = self._counts
+        return {"logs": logs, "spans": spans, "errors": errors, "last_id": last, "keep": self.keep}
 
     def last_id(self) -> int:
         """The newest record's id (ids grow with arrival)."""
@@ -471,7 +508,7 @@ class Store:
         return {"services": services, "scopes": scopes, "levels": list(LEVELS)}
 
     def logs(self, q: LogQuery) -> list[dict[str, object]]:
-        """A page of log records, newest first (by their time; ``after_id`` by arrival)."""
+        """A page of log records, newest first (ids follow time within each batch written)."""
         where = ["kind = 0"]
         params: list[object] = []
         if q.min_severity > 0:
@@ -485,8 +522,9 @@ class Store:
             params.append(q.service)
         if q.text:
             like = "%" + q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(body LIKE ? ESCAPE '\\' OR attrs LIKE ? ESCAPE '\\')")
-            params += [like, like]
+            # Attribute values are searched in the record's bytes: exact case (the message: any case).
+            where.append("(body LIKE ? ESCAPE '\\' OR instr(raw, ?) > 0)")
+            params += [like, q.text.encode("utf-8", "surrogatepass")]
         if q.trace:
             where.append("(trace_id = ? OR request_id = ?)")
             params += [q.trace.lower() if _is_hex(q.trace) else q.trace, q.trace]
@@ -502,12 +540,12 @@ class Store:
         if q.after_id is not None:
             where.append("id > ?")
             params.append(q.after_id)
-        if q.before is not None:
-            where.append("(time_ns < ? OR (time_ns = ? AND id < ?))")
-            params += [q.before[0], q.before[0], q.before[1]]
+        if q.before_id is not None:
+            where.append("id < ?")
+            params.append(q.before_id)
         limit = max(1, min(q.limit, 1000))
         rows = self._query(
-            f"SELECT {_ITEM_COLUMNS} FROM items WHERE {' AND '.join(where)} ORDER BY time_ns DESC, id DESC LIMIT ?",
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
             [*params, limit],
         )
         items = [_item(r, brief=True) for r in rows]
@@ -629,7 +667,7 @@ class Store:
                     "spans": spans,
                     "start_ns": start,
                     "duration_ns": max(0, end - start),
-                    "level": _level_name(severity) if severity else "",
+                    "level": _LEVEL_NAMES[severity] if 0 <= severity <= 24 else "",
                     "services": (services or "").split(","),
                     "session_id": session,
                 }
@@ -641,7 +679,7 @@ class Store:
         limit = max(1, min(limit, 10_000))
         if session:
             rows = self._query(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE session_id = ? ORDER BY time_ns, id LIMIT ?",
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE session_id = ? ORDER BY time_ns, kind, id LIMIT ?",
                 (session, limit),
             )
         elif trace:
@@ -663,7 +701,7 @@ class Store:
             rm = ",".join("?" * len(requests))
             rows = self._query(
                 f"SELECT {_ITEM_COLUMNS} FROM items WHERE trace_id IN ({tm}) OR request_id IN ({rm})"
-                " ORDER BY time_ns, id LIMIT ?",
+                " ORDER BY time_ns, kind, id LIMIT ?",
                 [*traces, *requests, limit],
             )
         else:
@@ -675,11 +713,9 @@ class Store:
 
 def _item(r: Sequence[Any], *, brief: bool) -> dict[str, object]:
     (iid, kind, time_ns, end_ns, severity, level, body, scope, service, _rid, trace_id, span_id, parent_id,
-     request_id, session_id, attrs_json, extra_json) = r  # fmt: skip
-    attrs = json.loads(attrs_json)
+     request_id, session_id, raw) = r  # fmt: skip
     out: dict[str, object] = {
         "id": iid,
-        "cursor": f"{time_ns}:{iid}",
         "kind": "span" if kind == SPAN else "log",
         "time_ns": time_ns,
         "severity": severity,
@@ -690,7 +726,6 @@ def _item(r: Sequence[Any], *, brief: bool) -> dict[str, object]:
         "span_id": span_id,
         "request_id": request_id,
         "session_id": session_id,
-        "attributes": attrs,
     }
     if brief and len(body) > _LIST_BODY:
         out["body"] = body[:_LIST_BODY]
@@ -698,14 +733,27 @@ def _item(r: Sequence[Any], *, brief: bool) -> dict[str, object]:
     else:
         out["body"] = body
     if kind == SPAN:
-        out["parent_id"] = parent_id
-        out["end_ns"] = end_ns
-        out["duration_ns"] = max(0, (end_ns or 0) - time_ns) if end_ns else None
-        out.update(json.loads(extra_json))
-        events = out.get("events")
-        has_exc = isinstance(events, list) and any(e.get("name") == "exception" for e in events)
+        span = Span.FromString(raw)
+        attrs = _attributes(span.attributes)
+        events = [
+            {"time_ns": ev.time_unix_nano, "name": ev.name, "attributes": _attributes(ev.attributes)}
+            for ev in span.events
+        ]
+        code = span.status.code
+        out.update(
+            parent_id=parent_id,
+            end_ns=end_ns,
+            duration_ns=max(0, end_ns - time_ns) if end_ns else None,
+            span_kind=_SPAN_KINDS[span.kind] if 0 <= span.kind < len(_SPAN_KINDS) else str(span.kind),
+            status=_STATUS[code] if 0 <= code < len(_STATUS) else str(code),
+            status_message=span.status.message,
+            events=events,
+        )
+        has_exc = any(e["name"] == "exception" for e in events)
     else:
+        attrs = _attributes(LogRecord.FromString(raw).attributes)
         has_exc = "exception.type" in attrs or "exception.message" in attrs
+    out["attributes"] = attrs
     if has_exc:
         out["exception"] = True
     return out
@@ -716,14 +764,6 @@ def _severity(number: int, text: str) -> int:
         return number
     upper = text.strip().upper()
     return LEVELS.get(upper) or _TEXT_LEVELS.get(upper, 0)
-
-
-def _level_name(severity: int) -> str:
-    name = ""
-    for level, first in LEVELS.items():
-        if severity >= first:
-            name = level
-    return name
 
 
 def _body(value: AnyValue) -> str:
@@ -747,11 +787,11 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def _json_default(obj: object) -> str:
+def json_default(obj: object) -> str:
     if isinstance(obj, bytes):
         return base64.b64encode(obj).decode("ascii")
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=_json_default, allow_nan=True)
+    return json.dumps(value, ensure_ascii=False, default=json_default, allow_nan=True)

@@ -235,14 +235,14 @@ async function logsView(params) {
   const query = logQuery(params);
   const data = await api("logs", Object.assign({ limit: PAGE }, query));
   state.lastId = data.last_id;
-  state.oldestId = data.items.length ? data.items[data.items.length - 1].cursor : null;
+  state.oldestId = data.items.length ? data.items[data.items.length - 1].id : null;
   if (!data.items.length) list.append(el("li", { class: "empty", id: "no-rows", text: "No log records match (yet). New ones appear here live." }));
   for (const item of data.items) list.append(logRow(item));
   more.hidden = data.items.length < PAGE;
   more.addEventListener("click", async () => {
     const older = await api("logs", Object.assign({ limit: PAGE, before: state.oldestId }, query));
     for (const item of older.items) list.append(logRow(item));
-    if (older.items.length) state.oldestId = older.items[older.items.length - 1].cursor;
+    if (older.items.length) state.oldestId = older.items[older.items.length - 1].id;
     more.hidden = older.items.length < PAGE;
   });
   const tail = async () => {
