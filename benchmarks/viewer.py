@@ -225,6 +225,9 @@ def queries(n: int) -> list[tuple[str, float]]:
                 _get(viewer.ui + str(path))
                 times.append((time.perf_counter() - t) * 1000)
             out.append((name, statistics.median(times)))
+        with open(f"/proc/{viewer.proc.pid}/status") as f:  # Linux: the serve process's resident memory
+            rss = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        print(f"  serve --ui resident memory with the store full: {rss / 1024:.0f} MB")
         return out
     finally:
         viewer.close()

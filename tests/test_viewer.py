@@ -329,6 +329,7 @@ def test_app_spans_join_the_request_their_logs_name(served: Served) -> None:
     served.settle()
     (request,) = served.get("api/requests")["requests"]
     assert request["key"] == "req-7" and request["count"] == 2 and request["duration_ns"] == 5_000_000
+    assert request["name"] == "GET /"
     items = served.get("api/trace?trace=req-7")["items"]
     assert [(i["kind"], i["body"]) for i in items] == [("span", "GET /"), ("log", "in GET /")]
     assert items[0]["duration_ns"] == 5_000_000

@@ -222,8 +222,9 @@ def test_error_group_to_log_line_and_request_and_back(served: Served, browser: A
     _wait(browser, lambda d: _css(d, "#error-group"), "request -> error group")
 
     _open(browser, served.ui + "#/requests", "#request-list .row")
-    keys = _texts(browser, "#request-list .row .body")
-    assert "request-0" in keys and "request-1" in keys
+    rows = [r.text for r in _css(browser, "#request-list .row")]
+    assert any("request-0" in r and "GET /orders/42" in r for r in rows), rows
+    assert any("request-1" in r and "GET /orders/1337" in r for r in rows), rows
     _screenshot(browser, "requests.png")
 
 

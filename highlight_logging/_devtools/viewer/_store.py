@@ -660,9 +660,16 @@ class Store:
         )
         out = []
         for key, n, start, end, spans, severity, _last, services, session in rows:
+            # Its name: the first span without a parent (the request's own span), else its first record.
+            first = self._query(
+                "SELECT body FROM items WHERE req_key = ? ORDER BY kind = 1 AND parent_id = '' DESC, time_ns, id"
+                " LIMIT 1",
+                (key,),
+            )
             out.append(
                 {
                     "key": key,
+                    "name": first[0][0][:200] if first else "",
                     "count": n,
                     "spans": spans,
                     "start_ns": start,

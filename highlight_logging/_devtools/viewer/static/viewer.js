@@ -442,7 +442,8 @@ async function requestsView() {
       el("div", { class: "line" },
         el("span", { class: "time", text: fmtTime(r.start_ns), title: fmtDateTime(r.start_ns) }),
         el("span", { class: "lvl " + (r.level || ""), text: r.level || "-" }),
-        el("span", { class: "body", text: r.key }),
+        el("span", { class: "body", text: r.name }),
+        el("span", { class: "meta", text: r.key }),
         el("span", { class: "dur", text: fmtDuration(r.duration_ns) }),
         el("span", { class: "meta", text: `${r.count} records, ${r.spans} spans · ${r.services.join(", ")}` })));
     row.addEventListener("click", () => { location.hash = hashFor("trace", { trace: r.key }); });
