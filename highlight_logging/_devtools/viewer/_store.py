@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 -- The Logs view walks the newest ids first and stops at a page: no index for level, service, scope or
 -- time (each would cost every insert and make the planner sort instead of walk). Ids only, each partial.
+-- Partial: a query names the same "!= ''" so that SQLite may use them with a bound value.
 CREATE INDEX IF NOT EXISTS items_trace ON items (trace_id) WHERE trace_id != '';
 CREATE INDEX IF NOT EXISTS items_request ON items (request_id) WHERE request_id != '';
 CREATE INDEX IF NOT EXISTS items_session ON items (session_id) WHERE session_id != '';
@@ -283,7 +284,9 @@ class Store:
                     counts[item[0]] += 1
                 if self._new_links:
                     # Records of these traces that came before the link was seen join the request.
-                    db.executemany("UPDATE items SET req_key = ? WHERE req_key = ?", self._new_links)
+                    db.executemany(
+                        "UPDATE items SET req_key = ? WHERE req_key = ? AND req_key != ''", self._new_links
+                    )
                     self._new_links = []
                 last = db.execute("SELECT max(id) FROM items").fetchone()[0]
                 if last is not None and last > self.keep:
@@ -526,10 +529,10 @@ class Store:
             where.append("(body LIKE ? ESCAPE '\\' OR instr(raw, ?) > 0)")
             params += [like, q.text.encode("utf-8", "surrogatepass")]
         if q.trace:
-            where.append("(trace_id = ? OR request_id = ?)")
+            where.append("((trace_id = ? AND trace_id != '') OR (request_id = ? AND request_id != ''))")
             params += [q.trace.lower() if _is_hex(q.trace) else q.trace, q.trace]
         if q.session:
-            where.append("session_id = ?")
+            where.append("session_id = ? AND session_id != ''")
             params.append(q.session)
         if q.since_ns is not None:
             where.append("time_ns >= ?")
@@ -662,7 +665,7 @@ class Store:
         for key, n, start, end, spans, severity, _last, services, session in rows:
             # Its name: the first span without a parent (the request's own span), else its first record.
             first = self._query(
-                "SELECT body FROM items WHERE req_key = ? ORDER BY kind = 1 AND parent_id = '' DESC, time_ns, id"
+                "SELECT body FROM items WHERE req_key = ? AND req_key != '' ORDER BY kind = 1 AND parent_id = '' DESC, time_ns, id"
                 " LIMIT 1",
                 (key,),
             )
@@ -686,7 +689,7 @@ class Store:
         limit = max(1, min(limit, 10_000))
         if session:
             rows = self._query(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE session_id = ? ORDER BY time_ns, kind, id LIMIT ?",
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE session_id = ? AND session_id != '' ORDER BY time_ns, kind, id LIMIT ?",
                 (session, limit),
             )
         elif trace:
@@ -695,19 +698,22 @@ class Store:
             traces = {key} | {
                 r[0]
                 for r in self._query(
-                    "SELECT DISTINCT trace_id FROM items WHERE request_id = ? AND trace_id != ''", (trace,)
+                    "SELECT DISTINCT trace_id FROM items WHERE request_id = ? AND request_id != '' AND trace_id != ''",
+                    (trace,),
                 )
             }
             requests = {trace} | {
                 r[0]
                 for r in self._query(
-                    "SELECT DISTINCT request_id FROM items WHERE trace_id = ? AND request_id != ''", (key,)
+                    "SELECT DISTINCT request_id FROM items WHERE trace_id = ? AND trace_id != '' AND request_id != ''",
+                    (key,),
                 )
             }
             tm = ",".join("?" * len(traces))
             rm = ",".join("?" * len(requests))
             rows = self._query(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE trace_id IN ({tm}) OR request_id IN ({rm})"
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE (trace_id IN ({tm}) AND trace_id != '')"
+                f" OR (request_id IN ({rm}) AND request_id != '')"
                 " ORDER BY time_ns, kind, id LIMIT ?",
                 [*traces, *requests, limit],
             )
