@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The extras every venv of the project installs (make pythons too).
 EXTRAS := all,dev,otel-instrument
 
-.PHONY: demo test lint typecheck unit bench pythons clean
+.PHONY: demo test lint typecheck unit bench pythons clean browser
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,7 +31,11 @@ PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py
 	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py tests/test_scrub.py tests/test_golden_otel.py \
 	tests/test_highlight_rules.py
 
-unit: $(STAMP)
+# Debian's headless Chromium and its driver for the viewer's browser tests (idempotent; root installs them).
+browser:
+	@bash .ci/install-chromium.sh
+
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 
