@@ -182,6 +182,7 @@ class Pipeline:
         self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
+        self.scrubbed = 0  # values scrubbed (written by the worker only; read by stats())
         self._resource = _encode.resource(self._resource_attributes())
 
     def _after_fork_in_child(self) -> None:
@@ -658,6 +659,7 @@ class Pipeline:
                 attrs = {**attrs, **event_attrs}
             if scrubbed:
                 attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}
+                self.scrubbed += len(scrubbed)
         log = _encode.log_record(
             record.time_ns,
             record.observed_ns,
@@ -932,6 +934,8 @@ def _make_scrubber(settings: Settings) -> Any:
         extra_keys=settings.scrub_extra_keys,
         patterns=settings.scrub_patterns,
         extra_patterns=settings.scrub_extra_patterns,
+        disable_rules=settings.scrub_disable_rules,
+        enable_rules=settings.scrub_enable_rules,
     )
 
 
@@ -1006,6 +1010,7 @@ def reset_for_tests() -> None:
 def stats() -> dict[str, Any]:
     """Counters summed over every pipeline of this process."""
     total = _new_counters()
+    total["logs"]["scrubbed"] = 0  # values scrubbed, in records and their exception spans alike
     for pipeline in pipelines():
         accepted = pipeline._accepted()
         with pipeline._lock:
@@ -1016,6 +1021,7 @@ def stats() -> dict[str, Any]:
                 for reason, n in c["dropped"].items():
                     t["dropped"][reason] += n
             total["logs"]["queued"] += accepted - pipeline._reports
+        total["logs"]["scrubbed"] += pipeline.scrubbed
     for t in total.values():
         t["dropped_total"] = sum(t["dropped"].values())
     return total
