@@ -282,7 +282,7 @@ _ASSIGNMENT_RE = re.compile(
     r"(?P<sep>\\?[\"']?[ \t]*(?:=>|:=|=|:(?!:))[ \t]*)"
     # an "Authorization: Bearer x" keeps its scheme word; taken atomically (lookahead + backref)
     rf"(?=(?P<scheme>(?:{_SCHEMES})?))(?P=scheme)"
-    r"(?!\\?[\"']?\[scrubbed\])"
+    r"(?!\\?[\"']?(?:\[scrubbed\]|\*+(?:[\s\"'&;,\\]|\Z)))"  # not a value already masked
     r"(?:(?P<q1>\\?\")(?P<dq>[^\"\n]+?)(?=\\?\"|\n|\Z)"
     r"|(?P<q2>\\?')(?P<sq>[^'\n]+?)(?=\\?'|\n|\Z)"
     r"|(?P<bare>[^\s\"'&;,<>\\)}\]]+))"
@@ -332,7 +332,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "url_password",
         _r(
-            r"[A-Za-z][A-Za-z0-9+.\-]{0,30}://[^\s:/?#@\[\]\"'<>]*:(?!\[scrubbed\]@)(?P<secret>[^\s/?#\"'<>]+)@"
+            r"[A-Za-z][A-Za-z0-9+.\-]{0,30}://[^\s:/?#@\[\]\"'<>]*:(?!\[scrubbed\]@|\*+@)(?P<secret>[^\s/?#\"'<>]+)@"
         ),
         (URL_TRIGGER,),
         description="the password of scheme://user:password@host; scheme, user and host are kept",

@@ -88,10 +88,13 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "headers":
                 value = tuple((k, "***") for k, _ in value)
+            elif isinstance(value, str) and "@" in value:  # an endpoint with a password in it
+                value = _URL_PASSWORD.sub(r"\1***@", value)
             fields.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(fields)})"
 
 
+_URL_PASSWORD = re.compile(r"(://[^/?#@:\s]*:)[^/?#\s]*@")
 _LOOPBACK = ("localhost", "127.", "[::1]", "::1")
 
 

@@ -158,3 +158,9 @@ def test_urllib_refusing_a_request_is_not_retried_and_not_quoted() -> None:
     outcome = transport.export(LOGS, b"", 1.0)
     assert not outcome.ok and not outcome.retryable
     assert SECRET not in (outcome.detail or "")
+
+
+def test_an_endpoint_password_is_not_shown_in_settings() -> None:
+    settings = resolve({"endpoint": f"https://ingest:{SECRET}@collector.example.com:4318"})
+    assert SECRET not in repr(settings)
+    assert "https://ingest:***@collector.example.com:4318" in repr(settings)

@@ -103,6 +103,14 @@ def test_urls_and_assignments_keep_what_makes_the_log_useful(text: str, expected
     assert SCRUBBER.scrub_text(text, "body")[0] == expected
 
 
+@pytest.mark.parametrize(
+    "text", ["postgres://u:***@h/db", "password=*** next", '{"password": "***"}', f"token: {MARKER}"]
+)
+def test_values_already_masked_are_left_as_they_are(text: str) -> None:
+    """What a library or an earlier pass already masked is not reported again."""
+    assert SCRUBBER.scrub_text(text, "body") == (text, [])
+
+
 def test_a_private_key_cut_short_is_scrubbed_to_the_end() -> None:
     """A truncated key block (a cut log line) is replaced from BEGIN to the end of the text."""
     text = "loaded -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx7\nabcdef"
