@@ -300,11 +300,27 @@ def _text_key_denied(key: str) -> bool:
     return any(sub in compact for sub in _TEXT_KEY_SUBSTRINGS)
 
 
+# A traceback's "  File "x.py", line 12, in f" line: the next line is the source line it shows.
+_TRACEBACK_FILE_LINE = re.compile(r'[ \t]*File "[^"\n]*", line [0-9]+')
+
+
+def _in_source_line(m: re.Match[str]) -> bool:
+    """Whether ``m`` is on a traceback's source line (``login(user, password=password)``)."""
+    text = m.string
+    line_start = text.rfind("\n", 0, m.start())
+    if line_start < 0 or not text.startswith((" ", "\t"), line_start + 1):
+        return False  # source lines are indented; the exception's own line, right after a File
+        # line when no source is shown, is not
+    return _TRACEBACK_FILE_LINE.match(text, text.rfind("\n", 0, line_start) + 1, line_start) is not None
+
+
 def _assignment_repl(m: re.Match[str]) -> str:
     head = m.group("key") + m.group("sep") + m.group("scheme")
     q = m.group("q1") or m.group("q2") or ""
     value = m.group("dq") or m.group("sq") or m.group("bare")
     if _text_key_denied(m.group("key")):
+        if not q and _in_source_line(m):
+            return m.group()  # code: an expression (a quoted literal there is still replaced)
         return head + q + MARKER
     # Not a secret key: its value may still hold one ("note: password=x").
     return head + q + _ASSIGNMENT_RE.sub(_assignment_repl, value)

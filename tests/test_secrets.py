@@ -270,3 +270,29 @@ def test_rule_names_are_identifiers() -> None:
     names = [r.name for r in (*RULES, *OPTIONAL_RULES)]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
+
+
+def test_source_lines_of_a_traceback_keep_their_code() -> None:
+    """A traceback shows code: ``password=password`` there is an expression, not a secret; a quoted
+    literal on such a line, or a value in the message, is still replaced."""
+    value = "Xy7" + "q" * 12
+    stack = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/views.py", line 42, in login\n'
+        "    user = authenticate(username=username, password=password)\n"
+        '  File "/app/auth.py", line 7, in authenticate\n'
+        f'    conn = connect(dsn, password="{value}", token=settings.TOKEN)\n'
+        f"app.AuthError: rejected password={value}\n"
+    )
+    out, entries = SCRUBBER.scrub_text(stack, "exception.stacktrace")
+    assert "authenticate(username=username, password=password)" in out
+    assert "token=settings.TOKEN)" in out
+    assert value not in out
+    assert entries == ["exception.stacktrace:secret_assignment"]
+
+
+def test_an_exception_line_right_after_a_file_line_is_not_code() -> None:
+    """With no source to show (python -c, a zip), the exception's line follows the File line."""
+    stack = 'Traceback (most recent call last):\n  File "<string>", line 8, in f\nPermissionError: bad password=hunter2xyz\n'
+    out, _ = SCRUBBER.scrub_text(stack, "exception.stacktrace")
+    assert "hunter2xyz" not in out
