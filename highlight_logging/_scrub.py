@@ -282,7 +282,9 @@ _ASSIGNMENT_RE = re.compile(
     r"(?P<sep>\\?[\"']?[ \t]*(?:=>|:=|=|:(?!:))[ \t]*)"
     # an "Authorization: Bearer x" keeps its scheme word; taken atomically (lookahead + backref)
     rf"(?=(?P<scheme>(?:{_SCHEMES})?))(?P=scheme)"
-    r"(?!\\?[\"']?(?:\[scrubbed\]|\*+(?:[\s\"'&;,\\]|\Z)))"  # not a value already masked
+    # not a value already masked, nor a query or format placeholder (%s, ?, $1, {name}, :name)
+    r"(?!\\?[\"']?(?:\[scrubbed\]|(?:\*+|%[sdr]|%\([A-Za-z_]\w*\)[sdr]|\?|\$[0-9]+|\{\w*\}|:[A-Za-z_]\w*)"
+    r"(?:[\s\"'&;,)\\]|\Z)))"
     r"(?:(?P<q1>\\?\")(?P<dq>[^\"\n]+?)(?=\\?\"|\n|\Z)"
     r"|(?P<q2>\\?')(?P<sq>[^'\n]+?)(?=\\?'|\n|\Z)"
     r"|(?P<bare>[^\s\"'&;,<>\\)}\]]+))"
@@ -315,10 +317,20 @@ def _in_source_line(m: re.Match[str]) -> bool:
 
 
 def _assignment_repl(m: re.Match[str]) -> str:
-    head = m.group("key") + m.group("sep") + m.group("scheme")
+    key, scheme = m.group("key"), m.group("scheme")
     q = m.group("q1") or m.group("q2") or ""
     value = m.group("dq") or m.group("sq") or m.group("bare")
-    if _text_key_denied(m.group("key")):
+    denied = _text_key_denied(key)
+    if scheme and "auth" not in key.lower():
+        # Only an Authorization-like key has a scheme word: in "token_type=bearer x" the word is
+        # the value, and what follows it is more text.
+        word = scheme.rstrip()
+        rest = m.string[m.start("scheme") + len(word) : m.end()]
+        return (
+            key + m.group("sep") + (MARKER if denied else word) + _ASSIGNMENT_RE.sub(_assignment_repl, rest)
+        )
+    head = key + m.group("sep") + scheme
+    if denied:
         if not q and _in_source_line(m):
             return m.group()  # code: an expression (a quoted literal there is still replaced)
         return head + q + MARKER
@@ -478,7 +490,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "bearer",
-        _r(r"\b(?P<scheme>(?i:bearer)[ \t]+)(?P<secret>[A-Za-z0-9._~+/-]+=*)", re.ASCII),
+        # not the next key of "token_type=bearer expires_in=3600"
+        _r(r"\b(?P<scheme>(?i:bearer)[ \t]+)(?P<secret>[A-Za-z0-9._~+/-]+=*)(?![A-Za-z0-9=])", re.ASCII),
         ("bearer",),
         _bearer_repl,
         description="the credential after Bearer (not a short lowercase word, so prose is kept)",

@@ -161,6 +161,9 @@ def look_alikes(seed: int = 22) -> list[tuple[str, str]]:
         ("url_password", "https://example.com:8443/path?user=ann@example.com"),
         ("secret_assignment", "Password reset requested for user 42"),
         ("secret_assignment", "tokens_used: 512, author: ann"),
+        ("secret_assignment", "SELECT * FROM users WHERE token = %s AND password = ?"),
+        ("secret_assignment", "UPDATE t SET api_key = $1, secret = :secret WHERE id = {id}"),
+        ("bearer", "grant=bearer expires_in=3600"),
     ]
 
 

@@ -96,6 +96,9 @@ def test_every_rule_has_a_sample_and_a_look_alike() -> None:
         ("api-key => abcdef", f"api-key => {MARKER}"),
         ("refreshToken:abcdef", f"refreshToken:{MARKER}"),
         ("dsn=https://k:v@sentry.io/1", f"dsn=https://k:{MARKER}@sentry.io/1"),
+        ("token_type=bearer expires_in=3600", f"token_type={MARKER} expires_in=3600"),
+        ("token_type: Bearer, password=x1", f"token_type: {MARKER}, password={MARKER}"),
+        ("Proxy-Authorization: Basic abc", f"Proxy-Authorization: Basic {MARKER}"),
     ],
 )
 def test_urls_and_assignments_keep_what_makes_the_log_useful(text: str, expected: str) -> None:
