@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 # The front ends and both fast paths again without the C speedups, as an install without a compiler runs.
 PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py tests/test_hostile.py \
 	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py tests/test_scrub.py tests/test_golden_otel.py \
-	tests/test_highlight_rules.py
+	tests/test_highlight_rules.py tests/test_secrets.py
 
 # Debian's headless Chromium and its driver for the viewer's browser tests (idempotent; root installs them).
 browser:

@@ -193,6 +193,7 @@ class Pipeline:
         self._fork_held = False
         self._warned_partial = False
         self.counters = _new_counters()
+        self.scrubbed = 0  # values scrubbed (written by the worker only; read by stats())
         self._resource = _encode.resource(self._resource_attributes())
 
     def _after_fork_in_child(self) -> None:
@@ -695,6 +696,7 @@ class Pipeline:
                 attrs = {**attrs, **event_attrs}
             if scrubbed:
                 attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}
+                self.scrubbed += len(scrubbed)
         severity_text = record.severity_text
         if self.highlight:
             severity_text = _highlight.severity_text(record.severity_number)
@@ -971,6 +973,8 @@ def _make_scrubber(settings: Settings) -> Any:
         extra_keys=settings.scrub_extra_keys,
         patterns=settings.scrub_patterns,
         extra_patterns=settings.scrub_extra_patterns,
+        disable_rules=settings.scrub_disable_rules,
+        enable_rules=settings.scrub_enable_rules,
     )
 
 
@@ -1069,6 +1073,7 @@ def stats() -> dict[str, Any]:
     """Counters summed over every pipeline of this process."""
     total = _new_counters()
     total["logs"]["dropped"]["frontend_error"] = _frontend_losses
+    total["logs"]["scrubbed"] = 0  # values scrubbed, in records and their exception spans alike
     for pipeline in pipelines():
         accepted = pipeline._accepted()
         with pipeline._lock:
@@ -1079,6 +1084,7 @@ def stats() -> dict[str, Any]:
                 for reason, n in c["dropped"].items():
                     t["dropped"][reason] += n
             total["logs"]["queued"] += accepted - pipeline._reports
+        total["logs"]["scrubbed"] += pipeline.scrubbed
     for t in total.values():
         t["dropped_total"] = sum(t["dropped"].values())
     return total

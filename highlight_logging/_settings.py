@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import threading
 import urllib.parse
@@ -63,8 +64,10 @@ class Settings:
     scrub: bool = True
     scrub_keys: tuple[str, ...] | None = None
     scrub_extra_keys: tuple[str, ...] = ()
-    scrub_patterns: tuple[str, ...] | None = None
-    scrub_extra_patterns: tuple[str, ...] = ()
+    scrub_patterns: tuple[Any, ...] | None = None  # a regex (str or compiled), or (rule name, regex)
+    scrub_extra_patterns: tuple[Any, ...] = ()
+    scrub_disable_rules: tuple[str, ...] = ()  # built-in value rules turned off, by name
+    scrub_enable_rules: tuple[str, ...] = ()  # optional value rules turned on (email, ip_address)
     include_exception_message: bool = True
     # Records and exception spans go through the app's global OpenTelemetry providers (_providers)
     use_otel_providers: bool = False
@@ -74,6 +77,13 @@ class Settings:
     # Off switch
     disabled: bool = False
 
+    def __post_init__(self) -> None:
+        # However a Settings was made, a header that cannot be sent never reaches a transport.
+        for key, value in self.headers:
+            problem = header_problem(key, value)
+            if problem:
+                raise ValueError(problem)
+
     def __repr__(self) -> str:
         # Headers carry API keys: never print their values.
         fields = []
@@ -81,10 +91,13 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "headers":
                 value = tuple((k, "***") for k, _ in value)
+            elif isinstance(value, str) and "@" in value:  # an endpoint with a password in it
+                value = _URL_PASSWORD.sub(r"\1***@", value)
             fields.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(fields)})"
 
 
+_URL_PASSWORD = re.compile(r"(://[^/?#@:\s]*:)[^/?#\s]*@")
 _LOOPBACK = ("localhost", "127.", "[::1]", "::1")
 
 
@@ -177,13 +190,65 @@ def _parse_pairs(value: Any) -> Pairs:
 def _parse_kv_list(text: str) -> Pairs:
     """Parse the W3C-baggage-like ``k=v,k2=v2`` of OTEL_RESOURCE_ATTRIBUTES and *_HEADERS."""
     out: dict[str, str] = {}
-    for item in text.split(","):
+    for n, item in enumerate(text.split(","), 1):
         if not item.strip():
             continue
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"malformed entry {item.strip()!r}")
+            raise ValueError(_malformed(n, item))
         out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(val.strip())
+    return tuple(sorted(out.items()))
+
+
+def _malformed(n: int, item: str) -> str:
+    """What is wrong with a ``k=v`` entry, naming at most its key: the value may be a secret."""
+    name, colon, _ = item.partition(":")
+    if colon and _TOKEN.fullmatch(name.strip()):
+        return f"entry {n} ({name.strip()!r}) is written with ':' instead of '='"
+    return f"entry {n} has no '=' (its text is not shown)"
+
+
+# RFC 9110 field names; values: visible ASCII and spaces inside (what HTTP/1.1, HTTP/2 and gRPC
+# metadata all accept), once surrounding whitespace is trimmed as the OTLP exporter spec asks.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+def header_problem(key: str, value: str) -> str | None:
+    """Why header ``key`` cannot be sent with ``value`` (already trimmed), naming the key only."""
+    if not _TOKEN.fullmatch(key):
+        return "a header name must be a token (letters, digits, '-' and the like)"
+    if not _HEADER_VALUE.fullmatch(value):
+        return f"the value of header {key!r} holds a control or non-ASCII character and cannot be sent"
+    return None
+
+
+def _parse_headers(value: Any) -> Pairs:
+    """Headers from a keyword: trimmed, and refused (naming the key only) when one can't be sent."""
+    pairs = _parse_pairs(value)
+    out = tuple((k.strip(), v.strip()) for k, v in pairs)
+    for k, v in out:
+        problem = header_problem(k, v)
+        if problem:
+            raise ValueError(problem)
+    return out
+
+
+def _env_headers(name: str, raw: str) -> Pairs:
+    """Headers from an environment variable: each entry that can't be used is left out with a
+    warning naming the variable and the header key, never the value."""
+    out: dict[str, str] = {}
+    for n, item in enumerate(raw.split(","), 1):
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        key = urllib.parse.unquote(key.strip())
+        val = urllib.parse.unquote(val.strip()).strip()
+        problem = _malformed(n, item) if not sep or not key else header_problem(key, val)
+        if problem:
+            _diag.warn(f"ignoring a header in {name}: {problem}", key=f"env:{name}:{n}")
+            continue
+        out[key] = val
     return tuple(sorted(out.items()))
 
 
@@ -191,6 +256,21 @@ def _parse_strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(s.strip() for s in value.split(",") if s.strip())
     return tuple(str(v) for v in value)
+
+
+def _parse_patterns(value: Any) -> tuple[Any, ...]:
+    """Scrub patterns: a ``{rule name: regex}`` dict, or regexes (str or compiled, kept as given)."""
+    if isinstance(value, Mapping):
+        return tuple((str(k), v if isinstance(v, re.Pattern) else str(v)) for k, v in value.items())
+    if isinstance(value, (str, re.Pattern)):
+        value = [value]
+    out: list[Any] = []
+    for v in value:
+        if isinstance(v, tuple) and len(v) == 2:
+            out.append((str(v[0]), v[1] if isinstance(v[1], re.Pattern) else str(v[1])))
+        else:
+            out.append(v if isinstance(v, re.Pattern) else str(v))
+    return tuple(out)
 
 
 def _parse_str(value: Any) -> str:
@@ -211,7 +291,7 @@ _KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "endpoint": _parse_str,
     "protocol": _parse_protocol,
     "grpc_client": _parse_grpc_client,
-    "headers": _parse_pairs,
+    "headers": _parse_headers,
     "compression": _parse_compression,
     "insecure": _parse_bool,
     "certificate_file": _parse_str,
@@ -231,8 +311,10 @@ _KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "scrub": _parse_bool,
     "scrub_keys": _parse_strings,
     "scrub_extra_keys": _parse_strings,
-    "scrub_patterns": _parse_strings,
-    "scrub_extra_patterns": _parse_strings,
+    "scrub_patterns": _parse_patterns,
+    "scrub_extra_patterns": _parse_patterns,
+    "scrub_disable_rules": _parse_strings,
+    "scrub_enable_rules": _parse_strings,
     "include_exception_message": _parse_bool,
     "use_otel_providers": _parse_bool,
     "backend": _parse_backend,
@@ -344,6 +426,9 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             raw = environ.get(name, "")
             if not raw.strip():  # empty means unset
                 continue
+            if field == "headers":  # secrets: never printed
+                out[field] = _env_headers(name, raw)
+                break
             try:
                 out[field] = parser(raw)
             except (TypeError, ValueError) as exc:

@@ -465,42 +465,201 @@ static int unicode_ready(PyObject *text)
 #endif
 }
 
-/* _scrub._maybe_secret(text), for one str: the text folded as _FOLD_TABLE folds its UTF-8 bytes
+/* The pre-filter's triggers (_scrub.TRIGGERS), given once by set_triggers() when _scrub is imported:
+ * folded strings of 1-16 characters, plus two conditions: the URL one ("://", then "@" later on the
+ * same line) and the hex one ("sk" or "key" right before 32 folded hex characters).  Until they are
+ * given, every text counts as a possible secret.
+ *
+ * The scan keeps the last 16 folded characters in two 64-bit registers, and a bitset of the
+ * triggers' last two characters: most characters end no trigger's last two, and cost a table fold,
+ * two shifts and one bit test (~1-2 ns); the others compare a few registers. */
+#define TRIG_MAX 250
+#define TRIG_LEN 16
+typedef struct {
+    uint64_t lo, hi, mask_lo, mask_hi; /* the trigger's last 8 characters, and those before */
+    uint8_t next;                      /* the next trigger with the same last two characters */
+} trigger_t;
+#define TRIG_NONE 0xFF
+static trigger_t trig[TRIG_MAX];
+static int trig_set = 0, trig_url = 0, trig_hex = 0;
+static int trig_zeros = 0; /* a trigger of only "0"s (a card's digits): counted, not compared */
+static uint8_t bigram_bits[(128 * 128) / 8];
+static uint8_t bigram_head[128 * 128]; /* the first trigger ending in each two characters */
+/* Folded: ASCII letters lower-cased, digits to '0', ' ' and '-' deleted (0), anything >= 0x80 as 0x80. */
+static uint8_t fold_tab[256];
+static uint8_t hex_tab[256];
+
+static void fold_init(void)
+{
+    for (int c = 0; c < 256; c++) {
+        int f = c;
+        if (c >= '0' && c <= '9')
+            f = '0';
+        else if (c >= 'A' && c <= 'Z')
+            f = c + ('a' - 'A');
+        else if (c >= 0x80)
+            f = 0x80;
+        if (c == ' ' || c == '-')
+            f = 0;
+        fold_tab[c] = (uint8_t)f;
+        hex_tab[c] = (uint8_t)(f == '0' || (f >= 'a' && f <= 'f'));
+    }
+}
+
+PyDoc_STRVAR(set_triggers_doc, "set_triggers(triggers, url_trigger, hex_trigger)\n\n"
+                               "The pre-filter's triggers, folded (_scrub.TRIGGERS).");
+
+static PyObject *set_triggers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyTuple_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_triggers(tuple, str, str)");
+        return NULL;
+    }
+    trig_set = 0;
+    fold_init();
+    memset(bigram_bits, 0, sizeof(bigram_bits));
+    memset(bigram_head, TRIG_NONE, sizeof(bigram_head));
+    Py_ssize_t n = PyTuple_GET_SIZE(args[0]);
+    int count = 0, url = 0, hex = 0, zeros = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyTuple_GET_ITEM(args[0], i);
+        if (!PyUnicode_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "triggers must be str");
+            return NULL;
+        }
+        for (int which = 1; which <= 2; which++) {
+            int eq = PyUnicode_Compare(t, args[which]);
+            if (eq == -1 && PyErr_Occurred())
+                return NULL;
+            if (eq == 0)
+                *(which == 1 ? &url : &hex) = 1;
+        }
+        if (PyUnicode_Compare(t, args[1]) == 0 || PyUnicode_Compare(t, args[2]) == 0)
+            continue;
+        Py_ssize_t len;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(t, &len);
+        if (utf8 == NULL)
+            return NULL;
+        int ok = len >= 2 && len <= TRIG_LEN && count < TRIG_MAX && PyUnicode_IS_ASCII(t);
+        for (Py_ssize_t j = 0; ok && j < len; j++) /* already folded: no capitals, spaces or dashes */
+            ok = fold_tab[(uint8_t)utf8[j]] == (uint8_t)utf8[j];
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError,
+                            "a trigger must be 2-16 folded ASCII characters, at most 250 of them");
+            return NULL;
+        }
+        if (strspn(utf8, "0") == (size_t)len) {
+            zeros = zeros && zeros < len ? zeros : (int)len;
+            continue;
+        }
+        trigger_t *tr = &trig[count];
+        memset(tr, 0, sizeof(*tr));
+        for (Py_ssize_t j = 0; j < len; j++) {
+            Py_ssize_t from_end = len - 1 - j; /* 0 for the last character */
+            uint64_t ch = (uint8_t)utf8[j];
+            if (from_end < 8) {
+                tr->lo |= ch << (8 * from_end);
+                tr->mask_lo |= (uint64_t)0xFF << (8 * from_end);
+            } else {
+                tr->hi |= ch << (8 * (from_end - 8));
+                tr->mask_hi |= (uint64_t)0xFF << (8 * (from_end - 8));
+            }
+        }
+        unsigned bigram = ((unsigned)(uint8_t)utf8[len - 2] << 7) | (uint8_t)utf8[len - 1];
+        bigram_bits[bigram >> 3] |= (uint8_t)(1 << (bigram & 7));
+        tr->next = bigram_head[bigram];
+        bigram_head[bigram] = (uint8_t)count;
+        count++;
+    }
+    trig_zeros = zeros;
+    trig_url = url;
+    trig_hex = hex;
+    trig_set = 1;
+    Py_RETURN_NONE;
+}
+
+/* The scan over one string's code points, one copy per string kind (the compiler specializes it). */
+static inline int scan_text(const void *data, int kind, Py_ssize_t n)
+{
+    uint64_t lo = 0, hi = 0;
+    int armed = 0, hexrun = 0, hex_ok = 0, zeros = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 u = kind == PyUnicode_1BYTE_KIND   ? ((const Py_UCS1 *)data)[i]
+                    : kind == PyUnicode_2BYTE_KIND ? ((const Py_UCS2 *)data)[i]
+                                                   : ((const Py_UCS4 *)data)[i];
+        unsigned c = u < 256 ? fold_tab[u] : 0x80;
+        if (c == 0)
+            continue; /* deleted: a space or a dash */
+        if (c == '0') {
+            if (++zeros == trig_zeros)
+                return 1;
+        } else
+            zeros = 0;
+        if (trig_hex) {
+            if (hex_tab[c]) {
+                if (hexrun++ == 0) /* the run starts: what comes right before it? */
+                    hex_ok = (lo & 0xFFFF) == (('s' << 8) | 'k') || (lo & 0xFFFFFF) == (('k' << 16) | ('e' << 8) | 'y');
+                if (hexrun >= 32 && hex_ok)
+                    return 1;
+            } else
+                hexrun = 0;
+        }
+        hi = (hi << 8) | (lo >> 56);
+        lo = (lo << 8) | c;
+        if (trig_url) {
+            if (c == '\n')
+                armed = 0;
+            else if (c == '/' && (lo & 0xFFFFFF) == ((':' << 16) | ('/' << 8) | '/'))
+                armed = 1;
+            else if (c == '@' && armed)
+                return 1;
+        }
+        unsigned bigram = (unsigned)(((lo >> 8) & 0x7F) << 7) | (c & 0x7F);
+        if (c < 0x80 && ((lo >> 8) & 0xFF) < 0x80 && (bigram_bits[bigram >> 3] >> (bigram & 7)) & 1) {
+            for (unsigned t = bigram_head[bigram]; t != TRIG_NONE; t = trig[t].next) {
+                const trigger_t *tr = &trig[t];
+                if ((lo & tr->mask_lo) == tr->lo && (hi & tr->mask_hi) == tr->hi)
+                    return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* _scrub._maybe_secret_py(text), for one str: the text folded as _FOLD_TABLE folds its UTF-8 bytes
  * (ASCII letters lower-cased, digits to "0", spaces and dashes deleted; anything else, non-ASCII
- * included, as itself), then "eyj", "bearer", "basic" or thirteen "0" in a row looked for. */
+ * included, as itself), then any trigger looked for.  1 when one is found (or on an error). */
 static int maybe_secret(PyObject *text)
 {
+    if (!trig_set)
+        return 1;
     if (unicode_ready(text) < 0) {
         PyErr_Clear();
         return 1; /* unreadable: let the per-record path look */
     }
-    int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    char last[6] = {0, 0, 0, 0, 0, 0}; /* the last six folded characters, oldest first */
-    int zeros = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c == ' ' || c == '-')
-            continue;
-        if (c >= '0' && c <= '9') {
-            if (++zeros >= 13)
-                return 1;
-            c = '0';
-        } else {
-            zeros = 0;
-            if (c >= 'A' && c <= 'Z')
-                c += 'a' - 'A';
-            else if (c >= 0x80)
-                c = 0x80; /* a UTF-8 byte >= 0x80: part of no pattern */
-        }
-        memmove(last, last + 1, 5);
-        last[5] = (char)c;
-        if ((c == 'j' && memcmp(last + 3, "eyj", 3) == 0) || (c == 'r' && memcmp(last, "bearer", 6) == 0) ||
-            (c == 'c' && memcmp(last + 1, "basic", 5) == 0))
-            return 1;
+    switch (PyUnicode_KIND(text)) {
+    case PyUnicode_1BYTE_KIND:
+        return scan_text(data, PyUnicode_1BYTE_KIND, n);
+    case PyUnicode_2BYTE_KIND:
+        return scan_text(data, PyUnicode_2BYTE_KIND, n);
+    default:
+        return scan_text(data, PyUnicode_4BYTE_KIND, n);
     }
-    return 0;
+}
+
+PyDoc_STRVAR(maybe_secret_doc, "maybe_secret(text) -> bool\n\n_scrub._maybe_secret_py, in C.");
+
+static PyObject *maybe_secret_py(PyObject *module, PyObject *text)
+{
+    (void)module;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "maybe_secret(str)");
+        return NULL;
+    }
+    return PyBool_FromLong(maybe_secret(text));
 }
 
 PyDoc_STRVAR(chunk_clean_doc, "chunk_clean(chunk, safe_keys) -> bool\n\n_scrub.chunk_clean_py, in C.");
@@ -1117,6 +1276,8 @@ static PyMethodDef methods[] = {
      capture_record_doc},
     {"capture_setup", (PyCFunction)(void (*)(void))capture_setup, METH_FASTCALL, capture_setup_doc},
     {"chunk_clean", (PyCFunction)(void (*)(void))chunk_clean, METH_FASTCALL, chunk_clean_doc},
+    {"set_triggers", (PyCFunction)(void (*)(void))set_triggers, METH_FASTCALL, set_triggers_doc},
+    {"maybe_secret", (PyCFunction)maybe_secret_py, METH_O, maybe_secret_doc},
     {"structlog_event", (PyCFunction)(void (*)(void))structlog_event, METH_FASTCALL, structlog_event_doc},
     {"structlog_setup", (PyCFunction)(void (*)(void))structlog_setup, METH_FASTCALL, structlog_setup_doc},
     {NULL, NULL, 0, NULL},

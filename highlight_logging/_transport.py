@@ -341,6 +341,9 @@ class HttpTransport:
                 detail=f"HTTP {status}",
                 too_large=status == 413,
             )
+        except ValueError as exc:  # urllib refused the request before sending it: a retry can't help
+            # Its text may quote a header value: the type only.
+            return Outcome(False, retryable=False, detail=f"{type(exc).__name__}: invalid request, not sent")
         except Exception as exc:  # refused, timed out, TLS
             return Outcome(False, retryable=True, detail=f"{type(exc).__name__}: {exc}")
         rejected, message = _partial_success(data, signal)

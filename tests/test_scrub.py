@@ -14,7 +14,29 @@ from hypothesis import strategies as st
 
 from highlight_logging import _scrub
 from highlight_logging._record import Attributes, Value
-from highlight_logging._scrub import DEFAULT_KEYS, MARKER, TOO_DEEP, Scrubber
+from highlight_logging._scrub import DEFAULT_KEYS, MARKER, TOO_DEEP
+from highlight_logging._scrub import Scrubber as RuleScrubber
+
+
+def _paths(entries: list[str]) -> list[str]:
+    """The paths of ``"<path>:<rule>"`` entries, each once, in order."""
+    return list(dict.fromkeys(e.rsplit(":", 1)[0] for e in entries))
+
+
+class Scrubber(RuleScrubber):
+    """The scrubber, reporting paths only: these tests are about what is scrubbed where; the rule
+    names are tested in test_secrets.py."""
+
+    __slots__ = ()
+
+    def scrub_attributes(self, attrs: Attributes) -> tuple[Attributes, list[str]]:
+        out, entries = super().scrub_attributes(attrs)
+        return out, _paths(entries)
+
+    def scrub_text(self, text: str, path: str) -> tuple[str, list[str]]:
+        out, entries = super().scrub_text(text, path)
+        return out, _paths(entries)
+
 
 SCRUBBER = Scrubber()
 
@@ -247,10 +269,10 @@ def test_cycles_do_not_hang() -> None:
 def test_internal_error_replaces_value_with_marker(monkeypatch: pytest.MonkeyPatch) -> None:
     """If scrubbing a value fails, the value becomes the marker rather than leaking."""
 
-    def boom(m: re.Match[str]) -> str:
+    def boom(run: str) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(_scrub, "_default_repl", boom)
+    monkeypatch.setattr(_scrub, "_scrub_card_run", boom)
     scrubber = Scrubber()
     assert scrubber.scrub_text(f"card {VISA}", "body") == (MARKER, ["body"])
     out, paths = scrubber.scrub_attributes(
@@ -520,6 +542,9 @@ def test_property_never_raises_never_mutates_never_leaks(attrs: Attributes) -> N
 
 try:
     from highlight_logging import _speedups
+
+    # Built but not used (HIGHLIGHT_LOGGING_PURE_PYTHON): _scrub did not give it its triggers.
+    _speedups.set_triggers(_scrub.TRIGGERS, _scrub.URL_TRIGGER, _scrub.HEX_TRIGGER)
 except ImportError:
     _speedups = None
 
