@@ -181,6 +181,7 @@ class Pipeline:
         self._held_batches = 0
         self._fork_held = False
         self._warned_partial = False
+        self._last_error = ""  # the latest failed attempt's detail, for the summary at exit
         self.counters = _new_counters()
         self._resource = _encode.resource(self._resource_attributes())
 
@@ -737,6 +738,8 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
             outcome = self._read(send)
+            if not outcome.ok:
+                self._last_error = outcome.detail
             if not outcome.ok and self._abort.is_set():
                 self._count_drop(counter, "shutdown", count)  # cut off by the shutdown deadline
                 return
@@ -919,6 +922,8 @@ class Pipeline:
                 if lost:
                     detail = ", ".join(f"{r}: {n}" for r, n in lost.items())
                     parts.append(f"{sum(lost.values())} {signal} lost ({detail})")
+        if parts and self._last_error:  # e.g. the proxy that never answered, named
+            parts.append(f"last export error: {self._last_error}")
         return "; ".join(parts) if parts else None
 
 
