@@ -760,6 +760,8 @@ class Pipeline:
                         f"export recovered after {attempt} retries", key=f"recovered:{id(self)}", every=30.0
                     )
                 return
+            if outcome.too_large and self._send_in_halves(send, outcome.detail):
+                return
             if outcome.too_large:
                 self._count_drop(counter, "too_large", count)
                 _diag.warn(
@@ -805,6 +807,22 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
             send = self._start_send(signal, counter, payload, count, deadline)
+
+    def _send_in_halves(self, send: _Send, detail: str) -> bool:
+        """A request refused for its size goes again as two halves (each halved again as need be,
+        down to a single record, which alone is dropped as too_large).  False: nothing to split."""
+        halves = _encode.split_request(send.payload)
+        if halves is None:
+            return False
+        _diag.warn(
+            f"collector refused a request of {send.count} {send.counter} as too large ({detail}); "
+            "sending it again in smaller parts",
+            key=f"split:{id(self)}",
+            every=60.0,
+        )
+        for payload, n in halves:
+            self._finish_send(self._start_send(send.signal, send.counter, payload, n, send.deadline))
+        return True
 
     def _read(self, send: _Send) -> _transport.Outcome:
         """The answer to ``send``'s attempt (waited for, or read ahead of its turn)."""

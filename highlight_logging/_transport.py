@@ -285,7 +285,10 @@ class GrpcTransport:
                 reconnect=code is grpc.StatusCode.UNAVAILABLE,
             )
         if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            too_large = "larger than max" in details or "message too large" in details.lower()
+            # grpcio and grpc-go: "larger than max (N vs. M)"; grpc-js: "decompresses to a size
+            # larger than N"; others: "message too large".
+            low = details.lower()
+            too_large = "larger than" in low or "too large" in low
             return Outcome(
                 False, retryable=delay is not None, retry_after=delay, detail=detail, too_large=too_large
             )
