@@ -738,8 +738,7 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
             outcome = self._read(send)
-            if not outcome.ok:
-                self._last_error = outcome.detail
+            self._last_error = "" if outcome.ok else outcome.detail
             if not outcome.ok and self._abort.is_set():
                 self._count_drop(counter, "shutdown", count)  # cut off by the shutdown deadline
                 return

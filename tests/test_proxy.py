@@ -317,10 +317,13 @@ os.waitpid(pid, 0)
 """
 
 
-@pytest.mark.parametrize("client", ["h2", "grpcio"])
+@pytest.mark.parametrize(
+    ("client", "variable"),
+    [("h2", "HTTPS_PROXY"), ("h2", "grpc_proxy"), ("grpcio", "HTTPS_PROXY"), ("grpcio", "http_proxy")],
+)
 @pytest.mark.parametrize("fork_support", [None, "0"])
 def test_forked_children_go_through_the_proxy(
-    rx: FaultyReceiver, client: str, fork_support: str | None
+    rx: FaultyReceiver, client: str, variable: str, fork_support: str | None
 ) -> None:
     """A child without gRPC fork support uses the built-in client: through the proxy too."""
     with ConnectProxy(credentials=(USER, PASSWORD), names={NAME: "127.0.0.1"}) as proxy:
@@ -328,7 +331,7 @@ def test_forked_children_go_through_the_proxy(
             **os.environ,
             "PYTHONPATH": ROOT,
             "HIGHLIGHT_GRPC_CLIENT": client,
-            "HTTPS_PROXY": f"{QUOTED}@{proxy.address}",
+            variable: f"{QUOTED}@{proxy.address}",
         }
         env.pop("GRPC_ENABLE_FORK_SUPPORT", None)
         if fork_support is not None:
@@ -383,6 +386,23 @@ def test_otlp_http_407_and_no_proxy(
         assert _bodies(rx) == ["direct"] and proxy.refused == [407]
     err = capfd.readouterr().err
     assert err.count("configuration error") == 1 and "nope" not in err
+
+
+def test_otlp_https_tunnel_refused_407_is_one_configuration_error(
+    rx: FaultyReceiver, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An https:// endpoint goes through CONNECT (urllib's tunnel); its 407 is the same error."""
+    with ConnectProxy(credentials=(USER, PASSWORD)) as proxy:
+        monkeypatch.setenv("https_proxy", f"{USER}:nope@{proxy.address}")
+        log = _logger("https.407", endpoint=f"https://{NAME}:{rx.http_port}", protocol="http/protobuf")
+        for _batch in range(2):
+            log.info("refused")
+            assert not highlight_logging.flush(5)
+        assert proxy.refused == [407, 407]  # once a batch, never retried
+        assert highlight_logging.stats()["logs"]["dropped"]["non_retryable"] == 2
+    err = capfd.readouterr().err
+    assert err.count("configuration error") == 1 and "nope" not in err, err
+    assert f"proxy http://{proxy.address} (from https_proxy with credentials) answered 407" in err
 
 
 # --- tinyproxy: a proxy nobody here wrote -----------------------------------------------------------
