@@ -124,6 +124,12 @@ def _read(path: str | None) -> bytes | None:
 def proxy_for(target: str, http_url: str | None = None) -> _proxy.Proxy | None:
     """The proxy for a gRPC ``target`` (or an OTLP/HTTP ``http_url``) from the environment now;
     an unusable variable is reported once and not used."""
+    low = target.lower()
+    if http_url is None and low.startswith(_RESOLVER_PREFIXES):
+        if not low.startswith(("dns:", "ipv4:", "ipv6:")):
+            return None  # unix:, vsock:, xds:...: no proxy for those
+        # dns:///host:port, ipv4:addr:port[,...]: the (first) host:port is what no_proxy is matched to
+        target = target.split(":", 1)[1].lstrip("/").split(",")[0]
     try:
         if http_url is not None:
             return _proxy.for_http(http_url, os.environ)

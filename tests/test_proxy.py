@@ -450,6 +450,18 @@ def test_tinyproxy(
         assert "HTTP 401 (through proxy http://" in err, err
 
 
+def test_resolver_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """grpcio's resolver targets: a socket path never goes through a proxy; dns:/// and ipv4:
+    targets are matched to no_proxy by their host."""
+    monkeypatch.setenv("HTTPS_PROXY", "proxy:3128")
+    monkeypatch.setenv("NO_PROXY", "internal")
+    assert _transport.proxy_for("unix:/run/otel.sock") is None
+    assert _transport.proxy_for("dns:///collector.internal:4317") is None
+    assert _transport.proxy_for("dns:///collector.example:4317") == Proxy("proxy", 3128, "HTTPS_PROXY")
+    monkeypatch.setenv("NO_PROXY", "10.0.0.0/8")
+    assert _transport.proxy_for("ipv4:10.0.0.1:4317,10.0.0.2:4317") is None
+
+
 def test_make_never_switches_to_grpcio_for_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTPS_PROXY", "https_proxy", "GRPC_PROXY", "HTTP_PROXY"):
         monkeypatch.setenv(name, "127.0.0.1:3128")
