@@ -282,6 +282,8 @@ class GrpcTransport:
             pass
         name = getattr(code, "name", str(code))
         detail = f"{name}: {details}" if details else str(name)
+        if "status: 413" in details or "HTTP 413" in details:  # a proxy's own answer: too large
+            return Outcome(False, detail=detail, too_large=True)
         if code in _RETRYABLE:
             return Outcome(
                 False,

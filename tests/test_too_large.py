@@ -10,6 +10,7 @@ from concurrent import futures
 
 import grpc
 import pytest
+from h2_server import ScriptedConnection, ScriptedServer
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from otlp_receiver import FaultyReceiver
@@ -121,3 +122,38 @@ def test_grpcio_server_limit_as_grpcio_words_it(capfd: pytest.CaptureFixture[str
     finally:
         _pipeline.reset_for_tests()
         server.stop(0)
+
+
+def _answer_413(index: int, conn: ScriptedConnection) -> None:
+    """A proxy in front of the collector refusing the body (nginx's client_max_body_size): HTTP 413."""
+    while True:
+        for sid in conn.requests(1):
+            conn.h2.send_headers(sid, [(":status", "413"), ("content-type", "text/html")], end_stream=True)
+            conn.send()
+
+
+@pytest.mark.parametrize(
+    "client",
+    [
+        "grpcio",
+        pytest.param(
+            "h2",
+            marks=pytest.mark.xfail(
+                reason="the built-in client does not name a proxy's HTTP status yet (issue 17, the other half)"
+            ),
+        ),
+    ],
+)
+def test_a_proxys_http_413_is_too_large(client: str) -> None:
+    from highlight_logging._h2transport import H2Transport
+    from highlight_logging._settings import resolve
+    from highlight_logging._transport import LOGS, GrpcTransport
+
+    with ScriptedServer(_answer_413) as server:
+        kind = GrpcTransport if client == "grpcio" else H2Transport
+        transport = kind(resolve({"endpoint": server.endpoint}))
+        try:
+            outcome = transport.export(LOGS, b"", 5.0)
+        finally:
+            transport.close()
+    assert (outcome.ok, outcome.retryable, outcome.too_large) == (False, False, True), outcome.detail
