@@ -7,6 +7,7 @@ every case, faults included; tinyproxy, a proxy nobody here wrote, repeats the m
 
 from __future__ import annotations
 
+import base64
 import collections
 import logging
 import os
@@ -112,10 +113,7 @@ def test_addresses_and_credentials_never_shown() -> None:
     proxy = for_grpc("c:4317", {"HTTPS_PROXY": f"http://{QUOTED}@proxy.corp:8080/"})
     assert proxy is not None
     assert (proxy.host, proxy.port, proxy.username, proxy.password) == ("proxy.corp", 8080, USER, PASSWORD)
-    assert (
-        proxy.authorization()
-        == "Basic " + __import__("base64").b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    )
+    assert proxy.authorization() == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     for text in (str(proxy), repr(proxy), f"{proxy!r}"):
         assert PASSWORD not in text and "p%40ss" not in text, text
     assert str(proxy) == "proxy http://proxy.corp:8080 (from HTTPS_PROXY with credentials)"
