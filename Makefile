@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The extras every venv of the project installs (make pythons too).
 EXTRAS := all,dev,otel-instrument
 
-.PHONY: demo test lint typecheck unit bench pythons clean browser
+.PHONY: demo test lint typecheck unit bench pythons clean browser proxy
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,7 +35,11 @@ PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py
 browser:
 	@bash .ci/install-chromium.sh
 
-unit: $(STAMP) browser
+# Debian's tinyproxy, a CONNECT proxy nobody here wrote, for tests/test_proxy.py (idempotent).
+proxy:
+	@bash tests/install-proxy.sh
+
+unit: $(STAMP) browser proxy
 	$(BIN)/python -m pytest -q
 	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 

@@ -16,7 +16,7 @@ Field numbers are from opentelemetry/proto/{common,resource,logs,trace}/v1/*.pro
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from highlight_logging._record import Attributes, Site, Value
 
@@ -336,3 +336,88 @@ def request(resource_bytes: bytes, by_scope: Iterable[tuple[bytes, list[bytes]]]
         parts += body
     payload = b"".join(parts)
     return field(b"\x0a", field(b"\x0a", resource_bytes) + payload)
+
+
+def _varint_at(data: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, bytes, bytes]]:
+    """Each field of a message: (number, the field's bytes whole, its value if length-delimited)."""
+    i, n = 0, len(data)
+    while i < n:
+        start = i
+        key, i = _varint_at(data, i)
+        kind = key & 7
+        value = b""
+        if kind == 0:
+            _, i = _varint_at(data, i)
+        elif kind == 1:
+            i += 8
+        elif kind == 5:
+            i += 4
+        elif kind == 2:
+            length, i = _varint_at(data, i)
+            value, i = data[i : i + length], i + length
+        else:
+            raise ValueError(f"unsupported wire type {kind}")
+        if i > n:
+            raise ValueError("truncated message")
+        yield key >> 3, data[start:i], value
+
+
+def split_request(payload: bytes) -> list[tuple[bytes, int]] | None:
+    """An Export{Logs,Trace}ServiceRequest cut into two, records (or spans) in order, each half with
+    its resource and scope, and its count; None when it holds fewer than two.
+
+    Both requests have the same shape: resource groups (field 1) holding a resource and scope groups
+    (field 2), each holding a scope and the records (field 2)."""
+    records: list[tuple[int, int, bytes]] = []  # (resource group, scope group, the record's field)
+    heads: list[bytes] = []  # each resource group's fields but its scope groups
+    scope_heads: list[list[bytes]] = []  # each scope group's fields but its records
+    for number, _, group in _fields(payload):
+        if number != 1:
+            continue
+        r = len(heads)
+        head, scopes = b"", list[bytes]()
+        for inner, whole, scope in _fields(group):
+            if inner != 2:
+                head += whole
+                continue
+            s = len(scopes)
+            scope_head = b""
+            for leaf, leaf_whole, _ in _fields(scope):
+                if leaf == 2:
+                    records.append((r, s, leaf_whole))
+                else:
+                    scope_head += leaf_whole
+            scopes.append(scope_head)
+        heads.append(head)
+        scope_heads.append(scopes)
+    if len(records) < 2:
+        return None
+    middle = len(records) // 2
+    out = []
+    for part in (records[:middle], records[middle:]):
+        groups: dict[int, dict[int, list[bytes]]] = {}
+        for r, s, whole in part:
+            groups.setdefault(r, {}).setdefault(s, []).append(whole)
+        body = b"".join(
+            field(
+                b"\x0a",
+                heads[r]
+                + b"".join(
+                    field(b"\x12", scope_heads[r][s] + b"".join(items)) for s, items in scopes.items()
+                ),
+            )
+            for r, scopes in groups.items()
+        )
+        out.append((body, len(part)))
+    return out

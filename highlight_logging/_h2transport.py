@@ -26,6 +26,7 @@ from collections.abc import Callable
 import grpc
 
 from highlight_logging._h2wire import Answer, Connection, header_block
+from highlight_logging._proxy import tunnel
 from highlight_logging._settings import Settings, is_plaintext
 from highlight_logging._transport import (
     _GRPC_METHODS,
@@ -35,6 +36,7 @@ from highlight_logging._transport import (
     Outcome,
     _partial_success,
     _ready,
+    proxy_for,
 )
 
 _S = grpc.StatusCode
@@ -150,6 +152,7 @@ class H2Transport:
         self._outstanding = 0  # requests started and not yet answered (or failed)
         self._cancelled = False
         self._active: set[_Conn] = set()  # connections with requests outstanding: cancel() wakes each
+        self._tunnelling: socket.socket | None = None  # waiting for a proxy's CONNECT answer
         # Replaced after a GOAWAY while the collector still answers streams it took on them.
         self._retired: set[_Conn] = set()
 
@@ -181,7 +184,7 @@ class H2Transport:
                 self._retire(target)
                 conn = None  # should connecting fail, the retired one must not be closed as if it were this
                 conn = self._conns[target] = self._connect(
-                    target, is_plaintext(endpoint, s.insecure), deadline
+                    target, is_plaintext(endpoint, s.insecure, tls_files=s.tls_files), deadline
                 )
             with self._lock:
                 self._active.add(conn)
@@ -260,7 +263,11 @@ class H2Transport:
     def _connect(self, target: str, plaintext: bool, deadline: float) -> _Conn:
         parts = urllib.parse.urlsplit("//" + target)
         host = parts.hostname or ""
-        sock = socket.create_connection((host, parts.port or 443), timeout=_remaining(deadline))
+        proxy = proxy_for(target)  # HTTP CONNECT through it when _proxy says so (TLS on top, as direct)
+        if proxy is not None:
+            sock = tunnel(proxy, host, parts.port or 443, deadline, self._watch)
+        else:
+            sock = socket.create_connection((host, parts.port or 443), timeout=_remaining(deadline))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not plaintext:
@@ -273,6 +280,13 @@ class H2Transport:
         except BaseException:
             sock.close()
             raise
+
+    def _watch(self, sock: socket.socket | None) -> None:
+        """The socket a CONNECT through a proxy waits on, for cancel() to wake (None: done)."""
+        with self._lock:
+            self._tunnelling = sock
+            if sock is not None and self._cancelled:
+                raise ConnectionAbortedError("cancelled")
 
     def _tls(self) -> ssl.SSLContext:
         if self._tls_context is None:
@@ -437,6 +451,8 @@ class H2Transport:
         with self._lock:
             self._cancelled = self._outstanding > 0
             socks = [conn.sock for conn in self._active]
+            if self._tunnelling is not None:
+                socks.append(self._tunnelling)
         for sock in socks:
             try:  # shutdown wakes a blocked recv/send; close() from another thread would not
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)

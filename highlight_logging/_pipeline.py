@@ -192,6 +192,7 @@ class Pipeline:
         self._held_batches = 0
         self._fork_held = False
         self._warned_partial = False
+        self._last_error = ""  # the latest failed attempt's detail, for the summary at exit
         self.counters = _new_counters()
         self.scrubbed = 0  # values scrubbed (written by the worker only; read by stats())
         self._resource = _encode.resource(self._resource_attributes())
@@ -780,6 +781,7 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
             outcome = self._read(send)
+            self._last_error = "" if outcome.ok else outcome.detail
             if not outcome.ok and self._abort.is_set():
                 self._count_drop(counter, "shutdown", count)  # cut off by the shutdown deadline
                 return
@@ -799,6 +801,8 @@ class Pipeline:
                     _diag.warn(
                         f"export recovered after {attempt} retries", key=f"recovered:{id(self)}", every=30.0
                     )
+                return
+            if outcome.too_large and self._send_in_halves(send, outcome.detail):
                 return
             if outcome.too_large:
                 self._count_drop(counter, "too_large", count)
@@ -845,6 +849,22 @@ class Pipeline:
                 self._count_drop(counter, "shutdown", count)
                 return
             send = self._start_send(signal, counter, payload, count, deadline)
+
+    def _send_in_halves(self, send: _Send, detail: str) -> bool:
+        """A request refused for its size goes again as two halves (each halved again as need be,
+        down to a single record, which alone is dropped as too_large).  False: nothing to split."""
+        halves = _encode.split_request(send.payload)
+        if halves is None:
+            return False
+        _diag.warn(
+            f"collector refused a request of {send.count} {send.counter} as too large ({detail}); "
+            "sending it again in smaller parts",
+            key=f"split:{id(self)}",
+            every=60.0,
+        )
+        for payload, n in halves:
+            self._finish_send(self._start_send(send.signal, send.counter, payload, n, send.deadline))
+        return True
 
     def _read(self, send: _Send) -> _transport.Outcome:
         """The answer to ``send``'s attempt (waited for, or read ahead of its turn)."""
@@ -960,6 +980,8 @@ class Pipeline:
                 if lost:
                     detail = ", ".join(f"{r}: {n}" for r, n in lost.items())
                     parts.append(f"{sum(lost.values())} {signal} lost ({detail})")
+        if parts and self._last_error:  # e.g. the proxy that never answered, named
+            parts.append(f"last export error: {self._last_error}")
         return "; ".join(parts) if parts else None
 
 

@@ -84,6 +84,11 @@ class Settings:
             if problem:
                 raise ValueError(problem)
 
+    @property
+    def tls_files(self) -> bool:
+        """A CA or client certificate is given: a bare ``host:port`` endpoint then means TLS."""
+        return bool(self.certificate_file or self.client_certificate_file)
+
     def __repr__(self) -> str:
         # Headers carry API keys: never print their values.
         fields = []
@@ -101,9 +106,10 @@ _URL_PASSWORD = re.compile(r"(://[^/?#@:\s]*:)[^/?#\s]*@")
 _LOOPBACK = ("localhost", "127.", "[::1]", "::1")
 
 
-def is_plaintext(endpoint: str, insecure: bool | None) -> bool:
+def is_plaintext(endpoint: str, insecure: bool | None, *, tls_files: bool = False) -> bool:
     """Unencrypted only when asked: ``insecure=True``, an ``http://`` endpoint, or a bare
-    ``host:port`` on loopback (a local collector or agent); TLS for everything else."""
+    ``host:port`` on loopback (a local collector or agent) with no ``certificate_file`` or client
+    certificate (``tls_files``: those ask for TLS); TLS for everything else."""
     if insecure is not None:
         return insecure
     low = endpoint.strip().lower()
@@ -111,7 +117,7 @@ def is_plaintext(endpoint: str, insecure: bool | None) -> bool:
         return True
     if "://" in low:
         return False
-    return low.startswith(_LOOPBACK)
+    return low.startswith(_LOOPBACK) and not tls_files
 
 
 # --- parsing helpers -----------------------------------------------------------------------------

@@ -18,11 +18,12 @@ from highlight_logging._receiver import Receiver  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test starts with no OTEL_*/HIGHLIGHT_* environment, no configure(), no pipelines."""
+    """Each test starts with no OTEL_*/HIGHLIGHT_*/*_proxy environment, no configure(), no pipelines."""
     import os
 
     for name in list(os.environ):
-        if name.startswith(("OTEL_", "HIGHLIGHT_")):
+        # Proxy variables too (every spelling): a test sets the ones it means.
+        if name.startswith(("OTEL_", "HIGHLIGHT_")) or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name)
     _settings.configure()
     yield

@@ -41,6 +41,18 @@ def test_tls_unless_asked_or_loopback(endpoint: str, insecure: bool | None, plai
     assert is_plaintext(endpoint, insecure) is plaintext
 
 
+def test_a_certificate_with_a_bare_loopback_endpoint_means_tls() -> None:
+    """certificate_file or a client certificate asks for TLS: a bare host:port then uses it (an
+    explicit http:// or insecure still wins)."""
+    assert not is_plaintext("localhost:4317", None, tls_files=True)
+    assert not is_plaintext("127.0.0.1:4317", None, tls_files=True)
+    assert is_plaintext("http://localhost:4317", None, tls_files=True)
+    assert is_plaintext("localhost:4317", True, tls_files=True)
+    assert resolve({"certificate_file": "ca.pem"}).tls_files
+    assert resolve({}, environ={"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "c.pem"}).tls_files
+    assert not resolve({}).tls_files
+
+
 def test_default_endpoint_is_the_hosted_collector_over_tls() -> None:
     """With nothing configured, records go to highlight.io's collector over TLS."""
     s = resolve({})
@@ -88,18 +100,21 @@ def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
     server.stop(0)
 
 
+@pytest.mark.parametrize("client", ["h2", "grpcio"])
+@pytest.mark.parametrize("scheme", ["https://", ""])
 @pytest.mark.parametrize("via", ["keyword", "environment"])
 def test_tls_with_custom_certificate(
-    tls_receiver: tuple[Receiver, Path], via: str, monkeypatch: pytest.MonkeyPatch
+    tls_receiver: tuple[Receiver, Path], via: str, scheme: str, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An https:// endpoint verifies the server with certificate_file or OTEL_EXPORTER_OTLP_CERTIFICATE."""
+    """An https:// endpoint verifies the server with certificate_file or OTEL_EXPORTER_OTLP_CERTIFICATE;
+    so does a bare localhost:port given a certificate (TLS, not the loopback's plaintext)."""
     rx, cert = tls_receiver
-    settings: dict[str, Any] = {"endpoint": f"https://localhost:{rx.port}"}
+    settings: dict[str, Any] = {"endpoint": f"{scheme}localhost:{rx.port}", "grpc_client": client}
     if via == "keyword":
         settings["certificate_file"] = str(cert)
     else:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(cert))
-    log = logging.getLogger(f"tls.{via}")
+    log = logging.getLogger(f"tls.{via}.{scheme}.{client}")
     log.propagate = False
     handler = HighlightHandler(**settings)
     log.addHandler(handler)
@@ -211,3 +226,27 @@ def test_exception_message_can_be_left_out(receiver: Receiver) -> None:
     assert "ada@example.com" not in str(record.record)
     assert "ada@example.com" not in str(receiver.spans()[0].span)
     log.handlers.clear()
+
+
+@pytest.mark.parametrize("client", ["h2", "grpcio"])
+def test_tls_through_a_connect_proxy(
+    tls_receiver: tuple[Receiver, Path], client: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS is wrapped over the proxy's tunnel as over a direct connection: the server's name is
+    verified, the proxy sees only the CONNECT."""
+    from connect_proxy import ConnectProxy
+
+    rx, cert = tls_receiver
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.address)
+        log = logging.getLogger(f"tls.proxy.{client}")
+        log.propagate = False
+        handler = HighlightHandler(
+            endpoint=f"https://localhost:{rx.port}", certificate_file=str(cert), grpc_client=client
+        )
+        log.addHandler(handler)
+        log.warning("tls through the proxy")
+        assert highlight_logging.flush(10)
+        assert [r.body for r in rx.log_records()] == ["tls through the proxy"]
+        assert proxy.tunnels == [f"localhost:{rx.port}"]
+        log.removeHandler(handler)
