@@ -75,6 +75,17 @@ class Outcome:
         self.too_large = too_large
 
 
+# RESOURCE_EXHAUSTED messages that mean "this request is too large" rather than "slow down":
+# grpcio and grpc-go ("received message larger than max (N vs. M)", also "after decompression"),
+# grpc-js ("Received message that decompresses to a size larger than N"), Envoy and others.
+_TOO_LARGE = ("larger than max", "size larger than", "message too large", "request too large", "too big")
+
+
+def _too_large(details: str) -> bool:
+    lowered = details.lower()
+    return any(marker in lowered for marker in _TOO_LARGE)
+
+
 def _retry_delay(details: bytes | None) -> float | None:
     """The RetryInfo.retry_delay in a ``grpc-status-details-bin`` trailer, if any."""
     if not details:
@@ -249,7 +260,7 @@ class GrpcTransport:
                 reconnect=code is grpc.StatusCode.UNAVAILABLE,
             )
         if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            too_large = "larger than max" in details or "message too large" in details.lower()
+            too_large = _too_large(details)
             return Outcome(
                 False, retryable=delay is not None, retry_after=delay, detail=detail, too_large=too_large
             )
