@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean interop
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,12 @@ unit: $(STAMP)
 	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 
 test: lint typecheck unit
+
+# Both gRPC clients against servers nobody here wrote (grpc-js, grpc-go, nginx as a TLS gRPC proxy),
+# installed idempotently by tests/interop/install.sh (npm, apt-get); a few minutes on 2 cores.
+interop: $(STAMP)
+	bash tests/interop/install.sh
+	HIGHLIGHT_INTEROP=1 $(BIN)/python -m pytest -q tests/interop
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
