@@ -159,24 +159,32 @@ def _is_localhost(host: str) -> bool:
 
 def _open_socket(host: str, port: int, deadline: float) -> socket.socket:
     """A TCP connection to ``host``: each address it resolves to is tried in turn (IPv6 and IPv4,
-    in the resolver's order) before the endpoint counts as unreachable, as grpcio does."""
+    in the resolver's order) before the endpoint counts as unreachable, as grpcio does.  An
+    address that does not answer gets its share of the time left, not all of it."""
     errors: list[str] = []
     kind: type[ConnectionError] = ConnectionError
-    for family, address in _addresses(host, port):
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    every_timed_out = True
+    addresses = _addresses(host, port)
+    for index, (family, address) in enumerate(addresses):
+        sock = None
         try:
-            sock.settimeout(_remaining(deadline))
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(_remaining(deadline) / (len(addresses) - index))
             sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
-        except TimeoutError:
-            sock.close()
-            raise
         except OSError as exc:
-            sock.close()
-            errors.append(f"{address[0]}: {exc.strerror or exc}")
-            kind = type(exc) if isinstance(exc, ConnectionError) else ConnectionError
-    raise kind(f"cannot connect to {host}:{port} ({'; '.join(errors) or 'no address'})")
+            if sock is not None:
+                sock.close()
+            timed_out = isinstance(exc, TimeoutError)
+            errors.append(f"{address[0]}: {'timed out' if timed_out else exc.strerror or exc}")
+            if not timed_out:
+                kind = type(exc) if isinstance(exc, ConnectionError) else ConnectionError
+                every_timed_out = False
+    text = f"cannot connect to {host}:{port} ({'; '.join(errors) or 'no address'})"
+    if errors and every_timed_out:
+        raise TimeoutError(text)  # the deadline
+    raise kind(text)
 
 
 def _number(text: str) -> int:
@@ -227,7 +235,7 @@ class H2Transport:
             self._outstanding += 1
         first = self._begin(target, plaintext, signal, payload, deadline)
         if isinstance(first, Outcome):
-            self._answered(None)
+            self._answered()
             return _ready(first)
 
         def wait() -> Outcome:
@@ -243,7 +251,7 @@ class H2Transport:
                     attempt = self._begin(target, plaintext, signal, payload, deadline)
                 return self._broken(ConnectionResetError("the collector refused the stream repeatedly"))
             finally:
-                self._answered(None)
+                self._answered()
 
         return wait
 
@@ -264,9 +272,8 @@ class H2Transport:
                     or (not conn.streams and not conn.idle_ok())
                 ):
                     self._retire(target)
-                    conn = (
-                        None  # should connecting fail, the retired one must not be closed as if it were this
-                    )
+                    # Should connecting fail, the retired one must not be closed as if it were this.
+                    conn = None
                     conn = self._conns[target] = self._connect(target, plaintext, deadline)
                 with self._lock:
                     self._active.add(conn)
@@ -335,10 +342,9 @@ class H2Transport:
             if conn is not None and not conn.streams:
                 self._active.discard(conn)
 
-    def _answered(self, conn: _Conn | None) -> None:
+    def _answered(self) -> None:
         with self._lock:
             self._outstanding -= 1
-        self._idle(conn)
 
     def _retire(self, target: str) -> None:
         """Stop using the target's connection.  After a GOAWAY the collector still answers the

@@ -2,7 +2,9 @@
 
 Run by ``make interop`` (which installs the servers first, see install.sh); skipped by plain
 ``pytest`` unless ``HIGHLIGHT_INTEROP=1``.  Every scenario runs for both gRPC clients (the
-``client`` fixture); the pass/fail matrix is written to build/matrix.md and shown at the end.
+``client`` fixture); the pass/fail matrix and each run's facts are written to build/matrix.md and
+shown at the end.  For new scenarios (proxies): ``client``, ``certs`` and ``collector`` here, and
+in servers.py the servers, ``run_app(endpoint, client, env, **shape)`` and ``note(run, got)``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from servers import Certs, GrpcJs, installed, make_certs
+from servers import FACTS, Certs, GrpcJs, installed, make_certs
 
 collect_ignore_glob = [] if os.environ.get("HIGHLIGHT_INTEROP") == "1" else ["test_*.py"]
 
@@ -65,6 +67,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         passed = sum(1 for (s, k), v in _results.items() if k == c and v == "pass")
         total = sum(1 for (s, k) in _results if k == c)
         lines.append(f"| **{c}: passed** | {passed}/{total} |")
+    lines += ["", "What each run showed:", ""]
+    lines += [f"- {test.split('::')[-1]}: {fact}" for test, facts in FACTS.items() for fact in facts]
     build = Path(__file__).resolve().parent / "build"
     build.mkdir(exist_ok=True)
     (build / "matrix.md").write_text("\n".join(lines) + "\n")

@@ -5,6 +5,7 @@ it started.  The proxy scenarios reuse these (``GrpcJs``/``GoGrpc`` as the colle
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 HERE = Path(__file__).resolve().parent
+_numbers = itertools.count()
 NODE_SERVER = HERE / "grpcjs_server.js"
 GO_SERVER = HERE / "build" / "gogrpc_server"
 
@@ -85,7 +87,7 @@ class _Process:
     ``out`` as a JSON line (signal, peer, base64 body)."""
 
     def __init__(self, workdir: Path, name: str) -> None:
-        self.out = workdir / f"{name}-{id(self)}.jsonl"
+        self.out = workdir / f"{name}-{next(_numbers)}.jsonl"  # not id(): ids are reused
         self.out.touch()
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
@@ -219,7 +221,7 @@ class Nginx:
     ``server`` block (e.g. ``http2_body_preread_size 0;``)."""
 
     def __init__(self, workdir: Path, certs: Certs, upstream_port: int, directives: str = "") -> None:
-        self.dir = workdir / f"nginx-{id(self)}"
+        self.dir = workdir / f"nginx-{next(_numbers)}"
         self.dir.mkdir()
         self.port = free_port()
         self.certs, self.upstream_port, self.directives = certs, upstream_port, directives
@@ -380,6 +382,20 @@ class CutAfterAnswer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: What each test's runs showed (test id -> lines), for the summary the suite prints at its end.
+FACTS: dict[str, list[str]] = {}
+
+
+def note(run: AppRun, got: Received) -> None:
+    """Keep a run's facts (records, connections, exit time, stderr lines) for the summary."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+    FACTS.setdefault(test, []).append(
+        f"{sum(got.seqs.values())} records in {got.requests} requests on {len(got.peers)} connection(s), "
+        f"exit {run.exit_s:.2f} s, {len(run.stderr)} stderr line(s)"
+        + (f": {run.stderr[0][:160]}" if run.stderr else "")
+    )
 
 
 def start_app(

@@ -22,6 +22,7 @@ from servers import (
     Nginx,
     Received,
     finish_app,
+    note,
     run_app,
     start_app,
 )
@@ -52,6 +53,7 @@ def delivered(
     skip: tuple[int, ...] = (),
 ) -> None:
     """Every record exactly once, the exception spans, a bounded exit, and stderr as expected."""
+    note(run, got)
     assert run.returncode == 0, run.stderr
     missing = [i for i in range(n) if i not in skip and not got.seqs[i]]
     twice = {i: c for i, c in got.seqs.items() if c > 1}
@@ -106,6 +108,7 @@ def test_tls_refused(client: str, case: str, certs: Certs, tmp_path: Path) -> No
             else {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(certs.other_ca if case == "wrong-ca" else certs.ca)}
         )
         run = run_app(f"https://{host}:{srv.port}", client, env, n=50)
+        note(run, srv.received())
         assert run.returncode == 0
         assert srv.received().requests == 0
         assert any(
