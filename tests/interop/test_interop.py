@@ -141,6 +141,7 @@ NGINX = {
     "http2_body_preread_size-0": "http2_body_preread_size 0;",
     "http2_body_preread_size-16k": "http2_body_preread_size 16k;",
     "keepalive_requests-4": "keepalive_requests 4; keepalive_timeout 1s;",
+    "keepalive_requests-1": "keepalive_requests 1;",  # GOAWAY after every request
 }
 
 
