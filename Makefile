@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The extras every venv of the project installs (make pythons too).
 EXTRAS := all,dev,otel-instrument
 
-.PHONY: demo test lint typecheck unit bench pythons clean browser proxy
+.PHONY: demo test lint typecheck unit bench pythons clean browser proxy interop
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: lint typecheck unit
 # The suite again on every CPython 3.10-3.13 the machine has (one venv each, .venv-3.X); .ci/run runs it.
 pythons:
 	EXTRAS=$(EXTRAS) bash .ci/pythons
+
+# Both gRPC clients against servers nobody here wrote (grpc-js, grpc-go, nginx as a TLS gRPC proxy),
+# installed idempotently by tests/interop/install.sh (npm, apt-get); a few minutes on 2 cores.
+interop: $(STAMP)
+	bash tests/interop/install.sh
+	HIGHLIGHT_INTEROP=1 $(BIN)/python -m pytest -q tests/interop
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -46,6 +46,10 @@ _HTTP_CODES = {400: _S.INTERNAL, 401: _S.UNAUTHENTICATED, 403: _S.PERMISSION_DEN
 _HTTP_CODES.update(dict.fromkeys((429, 502, 503, 504), _S.UNAVAILABLE))
 # RST_STREAM without a status, as gRPC maps it: REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM.
 _RST_CODES = {7: _S.UNAVAILABLE, 8: _S.CANCELLED, 11: _S.RESOURCE_EXHAUSTED}
+_REFUSED_STREAM = 7
+# How often one request is sent again because the collector refused its stream unprocessed
+# (REFUSED_STREAM, GOAWAY), within its deadline, before it counts as a failed export.
+_MAX_REFUSED = 8
 
 
 def _grpc_roots() -> str | None:
@@ -89,11 +93,12 @@ class _Conn:
         self.wire = Connection()
         self.streams = self.wire.streams  # requests sent and not answered yet, by stream id
         self.blocks: dict[str, tuple[bytes, bytes]] = {}  # each signal's headers, encoded (see _headers)
+        self.broken = False  # a failure seen on it: kept only for the answers still owed on it
 
     @property
     def closing(self) -> bool:
-        """GOAWAY received: no new stream on it."""
-        return self.wire.closing
+        """GOAWAY received, or a failure seen on it: no new stream on it."""
+        return self.wire.closing or self.broken
 
     def flush(self, deadline: float) -> None:
         """Write what the connection owes.  TimeoutError: the deadline had passed and nothing was
@@ -125,6 +130,63 @@ class _Conn:
         except Exception:
             pass
         return False
+
+
+def _addresses(host: str, port: int) -> list[tuple[int, tuple[str, int]]]:
+    """Where ``host`` is, in the resolver's order: (family, address) for each.  ``localhost``
+    always means both loopbacks (RFC 6761; c-ares, which grpcio uses, answers so too), even
+    where /etc/hosts lists only 127.0.0.1."""
+    found: list[tuple[int, tuple[str, int]]] = []
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except socket.gaierror:
+        infos = []
+        if not _is_localhost(host):
+            raise
+    for family, _, _, _, sockaddr in infos:
+        entry = (int(family), (str(sockaddr[0]), int(sockaddr[1])))
+        if entry not in found:
+            found.append(entry)
+    if _is_localhost(host):
+        for family, loopback in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+            if not any(f == family for f, _ in found) and (family != socket.AF_INET6 or socket.has_ipv6):
+                found.append((int(family), (loopback, port)))
+    return found
+
+
+def _is_localhost(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def _open_socket(host: str, port: int, deadline: float) -> socket.socket:
+    """A TCP connection to ``host``: each address it resolves to is tried in turn (IPv6 and IPv4,
+    in the resolver's order) before the endpoint counts as unreachable, as grpcio does.  An
+    address that does not answer gets its share of the time left, not all of it."""
+    errors: list[str] = []
+    kind: type[ConnectionError] = ConnectionError
+    every_timed_out = True
+    addresses = _addresses(host, port)
+    for index, (family, address) in enumerate(addresses):
+        sock = None
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(_remaining(deadline) / (len(addresses) - index))
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            timed_out = isinstance(exc, TimeoutError)
+            errors.append(f"{address[0]}: {'timed out' if timed_out else exc.strerror or exc}")
+            if not timed_out:
+                kind = type(exc) if isinstance(exc, ConnectionError) else ConnectionError
+                every_timed_out = False
+    text = f"cannot connect to {host}:{port} ({'; '.join(errors) or 'no address'})"
+    if errors and every_timed_out:
+        raise TimeoutError(text)  # the deadline
+    raise kind(text)
 
 
 def _number(text: str) -> int:
@@ -162,88 +224,130 @@ class H2Transport:
     def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
         """Send the request; the returned call reads the answer.  A few requests may be on their
         way at once (``_pipeline._MAX_IN_FLIGHT``), each on its own stream of one connection;
-        whichever call reads the socket hands every stream its part."""
+        whichever call reads the socket hands every stream its part.  A stream the collector
+        refused (REFUSED_STREAM, or above its GOAWAY's last stream id) was never processed
+        (RFC 9113 section 8.7): it is sent again at once, as grpcio does, not failed."""
         deadline = time.monotonic() + max(timeout, 0.001)
         s = self._settings
         endpoint = (s.logs_endpoint if signal == LOGS else s.traces_endpoint) or s.endpoint
         target = GrpcTransport._target(endpoint)
+        plaintext = is_plaintext(endpoint, s.insecure, tls_files=s.tls_files)
         with self._lock:
             if not self._outstanding:
                 self._cancelled = False
             self._outstanding += 1
-        conn = None
-        try:
-            conn = self._conns.get(target)
-            # A connection with answers outstanding is in use: reading it idly would take them.
-            if (
-                conn is None
-                or conn.closing
-                or conn.pid != os.getpid()
-                or (not conn.streams and not conn.idle_ok())
-            ):
-                self._retire(target)
-                conn = None  # should connecting fail, the retired one must not be closed as if it were this
-                conn = self._conns[target] = self._connect(
-                    target, is_plaintext(endpoint, s.insecure, tls_files=s.tls_files), deadline
-                )
-            with self._lock:
-                self._active.add(conn)
-                if self._cancelled:
-                    raise ConnectionAbortedError("cancelled")
-            sid, resp = self._send(conn, signal, payload, deadline)
-        except _NotSent as exc:
-            if conn is not None and conn.closing:
-                self._retire(target)  # its streams are still answered (or failed) on it
-            outcome = self._broken(exc.__cause__ if isinstance(exc.__cause__, TimeoutError) else exc)
-            self._answered(conn)
-            return _ready(outcome)
-        except Exception as exc:
-            outcome = self._failed(target, exc, conn)
-            self._answered(conn)
-            return _ready(outcome)
+        first = self._begin(target, plaintext, signal, payload, deadline)
+        if isinstance(first, Outcome):
+            self._answered()
+            return _ready(first)
 
         def wait() -> Outcome:
+            attempt: Outcome | tuple[_Conn, int, Answer] = first
             try:
-                try:
-                    # The worker encoded its next batch meanwhile: an answer that arrived before
-                    # the deadline is read even if the deadline has passed since.
-                    self._read_arrived(conn, resp, deadline)
-                    while not resp.ended:
-                        self._pump(conn, deadline)
-                    if resp.lost is not None:  # after a GOAWAY's last stream: never processed
-                        return self._broken(ConnectionResetError(resp.lost))
-                except TimeoutError as exc:
-                    # This request's own deadline, with nothing half sent: cancel its stream only,
-                    # so that the other requests on the connection are not cut off (and resent).
-                    try:
-                        conn.wire.reset_stream(sid, 8)
-                        conn.flush(time.monotonic() + 0.5)
-                    except Exception:
-                        self._drop(target, conn)
-                    return self._broken(exc)
-                except Exception as exc:
-                    return self._failed(target, exc, conn)
-                try:  # acknowledgements; a complete answer stands even if they cannot go out
-                    conn.flush(time.monotonic() + 1.0)
-                except Exception:
-                    self._drop(target, conn)
-                try:
-                    return self._outcome(resp, signal)
-                except Exception as exc:  # never expected (_outcome reads defensively); never raised
-                    return Outcome(False, detail=f"UNKNOWN: unreadable answer ({type(exc).__name__}: {exc})")
+                for _ in range(_MAX_REFUSED):
+                    if isinstance(attempt, Outcome):
+                        return attempt
+                    conn, sid, resp = attempt
+                    outcome = self._finish(target, conn, sid, resp, signal, deadline)
+                    if outcome is not None:
+                        return outcome
+                    attempt = self._begin(target, plaintext, signal, payload, deadline)
+                return self._broken(ConnectionResetError("the collector refused the stream repeatedly"))
             finally:
-                conn.streams.pop(sid, None)
-                if not conn.streams and conn.closing and self._conns.get(target) is not conn:
-                    self._drop(target, conn)  # replaced after its GOAWAY, and now done with
-                self._answered(conn)
+                self._answered()
 
         return wait
 
-    def _answered(self, conn: _Conn | None) -> None:
+    def _begin(
+        self, target: str, plaintext: bool, signal: str, payload: bytes, deadline: float
+    ) -> Outcome | tuple[_Conn, int, Answer]:
+        """Open a stream for the request and send it, on the target's connection (opened if need
+        be); a failure as an :class:`Outcome`."""
+        for _ in range(_MAX_REFUSED):
+            conn = None
+            try:
+                conn = self._conns.get(target)
+                # A connection with answers outstanding is in use: reading it idly would take them.
+                if (
+                    conn is None
+                    or conn.closing
+                    or conn.pid != os.getpid()
+                    or (not conn.streams and not conn.idle_ok())
+                ):
+                    self._retire(target)
+                    # Should connecting fail, the retired one must not be closed as if it were this.
+                    conn = None
+                    conn = self._conns[target] = self._connect(target, plaintext, deadline)
+                with self._lock:
+                    self._active.add(conn)
+                    if self._cancelled:
+                        raise ConnectionAbortedError("cancelled")
+                sid, resp = self._send(conn, signal, payload, deadline)
+                return conn, sid, resp
+            except _NotSent as exc:
+                timed_out = isinstance(exc.__cause__, TimeoutError)
+                if conn is not None and conn.closing:
+                    self._retire(target)  # its streams are still answered (or failed) on it
+                self._idle(conn)
+                if not timed_out and conn is not None and conn.closing:
+                    continue  # GOAWAY before this request went out: at once on a fresh connection
+                cause = exc.__cause__
+                return self._broken(cause if isinstance(cause, TimeoutError) else exc)
+            except Exception as exc:
+                outcome = self._failed(target, exc, conn)
+                self._idle(conn)
+                return outcome
+        return self._broken(ConnectionResetError("the collector refused new streams repeatedly"))
+
+    def _finish(
+        self, target: str, conn: _Conn, sid: int, resp: Answer, signal: str, deadline: float
+    ) -> Outcome | None:
+        """Read the answer on stream ``sid``; None: refused, never processed (send it again)."""
+        try:
+            try:
+                # The worker encoded its next batch meanwhile: an answer that arrived before
+                # the deadline is read even if the deadline has passed since.
+                self._read_arrived(conn, resp, deadline)
+                while not resp.ended:
+                    self._pump(conn, deadline)
+                if resp.lost is not None or (
+                    resp.reset == _REFUSED_STREAM and "grpc-status" not in resp.fields
+                ):
+                    return None  # the next attempt leaves the connection if it is closing
+            except TimeoutError as exc:
+                # This request's own deadline, with nothing half sent: cancel its stream only,
+                # so that the other requests on the connection are not cut off (and resent).
+                try:
+                    conn.wire.reset_stream(sid, 8)
+                    conn.flush(time.monotonic() + 0.5)
+                except Exception:
+                    self._abandon(target, conn)
+                return self._broken(exc)
+            except Exception as exc:
+                return self._failed(target, exc, conn)
+            try:  # acknowledgements; a complete answer stands even if they cannot go out
+                conn.flush(time.monotonic() + 1.0)
+            except Exception:
+                self._abandon(target, conn)
+            try:
+                return self._outcome(resp, signal)
+            except Exception as exc:  # never expected (_outcome reads defensively); never raised
+                return Outcome(False, detail=f"UNKNOWN: unreadable answer ({type(exc).__name__}: {exc})")
+        finally:
+            conn.streams.pop(sid, None)
+            if not conn.streams and conn.closing and self._conns.get(target) is not conn:
+                self._drop(target, conn)  # replaced (GOAWAY, or retired after a failure), now done with
+            self._idle(conn)
+
+    def _idle(self, conn: _Conn | None) -> None:
+        """``conn`` need not be woken by :meth:`cancel` when it has no request outstanding."""
         with self._lock:
-            self._outstanding -= 1
             if conn is not None and not conn.streams:
                 self._active.discard(conn)
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
 
     def _retire(self, target: str) -> None:
         """Stop using the target's connection.  After a GOAWAY the collector still answers the
@@ -257,8 +361,24 @@ class H2Transport:
             self._drop(target)
 
     def _failed(self, target: str, exc: Exception, conn: _Conn | None) -> Outcome:
-        self._drop(target, conn)  # the connection's state is unknown: start afresh next time
+        self._abandon(target, conn)  # the connection's state is unknown: start afresh next time
         return self._broken(exc)
+
+    def _abandon(self, target: str, conn: _Conn | None) -> None:
+        """Use ``conn`` for no new stream.  While other requests' answers are owed on it, it stays
+        open for them (Linux keeps what arrived readable after the peer's FIN or RST): closing it
+        now would lose answers already received, and those records would be sent twice."""
+        if conn is None:
+            self._drop(target)
+            return
+        conn.broken = True
+        if any(not answer.ended for answer in conn.streams.values()):
+            if self._conns.get(target) is conn:
+                del self._conns[target]
+            if conn.pid == os.getpid():
+                self._retired.add(conn)
+                return
+        self._drop(target, conn)
 
     def _connect(self, target: str, plaintext: bool, deadline: float) -> _Conn:
         parts = urllib.parse.urlsplit("//" + target)
@@ -266,18 +386,31 @@ class H2Transport:
         proxy = proxy_for(target)  # HTTP CONNECT through it when _proxy says so (TLS on top, as direct)
         if proxy is not None:
             sock = tunnel(proxy, host, parts.port or 443, deadline, self._watch)
-        else:
-            sock = socket.create_connection((host, parts.port or 443), timeout=_remaining(deadline))
-        try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            sock = _open_socket(host, parts.port or 443, deadline)
+        try:
             if not plaintext:
-                sock = self._tls().wrap_socket(sock, server_hostname=host)  # handshake under the timeout
+                try:
+                    sock = self._tls().wrap_socket(sock, server_hostname=host)  # handshake under the timeout
+                except ssl.SSLError as exc:
+                    raise ConnectionError(f"TLS handshake with {target} failed: {exc}") from exc
                 if sock.selected_alpn_protocol() != "h2":
-                    raise ConnectionError("the collector did not agree to HTTP/2 (ALPN)")
+                    raise ConnectionError(f"{target} did not agree to HTTP/2 over TLS (ALPN)")
             conn = _Conn(sock, "http" if plaintext else "https", target)
-            conn.flush(deadline)  # the preface and our SETTINGS
+            with self._lock:
+                self._active.add(conn)  # cancel() wakes the wait for the collector's SETTINGS too
+                if self._cancelled:
+                    raise ConnectionAbortedError("cancelled")
+            # The collector's SETTINGS first: its stream limit and windows hold from the first
+            # request (nginx refuses a stream sent before them when its body window is small).
+            while not conn.wire.settings_received:
+                self._pump(conn, deadline)  # writes the preface and our SETTINGS first
+            conn.flush(deadline)  # the acknowledgement
             return conn
         except BaseException:
+            with self._lock:
+                self._active = {c for c in self._active if c.sock is not sock}
             sock.close()
             raise
 
@@ -397,7 +530,17 @@ class H2Transport:
             code = _RST_CODES.get(resp.reset, _S.INTERNAL)
             f.setdefault("grpc-message", f"stream reset by the collector (HTTP/2 error {resp.reset})")
         else:
-            code = _HTTP_CODES.get(_number(f.get(":status", "")), _S.UNKNOWN)
+            http = _number(f.get(":status", ""))
+            if http == 413:  # a proxy's body limit: the request is too large, as grpc's own message says
+                return Outcome(
+                    False, detail="RESOURCE_EXHAUSTED: HTTP status 413 (request too large)", too_large=True
+                )
+            code = _HTTP_CODES.get(http, _S.UNKNOWN)
+            # No grpc-status: a proxy (or a non-gRPC server) answered.  Name its status, as grpcio does.
+            f.setdefault(
+                "grpc-message",
+                f"HTTP status {f.get(':status', 'missing')} without grpc-status (a proxy's answer?)",
+            )
         if code is _S.OK:
             try:  # accepted whatever the body says; an unreadable body just hides partial_success
                 n = int.from_bytes(resp.data[1:5], "big")

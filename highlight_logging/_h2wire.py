@@ -102,6 +102,11 @@ def header_block(headers: list[tuple[str, str]]) -> bytes:
     return bytes(out)
 
 
+def _shown(data: bytes) -> str:
+    """Bytes for a diagnostic line: printable ASCII as text, the rest escaped."""
+    return repr(bytes(data))
+
+
 def error_name(code: int) -> str:
     return ERROR_NAMES[code] if 0 <= code < len(ERROR_NAMES) else f"error {code:#x}"
 
@@ -129,6 +134,9 @@ class Connection:
         self.closing = False  # GOAWAY received: no new stream on it
         self.max_frame_size = _DEFAULT_FRAME  # the peer's, for our DATA frames
         self.max_streams = _WINDOW_MAX  # the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+        # The peer's first SETTINGS arrived: its limits are known (a stream opened before could be
+        # refused, e.g. by nginx whose window for request bodies may be 0).
+        self.settings_received = False
         self._window = _DEFAULT_WINDOW  # connection-level send window
         self._initial = _DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
         self._received = 0  # connection-level DATA bytes since our last WINDOW_UPDATE
@@ -206,9 +214,13 @@ class Connection:
             hi, lo, ftype, flags, sid = _HEAD.unpack_from(buf, pos)
             length = hi << 8 | lo
             if length > _DEFAULT_FRAME:
+                if not self.settings_received:  # e.g. "HTTP/1.1 400": a TLS port spoken to in plaintext
+                    raise ProtocolError(f"the server did not answer in HTTP/2 (it sent {_shown(buf[:40])})")
                 raise ProtocolError(f"a {length}-byte frame, over SETTINGS_MAX_FRAME_SIZE")
             if end - pos - 9 < length:
                 break
+            if not self.settings_received and ftype != _SETTINGS:
+                raise ProtocolError(f"the server did not answer in HTTP/2 (it sent {_shown(buf[:40])})")
             payload = buf[pos + 9 : pos + 9 + length]
             pos += 9 + length
             sid &= _MASK
@@ -312,6 +324,7 @@ class Connection:
             raise ProtocolError("a malformed SETTINGS frame")
         if flags & _ACK:
             return
+        self.settings_received = True
         for offset in range(0, len(payload), 6):
             key, value = _PAIR.unpack_from(payload, offset)
             if key == 1 and value < _DEFAULT_TABLE:

@@ -20,13 +20,14 @@ OK = [(":status", "200"), ("content-type", "application/grpc")]
 
 
 class ScriptedConnection:
-    def __init__(self, sock: socket.socket, settings: dict[int, int] | None) -> None:
+    def __init__(self, sock: socket.socket, settings: dict[int, int] | None, hold: bool = False) -> None:
         self.sock = sock
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         self.h2.initiate_connection()
         if settings:
             self.h2.update_settings(settings)
-        self.send()
+        if not hold:  # hold: the script sends our SETTINGS itself (conn.send()), when it chooses
+            self.send()
 
     def send(self) -> None:
         self.sock.sendall(self.h2.data_to_send())
@@ -62,12 +63,17 @@ def answer_all(index: int, conn: ScriptedConnection) -> None:
 
 class ScriptedServer:
     def __init__(
-        self, script: Callable[[int, ScriptedConnection], Any], settings: dict[int, int] | None = None
+        self,
+        script: Callable[[int, ScriptedConnection], Any],
+        settings: dict[int, int] | None = None,
+        host: str = "127.0.0.1",
+        hold: bool = False,
     ) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, 0), family=family)
         self.port: int = self._listener.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._script, self._settings = script, settings
+        self.endpoint = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        self._script, self._settings, self._hold = script, settings, hold
         self.connections = 0
         self.errors: list[BaseException] = []
         self.done = threading.Event()  # set when a script returns or fails
@@ -84,7 +90,7 @@ class ScriptedServer:
 
     def _run(self, index: int, sock: socket.socket) -> None:
         try:
-            self._script(index, ScriptedConnection(sock, self._settings))
+            self._script(index, ScriptedConnection(sock, self._settings, self._hold))
         except (EOFError, OSError):
             pass  # the client went away: the usual end
         except BaseException as exc:  # shown by the test
