@@ -136,12 +136,7 @@ def _answer_413(index: int, conn: ScriptedConnection) -> None:
     "client",
     [
         "grpcio",
-        pytest.param(
-            "h2",
-            marks=pytest.mark.xfail(
-                reason="the built-in client does not name a proxy's HTTP status yet (issue 17, the other half)"
-            ),
-        ),
+        "h2",
     ],
 )
 def test_a_proxys_http_413_is_too_large(client: str) -> None:
