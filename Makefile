@@ -3,13 +3,15 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The extras every venv of the project installs (make pythons too).
+EXTRAS := all,dev,otel-instrument
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench pythons clean browser
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 # Start the local receiver on a free port, run every example against it, show what arrived.
@@ -26,16 +28,25 @@ typecheck: $(STAMP)
 
 # The front ends and both fast paths again without the C speedups, as an install without a compiler runs.
 PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py tests/test_hostile.py \
-	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py tests/test_scrub.py
+	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py tests/test_scrub.py tests/test_golden_otel.py \
+	tests/test_highlight_rules.py
 
-unit: $(STAMP)
+# Debian's headless Chromium and its driver for the viewer's browser tests (idempotent; root installs them).
+browser:
+	@bash .ci/install-chromium.sh
+
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 
 test: lint typecheck unit
 
+# The suite again on every CPython 3.10-3.13 the machine has (one venv each, .venv-3.X); .ci/run runs it.
+pythons:
+	EXTRAS=$(EXTRAS) bash .ci/pythons
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache highlight_logging/*.so
+	rm -rf $(VENV) .venv-3.* build *.egg-info .mypy_cache .ruff_cache highlight_logging/*.so

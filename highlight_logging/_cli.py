@@ -47,9 +47,36 @@ def _parser() -> argparse.ArgumentParser:
         "--jsonl", metavar="PATH", help="append one JSON object per log record and span to PATH"
     )
     serve.add_argument(
-        "--ready-file", metavar="PATH", help="write the bound gRPC port to PATH once listening"
+        "--ready-file",
+        metavar="PATH",
+        help="write the bound gRPC port to PATH once listening (with --ui, then 'http PORT' and 'ui URL' lines)",
     )
+    ui = serve.add_argument_group("local viewer")
+    ui.add_argument(
+        "--ui",
+        action="store_true",
+        help="also serve a web page of the logs, errors and requests (OTLP/HTTP then defaults to port 4318)",
+    )
+    ui.add_argument(
+        "--ui-port", type=_port, default=8686, metavar="PORT", help="the page's port (default: %(default)s)"
+    )
+    ui.add_argument(
+        "--keep",
+        type=_positive,
+        default=100_000,
+        metavar="N",
+        help="keep the newest N records (default: %(default)s)",
+    )
+    ui.add_argument("--db", metavar="PATH", help="keep the records in this SQLite file across restarts")
+    ui.add_argument("--print", action="store_true", help="with --ui, also print each record in the terminal")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -65,7 +92,28 @@ def _serve(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     previous = _install_signal_handlers(stop)
-    receiver = Receiver(args.host, args.port, args.http_port, printer=_print_line, jsonl_path=args.jsonl)
+    viewer = None
+    if args.ui:
+        from highlight_logging._devtools.viewer._app import Viewer
+
+        if args.http_port is None:
+            args.http_port = 4318
+        try:
+            viewer = Viewer(args.host, args.ui_port, keep=args.keep, db=args.db)
+        except Exception as exc:  # sqlite3.Error for a bad --db; OSError for a busy --ui-port
+            print(f"highlight-logging: cannot start the viewer: {exc}", file=sys.stderr)
+            _restore_signal_handlers(previous)
+            return 1
+    receiver = Receiver(
+        args.host,
+        args.port,
+        args.http_port,
+        printer=_print_line if viewer is None or args.print else None,
+        jsonl_path=args.jsonl,
+        on_logs=viewer.store.submit_logs if viewer is not None else None,
+        on_spans=viewer.store.submit_spans if viewer is not None else None,
+        retain=viewer is None,
+    )
     try:
         try:
             receiver.start()
@@ -73,24 +121,48 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"highlight-logging: cannot listen on {args.host}: {exc}", file=sys.stderr)
             return 1
         if args.ready_file:
-            _write_atomically(args.ready_file, f"{receiver.port}\n")
+            ready = f"{receiver.port}\n"
+            if viewer is not None:
+                ready += f"http {receiver.http_port}\nui {viewer.url}\n"
+            _write_atomically(args.ready_file, ready)
+        warning = _host_warning(args.host) if viewer is not None else None
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
         _print_line(f"highlight-logging {__version__}: OTLP receiver listening")
         _print_line(f"  gRPC       {receiver.endpoint}")
         if receiver.http_endpoint is not None:
             _print_line(f"  OTLP/HTTP  {receiver.http_endpoint}/v1/logs  {receiver.http_endpoint}/v1/traces")
         if args.jsonl:
             _print_line(f"  JSONL      {args.jsonl}")
+        if viewer is not None:
+            where = args.db or "memory"
+            _print_line(f"  Viewer     {viewer.url}  (newest {args.keep:,} records, in {where})")
         _print_line("Press Ctrl-C to stop.")
         # A timed wait: on Windows a plain wait() would not let the signal handler run.
         while not stop.wait(0.5):
             pass
         _print_line("stopping...")
         receiver.stop(_SHUTDOWN_GRACE)
-        _print_line(f"received {len(receiver.log_records())} log records, {len(receiver.spans())} spans")
+        n_logs, n_spans = receiver.counts()
+        _print_line(f"received {n_logs} log records, {n_spans} spans")
         return 0
     finally:
         receiver.stop(0)  # idempotent; covers the error paths
+        if viewer is not None:
+            viewer.close()
         _restore_signal_handlers(previous)
+
+
+def _host_warning(host: str) -> str | None:
+    """What ``serve --ui --host HOST`` says when HOST is not loopback: the page has no login."""
+    from highlight_logging._devtools.viewer._server import is_loopback
+
+    if is_loopback(host):
+        return None
+    return (
+        f"highlight-logging: WARNING: --host {host} is not loopback: anyone who can reach it reads every"
+        " log record on the viewer's page (it has no login) and can send records."
+    )
 
 
 def _print_line(line: str) -> None:

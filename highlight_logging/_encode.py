@@ -199,11 +199,13 @@ def resource(attrs: Attributes) -> bytes:
     return attributes(b"\x0a", attrs)
 
 
-def scope(name: str, version: str = "") -> bytes:
-    """InstrumentationScope: name 1, version 2."""
+def scope(name: str, version: str = "", attrs: Attributes | None = None) -> bytes:
+    """InstrumentationScope: name 1, version 2, attributes 3."""
     out = field(b"\x0a", text(name))
     if version:
         out += field(b"\x12", text(version))
+    if attrs:
+        out += attributes(b"\x1a", attrs)
     return out
 
 

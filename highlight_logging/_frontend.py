@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _context, _exceptions, _native, _pipeline, _settings
+from highlight_logging import _context, _diag, _exceptions, _highlight, _native, _pipeline, _settings
 from highlight_logging._coerce import coerce, coerce_attributes, safe_str, truncate
 from highlight_logging._record import SITE_KEY_SET, Attributes, ExceptionInfo, Pending, Record, Site, Value
 from highlight_logging._settings import Settings
@@ -56,6 +56,17 @@ class Binding:
     def _resolve(self) -> None:
         self.settings: Settings = _settings.resolve(self.keywords)
         self.pipeline: Sink | None = None
+        s = self.settings
+        if not (s.disabled or s.use_otel_providers or s.project_id or _settings.project_header(s)) and (
+            _settings.sends_to_highlight(s)
+        ):
+            # highlight.io drops records without a project and still answers OK: say so now, once,
+            # since stats() will count them as exported.
+            _diag.warn(
+                "logs go to highlight.io but no project id is set (project_id= or "
+                "HIGHLIGHT_PROJECT_ID): highlight.io will drop every record",
+                key="no-project-id",
+            )
         if self.settings.disabled:
             pass
         elif self.settings.use_otel_providers:
@@ -321,6 +332,10 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         attrs["highlight.session_id"] = request[0]
         if request[1]:
             attrs["highlight.trace_id"] = request[1]
+    highlight = settings.backend == "highlight"
+    if extras and highlight:
+        # Every value visible, no key highlight.io would take out (see _highlight).
+        extras = tuple(_highlight.shape_extras(extras, attrs, settings.attribute_value_length_limit))
     if extras and len(extras) + len(attrs) + (0 if site is None else len(site[0])) <= (
         settings.attribute_count_limit - _RESERVED
     ):
@@ -341,7 +356,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         attrs = {**dict(zip(site[0], site[1:], strict=False)), **attrs}
         site = None
     parent = b""
-    if exception is not None:
+    if exception is not None and not highlight:
         # The exception span: a child of the active span, or the root of a new trace.
         parent = span_id
         span_id = _new_id(64)

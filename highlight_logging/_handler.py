@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from highlight_logging import _otel_duplicates, _pipeline
 from highlight_logging._coerce import safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
 from highlight_logging._record import Attributes, logrecord_site
@@ -68,6 +69,11 @@ class HighlightHandler(logging.Handler):
     def __init__(self, level: int | str = logging.NOTSET, **settings: Any) -> None:
         super().__init__(level)
         self._binding = Binding(settings)
+        # Another exporting handler on the way (opentelemetry-instrument): say so now, and again at
+        # the first record, which sees its logger's path (and a handler added after this one).
+        self._check_otel = not self._binding.settings.disabled
+        if self._check_otel:
+            _otel_duplicates.check(self._binding.settings)
 
     def __repr__(self) -> str:
         return f"<HighlightHandler {logging.getLevelName(self.level)} endpoint={self._binding.settings.endpoint!r}>"
@@ -82,6 +88,9 @@ class HighlightHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self._check_otel:
+            self._check_otel = False
+            _otel_duplicates.check(self._binding.settings, record.name)
         try:
             pipeline = self._binding.get()
             if pipeline is None or record.name.startswith(INTERNAL_LOGGERS) or exported_by_structlog(record):
@@ -106,7 +115,8 @@ class HighlightHandler(logging.Handler):
             )
         except RecursionError:
             raise
-        except Exception:
+        except Exception as exc:
+            _pipeline.count_frontend_loss("HighlightHandler", exc)
             self.handleError(record)
 
     def flush(self) -> None:

@@ -86,10 +86,10 @@ class LoguruSink:
                     ),
                 )
             )
-        except Exception:
+        except Exception as exc:
             # A raise here would make loguru print "Logging error in Loguru Handler"; the
             # converter already guards user values, so this only catches the unforeseen.
-            pass
+            _pipeline.count_frontend_loss("LoguruSink", exc)
 
     def stop(self) -> None:
         """Called by ``logger.remove()``: deliver what was handed over, within ``shutdown_timeout``."""

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from highlight_logging import _diag, _encode, _frontend, _plain, _transport
+from highlight_logging import _diag, _encode, _frontend, _highlight, _otel_flush, _plain, _transport
 from highlight_logging._coerce import truncate
 from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
 from highlight_logging._settings import Settings
@@ -46,6 +46,7 @@ REASONS = (
     "too_large",
     "encode_error",
     "shutdown",
+    "frontend_error",
 )
 _SIGNALS = ("logs", "spans")
 
@@ -110,16 +111,21 @@ def exception_attributes(
     scrubbed.  Shared by the export worker and ``_providers``, so both send the same thing."""
     event_attrs: Attributes = {"exception.type": exc.type}
     scrubbed: list[str] = []
-    if exc.message is not None:
-        message = exc.message
+    message: str | None = exc.message
+    if message is not None:
         if scrubber is not None:
             message, found = scrubber.scrub_text(message, "exception.message")
             scrubbed += found
-        event_attrs["exception.message"] = truncate(message, settings.attribute_value_length_limit)
+        message = event_attrs["exception.message"] = truncate(message, settings.attribute_value_length_limit)
+    if settings.backend == "highlight":
+        # The error's title: never empty, or highlight.io makes no error at all.
+        event_attrs["exception.message"] = _highlight.exception_title(message, exc.type)
     stack = exc.stacktrace
     if scrubber is not None:
         stack, found = scrubber.scrub_text(stack, "exception.stacktrace")
         scrubbed += found
+    if settings.backend == "highlight":
+        stack = _highlight.stacktrace(stack)
     event_attrs["exception.stacktrace"] = truncate(
         stack, max(settings.attribute_value_length_limit, settings.max_body_length)
     )
@@ -137,6 +143,11 @@ class Pipeline:
         self._batch_size = settings.max_export_batch_size
         self._room = settings.attribute_count_limit - _frontend._RESERVED  # see to_record
         self._scrubber = _make_scrubber(settings)
+        # The highlight shape (_highlight): exceptions travel on their log records only, so every
+        # record is one log and none is a span; records that it would change take the general path.
+        self.highlight = settings.backend == "highlight"
+        self._levels = _plain.highlight_levels if self.highlight else _plain.levels
+        self._plain_shape = _plain.HIGHLIGHT_SHAPE if self.highlight else None
         self._reset()
 
     # --- state that a forked child must rebuild ---------------------------------------------------
@@ -205,7 +216,12 @@ class Pipeline:
         attrs.setdefault("service.name", f"unknown_service:{_process_name()}")
         if s.service_version:
             attrs["service.version"] = s.service_version
-        if s.environment:
+        if self.highlight:
+            # highlight.io reads deployment.environment (semconv 1.25) or environment, not .name.
+            name = attrs.pop("deployment.environment.name", None)
+            if s.environment or name is not None:
+                attrs.setdefault("deployment.environment", s.environment or name)
+        elif s.environment:
             attrs["deployment.environment.name"] = s.environment
         if s.project_id:
             attrs["highlight.project_id"] = s.project_id
@@ -244,6 +260,14 @@ class Pipeline:
         elif len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
+    def _is_log(self, record: Pending | Record) -> int:
+        """1 when ``record`` is sent as a log record (all of them in the highlight shape)."""
+        return 1 if self.highlight or not record.span_only else 0
+
+    def _has_span(self, record: Pending | Record) -> int:
+        """1 when ``record`` is sent with an exception span (never in the highlight shape)."""
+        return 1 if record.exception is not None and not self.highlight else 0
+
     def _has_space(self, size: int) -> bool:
         return (
             len(self._queue) < self._max_records
@@ -259,16 +283,17 @@ class Pipeline:
                 return False
             self._queue.append(record)
             self._bytes_in += record.size
-            self.counters["spans"]["queued"] += 1
-            self._reports += record.span_only  # error reports (always an exception): no log
+            if not self.highlight:
+                self.counters["spans"]["queued"] += 1
+                self._reports += record.span_only  # error reports (always an exception): no log
         return True
 
     def _refuse(self, record: Pending) -> None:
         with self._lock:
             reason = "shutdown" if self._stopped else "queue_full"
-            self.counters["logs"]["dropped"][reason] += not record.span_only
-            self._refused["logs"] += not record.span_only
-            if record.exception is not None:
+            self.counters["logs"]["dropped"][reason] += self._is_log(record)
+            self._refused["logs"] += self._is_log(record)
+            if self._has_span(record):
                 self.counters["spans"]["dropped"][reason] += 1
                 self._refused["spans"] += 1
         if reason == "queue_full":
@@ -496,7 +521,12 @@ class Pipeline:
             fast: list[bytes | None] | None = None
             if scrubber is None or scrubber.chunk_clean(part):
                 fast = _plain.plain_logs(
-                    part, _encode._site_cache, _plain.levels, self._room, _frontend.datetime_ns
+                    part,
+                    _encode._site_cache,
+                    self._levels,
+                    self._room,
+                    _frontend.datetime_ns,
+                    self._plain_shape,
                 )
                 scopes = {p.scope for p in part}
                 if len(scopes) == 1 and None not in fast and max(map(len, fast)) <= limit:  # type: ignore[arg-type]
@@ -571,11 +601,11 @@ class Pipeline:
         try:
             log, span = self._encode(record, clean)
         except Exception:
-            self._count_drop("logs", "encode_error", 0 if record.span_only else 1)
-            if record.exception is not None:
+            self._count_drop("logs", "encode_error", self._is_log(record))
+            if self._has_span(record):
                 self._count_drop("spans", "encode_error", 1)
             return
-        if record.span_only:
+        if not self._is_log(record):
             pass  # an error report (record_exception): the span only
         elif len(log) > limit:
             self._count_drop("logs", "too_large", 1)
@@ -599,8 +629,8 @@ class Pipeline:
             try:
                 records.append(to_record(p, settings))
             except Exception:  # never expected: to_record guards user values
-                self._count_drop("logs", "encode_error", 0 if p.span_only else 1)
-                if p.exception is not None:
+                self._count_drop("logs", "encode_error", self._is_log(p))
+                if self._has_span(p):
                     self._count_drop("spans", "encode_error", 1)
         return records
 
@@ -608,7 +638,7 @@ class Pipeline:
         """Pack records into requests that stay under ``max_request_bytes``."""
         limit = self.settings.max_request_bytes
         base = len(self._resource) + _encode.REQUEST_OVERHEAD
-        scopes = {name: _encode.scope(name) for name in by_scope}
+        scopes = {name: self._scope(name) for name in by_scope}
         # The usual batch fits in one request: sized with C-level sums, not record by record.
         total = base + sum(
             len(scopes[name]) + _encode.REQUEST_OVERHEAD + sum(map(len, records)) + 6 * len(records)
@@ -640,6 +670,13 @@ class Pipeline:
         if count:
             yield _encode.request(self._resource, groups), count
 
+    def _scope(self, name: str) -> bytes:
+        """An InstrumentationScope; in the highlight shape its name is also an attribute, ``logger``
+        (highlight.io reads scope attributes, never the name), written once per request."""
+        if self.highlight:
+            return _encode.scope(name, attrs={"logger": name})
+        return _encode.scope(name)
+
     def _encode(self, record: Record, clean: bool = False) -> tuple[bytes, bytes | None]:
         """One record -> (LogRecord bytes, exception Span bytes or None).
 
@@ -664,11 +701,15 @@ class Pipeline:
                 attrs = {**attrs, **event_attrs}
             if scrubbed:
                 attrs = {**attrs, "highlight.scrubbed": list[Value](scrubbed)}
+        severity_text = record.severity_text
+        if self.highlight:
+            severity_text = _highlight.severity_text(record.severity_number)
+            body = _highlight.body(body)
         log = _encode.log_record(
             record.time_ns,
             record.observed_ns,
             record.severity_number,
-            record.severity_text,
+            severity_text,
             body,
             attrs,
             record.dropped_attributes,
@@ -677,7 +718,7 @@ class Pipeline:
             record.flags,
             record.site,
         )
-        if exc is None:
+        if exc is None or self.highlight:  # highlight: the log's exception.* make the one error
             return log, None
         if record.span_only:  # an error report: the span is all there is, so it carries every attribute
             span_attrs = {k: v for k, v in attrs.items() if not k.startswith("exception.")}
@@ -909,10 +950,8 @@ class Pipeline:
                 except IndexError:
                     break
             self._bytes_out += sum(r.size for r in leftover)
-            self.counters["logs"]["dropped"]["shutdown"] += sum(1 for r in leftover if not r.span_only)
-            self.counters["spans"]["dropped"]["shutdown"] += sum(
-                1 for r in leftover if r.exception is not None
-            )
+            self.counters["logs"]["dropped"]["shutdown"] += sum(map(self._is_log, leftover))
+            self.counters["spans"]["dropped"]["shutdown"] += sum(map(self._has_span, leftover))
             self._finished += len(leftover)  # accepted, and done with: lost
             if worker is not None and worker.is_alive():
                 self._give_up()
@@ -998,17 +1037,20 @@ _sigterm_deferred = False
 
 
 def shutdown_all(timeout: float | None = None) -> bool:
-    """Stop every pipeline within one shared deadline; print a line if anything was lost."""
+    """Stop every pipeline within one shared deadline, flushing the app's OpenTelemetry providers
+    (``_otel_flush``) in the same time; print a line if anything was lost."""
     global _shutting_down
     ps = pipelines()
     if timeout is None:
-        timeout = max((p.settings.shutdown_timeout for p in ps), default=3.0)
+        timeout = _otel_flush.budget(p.settings for p in ps)
     deadline = time.monotonic() + timeout
     ok = True
     was, _shutting_down = _shutting_down, True
     try:
+        app_flushed = _otel_flush.begin(deadline)  # the app's own OpenTelemetry providers, alongside
         for pipeline in ps:
             ok = pipeline.shutdown(max(deadline - time.monotonic(), 0)) and ok
+        app_flushed()
         for pipeline in ps:
             line = pipeline.summary()
             if line:
@@ -1025,12 +1067,33 @@ def reset_for_tests() -> None:
     shutdown_all(timeout=1.0)
     with _registry_lock:
         _registry.clear()
+    global _frontend_losses
+    _frontend_losses = 0
     _diag.reset()
+
+
+# Records a front end lost to an error of its own (a bug or a hostile object no guard foresaw),
+# before any pipeline accepted them: counted here, since the failure may precede the pipeline.
+_frontend_losses = 0
+_frontend_losses_lock = threading.Lock()
+
+
+def count_frontend_loss(front_end: str, exc: BaseException) -> None:
+    """Count a record that ``front_end`` lost to ``exc`` and say so on stderr (once a minute)."""
+    global _frontend_losses
+    with _frontend_losses_lock:
+        _frontend_losses += 1
+    _diag.warn(
+        f"{front_end} lost a record: {type(exc).__name__}; see highlight_logging.stats()",
+        key=f"frontend:{front_end}",
+        every=_DROP_WARNING_EVERY,
+    )
 
 
 def stats() -> dict[str, Any]:
     """Counters summed over every pipeline of this process."""
     total = _new_counters()
+    total["logs"]["dropped"]["frontend_error"] = _frontend_losses
     for pipeline in pipelines():
         accepted = pipeline._accepted()
         with pipeline._lock:
@@ -1121,7 +1184,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     # holds one of our locks: flush from a fresh thread and wait a bounded time, so the handler
     # can never deadlock on what it interrupted.
     try:
-        budget = max((p.settings.shutdown_timeout for p in list(_registry.values())), default=3.0)
+        budget = _otel_flush.budget(p.settings for p in list(_registry.values()))
         flusher = threading.Thread(target=shutdown_all, kwargs={"timeout": budget}, daemon=True)
         flusher.start()
         flusher.join(budget + 0.5)

@@ -24,11 +24,17 @@ from collections.abc import Callable
 from typing import Any
 
 # _frontend by module: it imports _pipeline, which imports this.
-from highlight_logging import _encode, _frontend, _native
+from highlight_logging import _encode, _frontend, _highlight, _native
 from highlight_logging._record import SITE_KEY_SET, Pending
 
 #: level name -> (levelno, encoded severity fields); filled by :func:`learn` for the C path too.
 levels: dict[Any, tuple[Any, bytes]] = {}
+#: The same for the highlight shape, whose severity text is the nearest level highlight.io knows.
+highlight_levels: dict[Any, tuple[Any, bytes]] = {}
+#: plain_logs' ``shape`` for the highlight shape: (keys, key prefixes) that highlight.io takes out.
+#: A record with one of them as an extra, a bool or empty-string extra, or a body that
+#: ``_highlight.body`` would change is not plain there.
+HIGHLIGHT_SHAPE = (_highlight.RESERVED, _highlight.RESERVED_PREFIXES)
 
 _TIMES = _encode._TIMES
 _SHORT_BODY = _encode._SHORT_BODY
@@ -39,10 +45,13 @@ _PLAIN_VALUES = (str, int, float, bool)
 def learn(pending: Pending) -> None:
     """Remember a record's severity encoding (its site is remembered by ``_encode``)."""
     levelno, name = pending.levelno, pending.level_name
-    if type(levelno) is int and type(name) is str and name not in levels:
+    if type(levelno) is int and type(name) is str and (name not in levels or name not in highlight_levels):
         if len(levels) >= _encode._CACHE_MAX:
             levels.clear()
-        levels[name] = (levelno, _encode.severity(_frontend.severity_number(levelno), name))
+            highlight_levels.clear()
+        number = _frontend.severity_number(levelno)
+        levels[name] = (levelno, _encode.severity(number, name))
+        highlight_levels[name] = (levelno, _encode.severity(number, _highlight.severity_text(number)))
 
 
 def _plain_value(key: str, value: Any) -> bool:
@@ -51,6 +60,11 @@ def _plain_value(key: str, value: Any) -> bool:
     if kind is int:
         return bool(_encode._INT64_MIN <= value <= _encode._INT64_MAX) and _utf8(key)
     return kind in _PLAIN_VALUES and _utf8(key) and (kind is not str or _utf8(value))
+
+
+def _highlight_plain(key: str, value: Any, shape: tuple[frozenset[str], tuple[str, ...]]) -> bool:
+    """A pair the highlight shape sends as it is; the C twin reads the same rule from ``shape``."""
+    return not _highlight.needs_shaping(key, value)
 
 
 def _utf8(text: str) -> bool:
@@ -67,12 +81,14 @@ def plain_logs_py(
     levels: dict[Any, tuple[Any, bytes]],
     room: int,
     to_ns: Callable[[Any], int],
+    shape: tuple[frozenset[str], tuple[str, ...]] | None = None,
 ) -> list[bytes | None]:
     """Each record's ``LogRecord`` bytes, or None where it must take the general path.
 
     ``sites``: ``_encode._site_cache``; ``levels``: :data:`levels`; ``room``: attributes a
     record may carry (the count limit less the reserved slots); ``to_ns``: a non-int time to ns
-    (``_frontend.datetime_ns``).
+    (``_frontend.datetime_ns``); ``shape``: None for the otel shape, :data:`HIGHLIGHT_SHAPE` for the
+    highlight shape (with :data:`highlight_levels` as ``levels``).
     """
     out: list[bytes | None] = []
     append = out.append
@@ -96,9 +112,13 @@ def plain_logs_py(
                     or len(extras) + len(site[0]) > room
                     or not SITE_KEY_SET.isdisjoint(keys)
                     or not all(_plain_value(k, v) for k, v in extras)
+                    or (shape is not None and not all(_highlight_plain(k, v, shape) for k, v in extras))
                 ):
                     append(None)
                     continue
+            if shape is not None and " <" in text and not text.startswith("<"):
+                append(None)  # _highlight.body() changes it
+                continue
             if type(when) is not int:
                 when = to_ns(when)
             if logged_now and -0x100 < observed - when < same_moment:

@@ -363,6 +363,9 @@ def get(settings: Settings) -> ProviderPipeline:
             pipeline = _registry.get(settings)
             if pipeline is None:
                 pipeline = _registry[settings] = ProviderPipeline(settings)
+                # Exit and SIGTERM flush the app's providers (_otel_flush), as for our own pipeline.
+                _pipeline._ensure_exit_hook()
+                _pipeline._hook_sigterm()
     return pipeline
 
 

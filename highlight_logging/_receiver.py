@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import IO, Any, Literal, NamedTuple, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -190,7 +190,8 @@ class Receiver:
     ``port=0`` / ``http_port=0`` pick free ports; ``http_port=None`` serves gRPC only.  After
     :meth:`start`, :attr:`port` and :attr:`http_port` are the bound ports.  ``on_logs`` /
     ``on_spans`` are called with every accepted request (on a server thread); ``printer`` gets
-    readable lines; ``jsonl_path`` is appended one JSON object per log record and per span.
+    readable lines; ``jsonl_path`` is appended one JSON object per log record and per span;
+    ``retain=False`` keeps no requests in memory (a long-running ``serve``), only their counts.
 
     Accepted requests are stored, then waiters are woken, so after :meth:`wait_for_logs` returns
     True the printer, JSONL file and callbacks have all seen those records.
@@ -209,6 +210,7 @@ class Receiver:
         on_spans: Callable[[trace_service_pb2.ExportTraceServiceRequest], None] | None = None,
         printer: Callable[[str], None] | None = None,
         jsonl_path: str | None = None,
+        retain: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -217,6 +219,9 @@ class Receiver:
         self._on_spans = on_spans
         self._printer = printer
         self._jsonl_path = jsonl_path
+        self._retain = (
+            retain  # False: only count; the callbacks (e.g. the viewer's store) keep what they need
+        )
         # RLock-based so wait_for() predicates may call the locked accessors below.
         self._cond = threading.Condition()
         self._requests: list[RequestInfo] = []
@@ -350,6 +355,11 @@ class Receiver:
             for span in ss.spans
         ]
 
+    def counts(self) -> tuple[int, int]:
+        """Log records and spans accepted so far (also when ``retain=False`` keeps none of them)."""
+        with self._cond:
+            return self._n_logs, self._n_spans
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until ``predicate()`` is true (re-checked on every arrival); False on timeout."""
         with self._cond:
@@ -414,7 +424,8 @@ class Receiver:
             if self._on_logs is not None:
                 self._on_logs(request)
             with self._cond:
-                self._logs.append(request)
+                if self._retain:
+                    self._logs.append(request)
                 self._n_logs += info.items
                 self._cond.notify_all()
         else:
@@ -422,7 +433,8 @@ class Receiver:
             if self._on_spans is not None:
                 self._on_spans(request)
             with self._cond:
-                self._spans.append(request)
+                if self._retain:
+                    self._spans.append(request)
                 self._n_spans += info.items
                 self._cond.notify_all()
 
@@ -615,8 +627,10 @@ class _HTTPHandler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, like the OTLP/HTTP exporters expect
     timeout = 60  # idle keep-alive connections eventually free their thread
+    _as_json = False
 
     def do_POST(self) -> None:
+        self._as_json = False
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             self._reply_error(411, grpc.StatusCode.INVALID_ARGUMENT, "Content-Length required", close=True)
@@ -627,9 +641,12 @@ class _HTTPHandler(BaseHTTPRequestHandler):
             self._reply_error(404, grpc.StatusCode.NOT_FOUND, f"no OTLP endpoint at {self.path}")
             return
         ctype = (self.headers.get("Content-Type") or "application/x-protobuf").split(";")[0].strip()
-        if ctype != "application/x-protobuf":
+        self._as_json = ctype == "application/json"  # OTLP/HTTP's JSON encoding: answered in JSON too
+        if ctype != "application/x-protobuf" and not self._as_json:
             self._reply_error(
-                415, grpc.StatusCode.INVALID_ARGUMENT, "only application/x-protobuf is supported"
+                415,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "only application/x-protobuf and application/json are supported",
             )
             return
         encoding = self.headers.get("Content-Encoding")
@@ -645,6 +662,12 @@ class _HTTPHandler(BaseHTTPRequestHandler):
                 415, grpc.StatusCode.INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding}"
             )
             return
+        if self._as_json:
+            try:
+                body = _otlp_json_to_protobuf(signal, body)
+            except Exception as exc:  # ParseError, ValueError, and whatever else malformed JSON leads to
+                self._reply_error(400, grpc.StatusCode.INVALID_ARGUMENT, f"bad JSON body: {exc}")
+                return
         try:
             self._export(signal, body, len(raw), encoding)
         except Exception as exc:  # a failing callback/printer must still get the client an answer
@@ -669,22 +692,27 @@ class _HTTPHandler(BaseHTTPRequestHandler):
             if outcome.retry_delay is not None:
                 headers["Retry-After"] = str(math.ceil(outcome.retry_delay))
             status = outcome.http_status or http_status_for(outcome.code)
-            self._reply(status, _status_proto(outcome).SerializeToString(), headers)
+            self._reply(status, self._encode(_status_proto(outcome)), headers)
             return
         response = _logs_response(outcome) if signal == "logs" else _trace_response(outcome)
-        self._reply(200, response.SerializeToString())
+        self._reply(200, self._encode(response))
 
     def _reply_error(
         self, http_status: int, code: grpc.StatusCode, message: str, *, close: bool = False
     ) -> None:
-        body = _status_proto(Reject(code, message)).SerializeToString()
+        body = self._encode(_status_proto(Reject(code, message)))
         self._reply(http_status, body, {"Connection": "close"} if close else {})
         if close:
             self.close_connection = True
 
+    def _encode(self, message: Message) -> bytes:
+        if self._as_json:
+            return json_format.MessageToJson(message).encode("utf-8")
+        return message.SerializeToString()
+
     def _reply(self, http_status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(http_status)
-        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Type", "application/json" if self._as_json else "application/x-protobuf")
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -696,6 +724,33 @@ class _HTTPHandler(BaseHTTPRequestHandler):
 
 
 # -- formatting ----------------------------------------------------------------------------------
+
+
+_JSON_IDS = frozenset(("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"))
+
+
+def _otlp_json_to_protobuf(signal: Signal, body: bytes) -> bytes:
+    """An OTLP/JSON request as protobuf bytes: OTLP writes ids in hex where protobuf's JSON has base64."""
+
+    def ids_to_base64(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: base64.b64encode(bytes.fromhex(v)).decode("ascii")
+                if k in _JSON_IDS and isinstance(v, str)
+                else ids_to_base64(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [ids_to_base64(v) for v in node]
+        return node
+
+    message: Message = (
+        logs_service_pb2.ExportLogsServiceRequest()
+        if signal == "logs"
+        else trace_service_pb2.ExportTraceServiceRequest()
+    )
+    json_format.ParseDict(ids_to_base64(json.loads(body)), message, ignore_unknown_fields=True)
+    return message.SerializeToString()
 
 
 def _bracket(host: str) -> str:

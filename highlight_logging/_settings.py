@@ -68,6 +68,9 @@ class Settings:
     include_exception_message: bool = True
     # Records and exception spans go through the app's global OpenTelemetry providers (_providers)
     use_otel_providers: bool = False
+    # The output's shape: "highlight" (what highlight.io's ingest shows right) or "otel" (OpenTelemetry
+    # semantic conventions); ``resolve`` decides "auto" once (see decide_backend)
+    backend: str = "otel"
     # Off switch
     disabled: bool = False
 
@@ -154,6 +157,13 @@ def _parse_grpc_client(value: Any) -> str:
     raise ValueError(f"grpc_client must be 'auto', 'h2' or 'grpcio', got {value!r}")
 
 
+def _parse_backend(value: Any) -> str:
+    low = str(value).strip().lower()
+    if low in ("auto", "highlight", "otel"):
+        return low
+    raise ValueError(f"backend must be 'auto', 'highlight' or 'otel', got {value!r}")
+
+
 def _parse_pairs(value: Any) -> Pairs:
     if isinstance(value, Mapping):
         return tuple(sorted((str(k), str(v)) for k, v in value.items()))
@@ -225,6 +235,7 @@ _KEYWORDS: dict[str, Callable[[Any], Any]] = {
     "scrub_extra_patterns": _parse_strings,
     "include_exception_message": _parse_bool,
     "use_otel_providers": _parse_bool,
+    "backend": _parse_backend,
     "disabled": _parse_bool,
 }
 
@@ -236,6 +247,7 @@ _ENV: tuple[tuple[tuple[str, ...], str, Callable[[Any], Any]], ...] = (
     (("OTEL_SERVICE_NAME",), "service_name", _parse_str),
     (("OTEL_SDK_DISABLED",), "disabled", _parse_bool),
     (("HIGHLIGHT_USE_OTEL_PROVIDERS",), "use_otel_providers", _parse_bool),
+    (("HIGHLIGHT_BACKEND",), "backend", _parse_backend),
     (("OTEL_EXPORTER_OTLP_ENDPOINT",), "endpoint", _parse_str),
     (("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",), "logs_endpoint", _parse_str),
     (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), "traces_endpoint", _parse_str),
@@ -370,4 +382,45 @@ def resolve(keywords: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         merged["endpoint"] = DEFAULT_HTTP_ENDPOINT
     if merged.get("max_export_batch_size", 512) > merged.get("max_queue_size", 100_000):
         merged["max_export_batch_size"] = merged.get("max_queue_size", 100_000)
-    return Settings(**merged)
+    settings = Settings(**merged)
+    return dataclasses.replace(settings, backend=decide_backend(settings, merged.get("backend", "auto")))
+
+
+def is_highlight_endpoint(endpoint: str | None) -> bool:
+    """The endpoint is highlight.io's hosted collector (``*.highlight.io``)."""
+    if not endpoint:
+        return False
+    text = endpoint.strip().lower()
+    try:
+        host = urllib.parse.urlsplit(text if "://" in text else "//" + text).hostname or ""
+    except ValueError:  # malformed (an unclosed "[" ...): the transport reports it, not this
+        return False
+    return host == "highlight.io" or host.endswith(".highlight.io")
+
+
+def sends_to_highlight(settings: Settings) -> bool:
+    """Logs go to highlight.io's hosted collector."""
+    return is_highlight_endpoint(settings.logs_endpoint or settings.endpoint)
+
+
+def decide_backend(settings: Settings, asked: str) -> str:
+    """``auto``: ``highlight`` when a project id is set (keyword, environment or ``x-highlight-project``
+    header) or the logs go to highlight.io, else ``otel``.
+
+    Through the app's own OpenTelemetry providers (``use_otel_providers``) it is always ``otel``:
+    their resource, exporter and destination are the app's, not ours to shape.
+    """
+    if settings.use_otel_providers:
+        return "otel"
+    if asked != "auto":
+        return asked
+    return (
+        "highlight"
+        if settings.project_id or project_header(settings) or sends_to_highlight(settings)
+        else "otel"
+    )
+
+
+def project_header(settings: Settings) -> bool:
+    """A project id travels as a header (``x-highlight-project``), which highlight.io also reads."""
+    return any(k.lower() == "x-highlight-project" and v for k, v in settings.headers)

@@ -248,9 +248,40 @@ static int aware_ns(PyObject *when, uint64_t *out)
     return 0;
 }
 
-/* One pending tuple -> new bytes, or a new reference to None when it is not plain. */
+/* The highlight shape (_highlight.needs_shaping): true when no extra is a bool or an empty str, and
+ * no key is in shape[0] (a set) or starts with one of shape[1] (a tuple of str). */
+static int extras_highlight_plain(PyObject *extras, PyObject *shape)
+{
+    PyObject *reserved = PyTuple_GET_ITEM(shape, 0), *prefixes = PyTuple_GET_ITEM(shape, 1);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(extras); i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(extras, i);
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (PyBool_Check(value) || (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) == 0))
+            return 0;
+        if (PySet_Contains(reserved, key) != 0)
+            return 0; /* found, or an error (cleared by the caller) */
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(prefixes); j++)
+            if (PyUnicode_Tailmatch(key, PyTuple_GET_ITEM(prefixes, j), 0, PY_SSIZE_T_MAX, -1) != 0)
+                return 0;
+    }
+    return 1;
+}
+
+/* _highlight.body() would change this UTF-8 text: it holds " <" and does not start with "<". */
+static int body_split(const char *raw, Py_ssize_t n)
+{
+    if (n == 0 || raw[0] == '<')
+        return 0;
+    for (Py_ssize_t i = 0; i + 1 < n; i++)
+        if (raw[i] == ' ' && raw[i + 1] == '<')
+            return 1;
+    return 0;
+}
+
+/* One pending tuple -> new bytes, or a new reference to None when it is not plain.  ``shape``: NULL
+ * for the otel shape, _plain.HIGHLIGHT_SHAPE for the highlight shape. */
 static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *levels, Py_ssize_t room,
-                           PyObject *to_ns)
+                           PyObject *to_ns, PyObject *shape)
 {
     PyObject *head = NULL, *level = NULL, *when_obj = NULL, *result = NULL;
     if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != P_FIELDS)
@@ -284,6 +315,8 @@ static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *level
         goto not_plain;
     if (!extras_plain(extras, PyTuple_GET_SIZE(PyTuple_GET_ITEM(site, 0)), room))
         goto not_plain;
+    if (shape != NULL && !extras_highlight_plain(extras, shape))
+        goto not_plain;
 
     uint64_t when, observed;
     PyObject *when_src = PyTuple_GET_ITEM(p, P_WHEN);
@@ -304,7 +337,7 @@ static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *level
 
     Py_ssize_t n;
     const char *raw = PyUnicode_AsUTF8AndSize(text, &n);
-    if (raw == NULL)
+    if (raw == NULL || (shape != NULL && body_split(raw, n)))
         goto not_plain;
     PyObject *severity = PyTuple_GET_ITEM(level, 1);
     Py_ssize_t body_len = 1 + varint_len((uint64_t)n) + n;
@@ -365,20 +398,31 @@ done:
 }
 
 PyDoc_STRVAR(plain_logs_doc,
-             "plain_logs(chunk, sites, levels, room, to_ns) -> list[bytes | None]\n\n"
+             "plain_logs(chunk, sites, levels, room, to_ns, shape=None) -> list[bytes | None]\n\n"
              "_plain.plain_logs_py, in C: each plain record's LogRecord bytes, None for the others.");
 
 static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "plain_logs() takes 5 arguments");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "plain_logs() takes 5 or 6 arguments");
         return NULL;
     }
     PyObject *chunk = args[0], *sites = args[1], *levels = args[2], *to_ns = args[4];
+    PyObject *shape = nargs == 6 && args[5] != Py_None ? args[5] : NULL;
     if (!PyList_Check(chunk) || !PyDict_Check(sites) || !PyDict_Check(levels)) {
-        PyErr_SetString(PyExc_TypeError, "plain_logs(list, dict, dict, int, callable)");
+        PyErr_SetString(PyExc_TypeError, "plain_logs(list, dict, dict, int, callable[, shape])");
         return NULL;
+    }
+    if (shape != NULL) {
+        int ok = PyTuple_CheckExact(shape) && PyTuple_GET_SIZE(shape) == 2 &&
+                 PyAnySet_Check(PyTuple_GET_ITEM(shape, 0)) && PyTuple_CheckExact(PyTuple_GET_ITEM(shape, 1));
+        for (Py_ssize_t j = 0; ok && j < PyTuple_GET_SIZE(PyTuple_GET_ITEM(shape, 1)); j++)
+            ok = PyUnicode_CheckExact(PyTuple_GET_ITEM(PyTuple_GET_ITEM(shape, 1), j));
+        if (!ok) {
+            PyErr_SetString(PyExc_TypeError, "plain_logs(): shape must be (set, tuple of str) or None");
+            return NULL;
+        }
     }
     Py_ssize_t room = PyLong_AsSsize_t(args[3]);
     if (room == -1 && PyErr_Occurred())
@@ -395,7 +439,7 @@ static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t 
         return out == NULL ? NULL : PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < count; i++)
-        PyList_SET_ITEM(out, i, plain_log(&b, PyList_GET_ITEM(chunk, i), sites, levels, room, to_ns));
+        PyList_SET_ITEM(out, i, plain_log(&b, PyList_GET_ITEM(chunk, i), sites, levels, room, to_ns, shape));
     PyMem_Free(b.data);
     Py_DECREF(chunk);
     return out;

@@ -13,6 +13,7 @@ def plain_logs(
     levels: dict[Any, tuple[Any, bytes]],
     room: int,
     to_ns: Callable[[Any], int],
+    shape: tuple[frozenset[str], tuple[str, ...]] | None = None,
     /,
 ) -> list[bytes | None]: ...
 def capture_record(

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from highlight_logging import _diag, _exceptions, _native
+from highlight_logging import _exceptions, _native, _otel_duplicates, _pipeline
 from highlight_logging._coerce import coerce, safe_str
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record, datetime_ns
 from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
@@ -328,7 +328,7 @@ class StructlogProcessor:
     * every other key -> an attribute, coerced as the stdlib handler coerces ``extra``.
     """
 
-    __slots__ = ("_binding", "_calling_thread", "_drop")
+    __slots__ = ("_binding", "_calling_thread", "_check_otel", "_drop")
 
     def __init__(self, *, drop: bool = False, **settings: Any) -> None:
         self._binding = Binding(settings)
@@ -338,6 +338,7 @@ class StructlogProcessor:
 
             self._drop = DropEvent
         self._calling_thread = _calling_thread_var()
+        self._check_otel = not drop and not self._binding.settings.disabled  # drop: never reaches logging
 
     def __repr__(self) -> str:
         return (
@@ -345,12 +346,14 @@ class StructlogProcessor:
         )
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        if self._check_otel:
+            # Rendered into stdlib logging, events reach OpenTelemetry's handler too: say so once.
+            self._check_otel = False
+            _otel_duplicates.check_wrapped(self._binding.settings, logger)
         try:
             self._export(logger, method_name, event_dict)
         except Exception as exc:  # structlog does not shield the caller: never raise into it
-            _diag.warn(
-                f"StructlogProcessor failed on an event: {type(exc).__name__}", key="structlog", every=60.0
-            )
+            _pipeline.count_frontend_loss("StructlogProcessor", exc)
         if self._drop is not None:
             raise self._drop
         return event_dict

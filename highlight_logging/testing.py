@@ -16,8 +16,9 @@ While a capture is active, every front end (``HighlightHandler``, ``StructlogPro
 instead of exporting them; nothing reaches a collector.  Records are converted exactly as the
 export worker converts them (the worker's own encoder, then decoded with the opentelemetry-proto
 classes), so scrubbing, truncation and attribute limits apply as in production, with each front
-end's own settings.  A capture also records what a disabled front end (``disabled=True``,
-``OTEL_SDK_DISABLED``) would have sent.
+end's own settings, and in each front end's output shape (``backend``: in the ``highlight``
+shape an exception arrives on its log record only, and ``spans`` stays empty).  A capture also
+records what a disabled front end (``disabled=True``, ``OTEL_SDK_DISABLED``) would have sent.
 
 Thread safety: a capture is process-wide, not per thread or task, so records logged on other
 threads (a thread pool, a server thread in a live-server test) are captured too; records are
@@ -132,7 +133,9 @@ class _Sink:
         try:
             record = _frontend.to_record(pending, self.settings)
             log_bytes, span_bytes = self._encoder._encode(record)
-            log = None if record.span_only else _decode_log(record.scope, log_bytes)
+            # An error report is a span only, except in the highlight shape (a log carries it).
+            sent_log = not record.span_only or self._encoder.highlight
+            log = _decode_log(record.scope, log_bytes) if sent_log else None
             span = None if span_bytes is None else _decode_span(record.scope, span_bytes)
         except Exception as error:
             self.capture._error(error)

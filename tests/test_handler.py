@@ -365,7 +365,7 @@ def test_env_precedence(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> 
     assert res["service.version"] == "1.2.3"
     assert res["highlight.project_id"] == "proj-kw"
     assert res["region"] == "eu-west"
-    assert res["deployment.environment.name"] == "staging"
+    assert res["deployment.environment"] == "staging"  # a project id: the highlight shape
     logger.removeHandler(handler)
 
 

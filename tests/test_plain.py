@@ -38,11 +38,14 @@ if _speedups is not None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     saved_sites, saved_levels = dict(_encode._site_cache), dict(_plain.levels)
+    saved_highlight = dict(_plain.highlight_levels)
     yield
     _encode._site_cache.clear()
     _encode._site_cache.update(saved_sites)
     _plain.levels.clear()
     _plain.levels.update(saved_levels)
+    _plain.highlight_levels.clear()
+    _plain.highlight_levels.update(saved_highlight)
 
 
 def pending(
@@ -279,3 +282,100 @@ def test_malformed_cache_entries_are_declined_and_leave_them_intact() -> None:
         for _ in range(5):
             assert _speedups.plain_logs([p], sites, levels, ROOM, _frontend.datetime_ns) == [None]
         assert sys.getrefcount(held) == before
+
+
+# --- the highlight shape: the same fast path, with highlight.io's severity texts and its declines -----
+
+HL_SETTINGS = Settings(backend="highlight")
+
+
+def general_hl(make: Callable[[], Pending]) -> bytes:
+    """What the general path makes of the record in the highlight shape."""
+    pipeline = _pipeline.Pipeline(HL_SETTINGS)
+    return pipeline._encode(_frontend.to_record(make(), HL_SETTINGS), True)[0]
+
+
+def fast_hl(impl: Any, make: Callable[[], Pending]) -> bytes | None:
+    p = make()
+    _plain.learn(p)
+    if p.site is not None:
+        _encode.site_attributes(p.site)
+    [out] = impl(
+        [p], _encode._site_cache, _plain.highlight_levels, ROOM, _frontend.datetime_ns, _plain.HIGHLIGHT_SHAPE
+    )
+    return out  # type: ignore[no-any-return]
+
+
+HL_NOT_PLAIN = {
+    "bool value": lambda: pending(extras=[("ok", True)]),
+    "empty string": lambda: pending(extras=[("note", "")]),
+    "a key highlight.io takes out": lambda: pending(extras=[("severity", "debug")]),
+    "another": lambda: pending(extras=[("environment", "staging")]),
+    "a highlight.* key": lambda: pending(extras=[("highlight.project_id", "1")]),
+    "a service.* key": lambda: pending(extras=[("service.name", 3)]),
+    "a body it would split": lambda: pending(body="mail to Bob <bob@example.com>"),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", sorted(PLAIN))
+def test_highlight_shape_plain_records_match_the_general_path(impl: Any, case: str) -> None:
+    """In the highlight shape too, a plain record's bytes are exactly the general path's; only the
+    records with a bool extra are declined there."""
+    out = fast_hl(impl, PLAIN[case])
+    if case == "scalars":
+        assert out is None
+        return
+    assert out is not None
+    assert out == general_hl(PLAIN[case])
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", sorted(HL_NOT_PLAIN))
+def test_highlight_shape_declines_what_it_would_change(impl: Any, case: str) -> None:
+    """Records the highlight shape changes are left to the general path there, and plain in the otel shape."""
+    assert fast_hl(impl, HL_NOT_PLAIN[case]) is None
+    assert fast(impl, HL_NOT_PLAIN[case]) is not None
+
+
+def test_highlight_shape_severity_texts() -> None:
+    """Each level's text is the nearest highlight.io knows: CRITICAL is FATAL, SUCCESS INFO, TRACE TRACE."""
+    for (levelno, name), text in {
+        (5, "TRACE"): b"TRACE",
+        (10, "DEBUG"): b"DEBUG",
+        (25, "SUCCESS"): b"INFO",
+        (30, "WARNING"): b"WARN",
+        (40, "ERROR"): b"ERROR",
+        (50, "CRITICAL"): b"FATAL",
+    }.items():
+        make = lambda: pending(level=(levelno, name))  # noqa: E731,B023
+        assert _encode.severity(_frontend.severity_number(levelno), text.decode()) in general_hl(make)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    body=st.one_of(
+        st.text(max_size=300), st.sampled_from(["mail to Bob <b@x>", "<13>1 x <y", " <", "a<b", "a <"])
+    ),
+    extras=st.dictionaries(
+        st.one_of(
+            st.text(min_size=1, max_size=20),
+            st.sampled_from(["level", "message", "highlight.x", "service.y"]),
+        ),
+        st.one_of(scalars, st.just("")),
+        max_size=8,
+    ),
+    traced=st.booleans(),
+)
+def test_any_plain_record_matches_the_general_path_in_the_highlight_shape(
+    body: str, extras: dict[str, Any], traced: bool
+) -> None:
+    """For generated records in the highlight shape, every implementation gives the general path's bytes or declines."""
+    ids: dict[str, Any] = {"trace_id": b"\x0a" * 16, "span_id": b"\x0b" * 8, "flags": 1} if traced else {}
+    make = lambda: pending(body=body, extras=list(extras.items()), **ids)  # noqa: E731
+    expected = general_hl(make)
+    answers = [fast_hl(param.values[0], make) for param in IMPLEMENTATIONS]
+    assert len({a is None for a in answers}) == 1  # the twins decline the same records
+    for out in answers:
+        if out is not None:
+            assert out == expected

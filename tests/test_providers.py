@@ -180,7 +180,9 @@ def test_same_scrubbing_and_limits_as_the_export_worker() -> None:
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-    handler = HighlightHandler(max_body_length=20, attribute_value_length_limit=30, scrub_extra_keys=["pin"])
+    handler = HighlightHandler(
+        max_body_length=20, attribute_value_length_limit=30, scrub_extra_keys=["pin"], backend="otel"
+    )
     recorder = _Recorder(handler._binding.settings)
     handler._binding.pipeline = recorder  # type: ignore[assignment,unused-ignore]
     logger = logging.getLogger("tests.providers.prepare")

@@ -135,12 +135,58 @@ def test_http_plain_traces_arrive(rx: FaultyReceiver) -> None:
     assert rx.requests[0].encoding is None and rx.requests[0].wire_size == len(body)
 
 
-def test_http_rejects_unknown_path_bad_body_and_json(rx: FaultyReceiver) -> None:
-    """Unknown paths get 404, undecodable bodies 400, JSON bodies 415, and nothing is stored."""
+def test_http_rejects_unknown_path_bad_body_and_other_types(rx: FaultyReceiver) -> None:
+    """Unknown paths get 404, undecodable bodies 400, other content types 415, and nothing is stored."""
     assert http_post(f"{rx.http_endpoint}/v1/metrics", b"")[0] == 404
     assert http_post(f"{rx.http_endpoint}/v1/logs", b"\xff\xff\xff")[0] == 400
-    assert http_post(f"{rx.http_endpoint}/v1/logs", b"{}", content_type="application/json")[0] == 415
+    assert http_post(f"{rx.http_endpoint}/v1/logs", b"{", content_type="application/json")[0] == 400
+    assert (
+        http_post(f"{rx.http_endpoint}/v1/logs", b'{"resourceLogs": 1}', content_type="application/json")[0]
+        == 400
+    )
+    assert http_post(f"{rx.http_endpoint}/v1/logs", b"x", content_type="text/plain")[0] == 415
     assert rx.log_records() == [] and rx.requests == []
+
+
+def test_http_accepts_otlp_json(rx: FaultyReceiver) -> None:
+    """OTLP/HTTP's JSON encoding (what OpenTelemetry's JavaScript exporters send): hex ids, camelCase, answered in JSON."""
+    body = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": "js"},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": "1700000000000000000",
+                                "severityNumber": 9,
+                                "body": {"stringValue": "from JSON"},
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "attributes": [{"key": "n", "value": {"intValue": "3"}}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    status, headers, payload = http_post(
+        f"{rx.http_endpoint}/v1/logs", json.dumps(body).encode(), content_type="application/json"
+    )
+    assert status == 200 and headers["Content-Type"] == "application/json" and json.loads(payload) == {}
+    (rec,) = rx.log_records()
+    assert (
+        rec.body == "from JSON"
+        and rec.attributes == {"n": 3}
+        and rec.resource_attributes == {"service.name": "web"}
+    )
+    assert (
+        rec.record.trace_id.hex() == "5b8efff798038103d269b633813fc60c"
+        and rec.record.span_id.hex() == "eee19b7ec3c1b174"
+    )
+    assert rec.record.time_unix_nano == 1700000000000000000
 
 
 def test_wait_for_logs_times_out_then_sees_arrivals(rx: FaultyReceiver) -> None:

@@ -1,0 +1,100 @@
+"""At exit and on SIGTERM, flush the app's own OpenTelemetry providers too, within our deadline.
+
+Our log records and exception spans point to spans the app's ``TracerProvider`` holds in its
+``BatchSpanProcessor`` (a request's server span is exported up to 5 s after it ends), and with
+``use_otel_providers=True`` our records wait in the app's ``LoggerProvider``.  SIGTERM with its
+default action skips the SDK's own exit hook, so without this the backend gets logs whose trace
+never arrives.  :func:`begin` is called by ``_pipeline.shutdown_all`` (exit, SIGTERM, ``shutdown()``).
+
+* Only providers the app has set are flushed: nothing is imported here, and an API module that was
+  never imported cannot hold a provider; a provider without ``force_flush`` (the API's proxies and
+  no-ops) is left alone.  The SDK is never imported.
+* The SDK's ``BatchProcessor.force_flush`` ignores its timeout (opentelemetry-python #4568), so each
+  provider is flushed on a daemon thread that is waited for until the deadline only.
+* Never raises.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from highlight_logging import _diag
+from highlight_logging._settings import Settings
+
+# (API module, its getter): importing neither; see the module docstring.
+_GLOBALS = (("opentelemetry.trace", "get_tracer_provider"), ("opentelemetry._logs", "get_logger_provider"))
+_DEFAULT_BUDGET = 3.0
+
+
+def budget(settings: Iterable[Settings]) -> float:
+    """The exit budget: the largest ``shutdown_timeout`` of our pipelines and of the
+    ``use_otel_providers`` front ends (which have no pipeline of ours)."""
+    timeouts = [s.shutdown_timeout for s in settings]
+    providers = sys.modules.get("highlight_logging._providers")
+    if providers is not None:
+        try:
+            timeouts += [p.settings.shutdown_timeout for p in providers.pipelines()]
+        except Exception:
+            pass
+    return max(timeouts, default=_DEFAULT_BUDGET)
+
+
+def app_providers() -> list[Any]:
+    """The app's global tracer and logger providers that can be flushed (SDK ones, or alike)."""
+    found: list[Any] = []
+    for module_name, getter in _GLOBALS:
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        try:
+            provider = getattr(module, getter)()
+            if callable(getattr(provider, "force_flush", None)):
+                found.append(provider)
+        except Exception:
+            pass
+    return found
+
+
+def begin(deadline: float) -> Callable[[], bool]:
+    """Start flushing the app's providers, to be done by ``deadline`` (``time.monotonic()``).
+
+    Returns ``wait()``: it waits until the flushes end or the deadline passes, and is True when
+    every flush ended in time (or there was nothing to flush).  A flush still running at the
+    deadline is said once on stderr and left to its daemon thread.
+    """
+    flushes = []
+    for provider in app_providers():
+        thread = threading.Thread(
+            target=_flush, args=(provider, deadline), name="highlight_logging-otel-flush", daemon=True
+        )
+        try:
+            thread.start()
+        except Exception:  # no threads left (interpreter shutting down): nothing we can do
+            continue
+        flushes.append((provider, thread))
+
+    def wait() -> bool:
+        done = True
+        for provider, thread in flushes:
+            thread.join(max(deadline - time.monotonic(), 0))
+            if thread.is_alive():
+                done = False
+                _diag.warn(
+                    f"at exit: the app's OpenTelemetry {type(provider).__name__} was still flushing "
+                    "when shutdown_timeout ran out; what it held may be lost",
+                    key=f"otel-flush-timeout:{type(provider).__name__}",
+                )
+        return done
+
+    return wait
+
+
+def _flush(provider: Any, deadline: float) -> None:
+    try:
+        provider.force_flush(max(int((deadline - time.monotonic()) * 1000), 0))
+    except Exception:  # the app's provider: whatever it raises is not ours to report
+        pass
