@@ -195,6 +195,9 @@ class Pipeline:
         self._last_error = ""  # the latest failed attempt's detail, for the summary at exit
         self.counters = _new_counters()
         self.scrubbed = 0  # values scrubbed (written by the worker only; read by stats())
+        # Drops of records refused at the door (never accepted, so never queued): see _give_up.
+        self._refused = {"logs": 0, "spans": 0}
+        self._gave_up = False  # shutdown() counted what the worker held as lost: it counts no more
         self._resource = _encode.resource(self._resource_attributes())
 
     def _after_fork_in_child(self) -> None:
@@ -291,8 +294,10 @@ class Pipeline:
         with self._lock:
             reason = "shutdown" if self._stopped else "queue_full"
             self.counters["logs"]["dropped"][reason] += self._is_log(record)
+            self._refused["logs"] += self._is_log(record)
             if self._has_span(record):
                 self.counters["spans"]["dropped"][reason] += 1
+                self._refused["spans"] += 1
         if reason == "queue_full":
             _diag.warn(
                 "export queue full, dropping new log records; see highlight_logging.stats()",
@@ -309,6 +314,7 @@ class Pipeline:
             except ValueError:
                 return  # shutdown() took it: it was accepted, and counted as lost there
             self.counters["logs"]["dropped"]["shutdown"] += 1
+            self._refused["logs"] += 1
 
     def _accepted(self) -> int:
         """Records accepted into the queue, ever (the logs' "queued" counter, see stats())."""
@@ -788,7 +794,8 @@ class Pipeline:
             if outcome.ok:
                 exported = max(count - outcome.rejected, 0)
                 with self._lock:
-                    self.counters[counter]["exported"] += exported
+                    if not self._gave_up:  # else shutdown() counted it as lost already
+                        self.counters[counter]["exported"] += exported
                 if outcome.rejected:
                     self._count_drop(counter, "rejected", min(outcome.rejected, count))
                     if not self._warned_partial:
@@ -885,6 +892,8 @@ class Pipeline:
         if count <= 0:
             return
         with self._lock:
+            if self._gave_up:  # shutdown() counted it as lost already
+                return
             self.counters[signal]["dropped"][reason] += count
         if reason != "shutdown":
             _diag.warn(
@@ -966,10 +975,26 @@ class Pipeline:
             self.counters["logs"]["dropped"]["shutdown"] += sum(map(self._is_log, leftover))
             self.counters["spans"]["dropped"]["shutdown"] += sum(map(self._has_span, leftover))
             self._finished += len(leftover)  # accepted, and done with: lost
+            if worker is not None and worker.is_alive():
+                self._give_up()
             self._done.notify_all()
         if self._transport is not None and not (worker is not None and worker.is_alive()):
             self._transport.close()
         return not leftover and self.dropped_total() == 0
+
+    def _give_up(self) -> None:
+        """The worker outlived the shutdown deadline (blocked in a transport call, say): the records
+        it took from the queue and has neither exported nor counted are lost.  Counted here, once,
+        as ``shutdown``, and the worker counts nothing from now on, so that no record is counted
+        twice (one it still delivers later counts as lost).  Called under both locks."""
+        self._gave_up = True
+        accepted = {
+            "logs": self._finished + self._in_hand + len(self._queue) - self._reports,
+            "spans": self.counters["spans"]["queued"],
+        }
+        for signal, c in self.counters.items():
+            settled = c["exported"] + sum(c["dropped"].values()) - self._refused[signal]
+            c["dropped"]["shutdown"] += max(accepted[signal] - settled, 0)
 
     def summary(self) -> str | None:
         """One line naming every loss, or None when nothing was lost."""

@@ -159,6 +159,40 @@ def _ready(outcome: Outcome) -> Callable[[], Outcome]:
     return lambda: outcome
 
 
+_CLOSE_WAIT = 0.5  # s: the longest close() waits for grpcio to close its channels
+_ANSWER_GRACE = 1.0  # s: past a request's own deadline, the longest its answer is waited for
+
+#: grpcio channels given up on unclosed (see GrpcTransport._abandon), kept from the garbage collector.
+_abandoned: list[Any] = []
+
+
+def _close_channels(channels: list[Any], wait: float) -> None:
+    """Close grpcio channels on a thread of their own, waiting for at most ``wait``.
+
+    ``Channel.close()`` has no bound (see :meth:`GrpcTransport._abandon`): no caller of ours waits
+    on it for longer than ``wait``.  Where no thread can be started (at exit, CPython 3.12) the
+    channels are abandoned instead: the process is ending.
+    """
+    if not channels:
+        return
+
+    def close() -> None:
+        for channel in channels:
+            try:
+                channel.close()
+            except Exception:
+                pass
+
+    closer = threading.Thread(target=close, name="highlight_logging-grpc-close", daemon=True)
+    try:
+        closer.start()
+    except RuntimeError:
+        _abandoned.extend(channels)
+        return
+    if wait > 0:
+        closer.join(wait)
+
+
 class GrpcTransport:
     """One lazily created channel; requests are already-encoded bytes, so no message objects."""
 
@@ -170,6 +204,7 @@ class GrpcTransport:
         self._calls: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._inflight: set[Any] = set()  # futures of the requests in flight
+        self._no_threads = False  # grpcio could not start a thread: send with blocking calls
         self._metadata = tuple((k.lower(), v) for k, v in settings.headers)
         self._compression = (
             grpc.Compression.Gzip if settings.compression == "gzip" else grpc.Compression.NoCompression
@@ -235,11 +270,19 @@ class GrpcTransport:
     def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
         """Send the request; the returned call waits for its outcome.  The worker keeps a few
         requests in flight (``_pipeline._MAX_IN_FLIGHT``) and encodes meanwhile."""
+        timeout = max(timeout, 0.001)
+        if self._no_threads or getattr(threading, "_SHUTTING_DOWN", False):
+            # At interpreter exit: call.future() may need a new grpcio thread (see _abandon).
+            return _ready(self._send_blocking(signal, payload, timeout))
         try:
             call = self._call(signal)
             # call.future() rather than a blocking call: measured A/B in benchmarks/run.py (stdlib,
             # N=20k, 3 rounds) it cost less app-thread time and CPU here, and it can be cancelled.
-            future = call.future(payload, timeout=max(timeout, 0.001), metadata=self._metadata)
+            future = call.future(payload, timeout=timeout, metadata=self._metadata)
+        except RuntimeError as exc:  # no thread for the call (see _abandon); already on its way,
+            self._no_threads = True  # so never sent again: it may well arrive
+            self._abandon()
+            return _ready(Outcome(False, detail=f"grpcio could not follow the request: {exc}"))
         except Exception as exc:
             return _ready(self._through(signal, self._error(exc)))
         with self._lock:
@@ -247,8 +290,12 @@ class GrpcTransport:
 
         def wait() -> Outcome:
             try:
-                response = future.result()
+                # Bounded even if grpcio's thread that completes calls is gone (see _abandon).
+                response = future.result(timeout + _ANSWER_GRACE)
             except Exception as exc:
+                if isinstance(exc, grpc.FutureTimeoutError):
+                    future.cancel()
+                    self._abandon()
                 return self._through(signal, self._error(exc))
             finally:
                 with self._lock:
@@ -268,6 +315,28 @@ class GrpcTransport:
                 return Outcome(False, detail=_proxy.auth_message(proxy, status))
         outcome.detail = f"{outcome.detail} (through {proxy})"
         return outcome
+
+    def _send_blocking(self, signal: str, payload: bytes, timeout: float) -> Outcome:
+        """One request on the calling thread, which reads its answer itself: no grpcio thread."""
+        try:
+            response = self._call(signal)(payload, timeout=timeout, metadata=self._metadata)
+        except Exception as exc:
+            return self._through(signal, self._error(exc))
+        rejected, message = _partial_success(response, signal)
+        return Outcome(True, rejected=rejected, detail=message)
+
+    def _abandon(self) -> None:
+        """Give up the channels without closing them.
+
+        grpcio's ``Channel.close()`` cancels the channel's calls and then waits, with no bound, until
+        the channel's spin thread has reaped each of them.  ``call.future()`` registers its call
+        first and starts that thread after (when none runs); when the thread cannot start
+        (CPython 3.12.0-3.12.x refuse new threads in ``atexit`` handlers) the call is left with no
+        thread to reap it, and ``close()`` would never return.  Such a channel is kept referenced
+        and never closed: the process is exiting, and grpcio's ``__del__`` does not close.
+        """
+        channels, self._channels, self._calls = self._channels, {}, {}
+        _abandoned.extend(channels.values())
 
     def _error(self, exc: Exception) -> Outcome:
         if isinstance(exc, grpc.RpcError):
@@ -321,17 +390,16 @@ class GrpcTransport:
                 pass
 
     def reconnect(self) -> None:
-        """Drop the channel so the next export opens a fresh one."""
+        """Drop the channel so the next export opens a fresh one; the old one closes on its own
+        thread: the worker never waits for it."""
         channels, self._channels, self._calls = self._channels, {}, {}
         self._proxies, self._via = {}, {}
-        for channel in channels.values():
-            try:
-                channel.close()
-            except Exception:
-                pass
+        _close_channels(list(channels.values()), 0.0)
 
     def close(self) -> None:
-        self.reconnect()
+        """Close the channels, waiting for at most ``_CLOSE_WAIT`` (fork() waits for this)."""
+        channels, self._channels, self._calls = self._channels, {}, {}
+        _close_channels(list(channels.values()), _CLOSE_WAIT)
 
 
 class HttpTransport:

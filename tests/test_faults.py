@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ import pytest
 from otlp_receiver import Blackhole, FaultyReceiver, free_port, handler_logger
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _pipeline
+from highlight_logging import HighlightHandler, _pipeline, _transport
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -355,3 +356,126 @@ def test_sigterm_delivers_queued_records_then_dies_by_sigterm(faulty: FaultyRece
     assert proc.returncode == -15
     assert faulty.wait_for_logs(50, 5)
     assert took < 8
+
+
+def test_records_logged_just_before_exit_arrive(faulty: FaultyReceiver) -> None:
+    """What is still queued at exit is delivered by the atexit drain, with either client.  On
+    CPython 3.12 grpcio could start no thread there for its call: the records were lost, uncounted,
+    and exit waited out the deadline."""
+    code = f"""
+        import logging, highlight_logging
+        log = logging.getLogger("exit")
+        log.setLevel(logging.INFO)
+        log.addHandler(highlight_logging.HighlightHandler(endpoint="{faulty.endpoint}"))
+        for i in range(5):
+            log.info("last %d", i)
+        """
+    proc, _ = _child(code)
+    assert proc.returncode == 0, proc.stderr
+    assert "lost" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert faulty.wait_for_logs(5, 10)
+    assert sorted(str(r.body) for r in faulty.log_records()) == [f"last {i}" for i in range(5)]
+
+
+def test_grpcio_with_no_thread_for_its_calls_delivers_and_never_hangs(
+    faulty: FaultyReceiver, grpc_client: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpcio's call.future() starts the thread that completes its calls after registering the
+    call; refused (CPython 3.12 refuses new threads in atexit handlers), the call is left with no
+    thread, and Channel.close() waited for it for ever.  Emulated here on every version: the
+    transport sends with blocking calls from then on and never closes that channel; the request
+    it could not follow is never sent again (it reaches the collector regardless) and is counted
+    as lost, since nobody could read its answer."""
+    if grpc_client != "grpcio":
+        pytest.skip("grpcio's own threads")
+    import grpc._channel
+
+    def refuse(state: object) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(grpc._channel, "_run_channel_spin_thread", refuse)
+    log = handler_logger("faults.nothread", endpoint=faulty.endpoint)
+    for i in range(5):
+        log.info("r%d", i)
+    assert not highlight_logging.flush(10)  # done with, but counted as lost
+    log.info("r5")
+    assert highlight_logging.flush(10)
+    assert not _pipeline.shutdown_all(timeout=5)  # not a clean run, but nothing waits on the old channel
+    bodies = [str(r.body) for r in faulty.log_records()]
+    assert len(bodies) == len(set(bodies)) and "r5" in bodies  # once each; blocking calls work
+    stats = highlight_logging.stats()["logs"]
+    assert stats["dropped"] == {**dict.fromkeys(stats["dropped"], 0), "non_retryable": 5}
+    assert stats["exported"] == 1
+
+
+class _StuckTransport:
+    """The real transport, except that each request after the first blocks in start() until the
+    test lets it go (as grpcio's close() once blocked the worker), and then fails or goes out."""
+
+    def __init__(self, inner: Any, deliver: bool) -> None:
+        self.inner, self.deliver, self.first = inner, deliver, True
+        self.stuck, self.release = threading.Event(), threading.Event()
+
+    def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], _transport.Outcome]:
+        if self.first:
+            self.first = False
+            return self.inner.start(signal, payload, timeout)  # type: ignore[no-any-return]
+        self.stuck.set()
+        self.release.wait(30)
+        if self.deliver:
+            return self.inner.start(signal, payload, 10.0)  # type: ignore[no-any-return]
+        outcome = _transport.Outcome(False, retryable=True, detail="released")
+        return lambda: outcome
+
+    def cancel(self) -> None:
+        self.inner.cancel()  # does not reach the blocked start()
+
+    def reconnect(self) -> None:
+        self.inner.reconnect()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("afterwards", ["fails", "delivered"])
+def test_records_held_by_a_worker_stuck_past_the_deadline_are_counted_once_as_lost(
+    faulty: FaultyReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    afterwards: str,
+) -> None:
+    """At the shutdown deadline the worker is blocked in a transport call: the records it took from
+    the queue are counted as lost (shutdown) and named in the exit summary, and nothing the worker
+    does once the call returns counts them again."""
+    made: list[_StuckTransport] = []
+    real = _transport.make
+
+    def make(settings: Any) -> _StuckTransport:
+        made.append(_StuckTransport(real(settings), deliver=afterwards == "delivered"))
+        return made[-1]
+
+    monkeypatch.setattr(_transport, "make", make)
+    log = handler_logger("faults.stuck", endpoint=faulty.endpoint)
+    for i in range(3):
+        log.info("sent %d", i)
+    assert highlight_logging.flush(10)
+    for i in range(4):
+        log.info("held %d", i)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("held 4")
+    highlight_logging.flush(0.01)  # wakes the worker, which takes the five and blocks
+    assert made[0].stuck.wait(10)
+    assert not _pipeline.shutdown_all(timeout=0.2)
+    stats = highlight_logging.stats()
+    assert (stats["logs"]["queued"], stats["logs"]["exported"]) == (8, 3)
+    assert stats["logs"]["dropped"]["shutdown"] == stats["logs"]["dropped_total"] == 5
+    assert stats["spans"]["dropped"]["shutdown"] == stats["spans"]["dropped_total"] == 1
+    assert "at exit: 5 logs lost (shutdown: 5); 1 spans lost (shutdown: 1)" in capfd.readouterr().err
+    made[0].release.set()
+    worker = _pipeline.pipelines()[0]._worker
+    assert worker is not None
+    worker.join(15)
+    assert not worker.is_alive()
+    assert highlight_logging.stats() == stats  # never counted twice
