@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit servers bench clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,16 @@ unit: $(STAMP)
 	HIGHLIGHT_LOGGING_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_TESTS)
 
 test: lint typecheck unit
+
+# uWSGI compiles from source (a minute or two, once per venv): installed here, not by `make test`,
+# whose run skips the uWSGI smoke tests without it.
+SERVERS_STAMP := $(VENV)/.servers
+$(SERVERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[all,dev,servers]'
+	touch $(SERVERS_STAMP)
+
+servers: $(SERVERS_STAMP)
+	$(BIN)/python -m pytest -q tests/test_servers.py -k uwsgi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

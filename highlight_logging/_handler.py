@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from highlight_logging._coerce import safe_str
@@ -68,6 +69,10 @@ class HighlightHandler(logging.Handler):
     def __init__(self, level: int | str = logging.NOTSET, **settings: Any) -> None:
         super().__init__(level)
         self._binding = Binding(settings)
+        if "celery" in sys.modules:  # a Celery worker may remove us: see _celery
+            from highlight_logging import _celery
+
+            _celery.watch(self)
 
     def __repr__(self) -> str:
         return f"<HighlightHandler {logging.getLevelName(self.level)} endpoint={self._binding.settings.endpoint!r}>"
