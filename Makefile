@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The extras every venv of the project installs (make pythons too).
 EXTRAS := all,dev,otel-instrument
 
-.PHONY: demo test lint typecheck unit bench pythons clean browser proxy interop
+.PHONY: demo test lint typecheck unit servers bench pythons clean browser proxy interop
 
 $(STAMP): setup.cfg setup.py pyproject.toml highlight_logging/_speedups.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,16 @@ pythons:
 interop: $(STAMP)
 	bash tests/interop/install.sh
 	HIGHLIGHT_INTEROP=1 $(BIN)/python -m pytest -q tests/interop
+
+# uWSGI compiles from source (a minute or two, once per venv): installed here, not by `make test`,
+# whose run skips the uWSGI smoke tests without it.
+SERVERS_STAMP := $(VENV)/.servers
+$(SERVERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS),servers]'
+	touch $(SERVERS_STAMP)
+
+servers: $(SERVERS_STAMP)
+	$(BIN)/python -m pytest -q tests/test_servers.py -k uwsgi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -6,11 +6,13 @@ redirection work), prefixed with ``highlight_logging:``, and repeated lines are 
 
 from __future__ import annotations
 
+import io
 import sys
-import threading
 import time
 
-_lock = threading.Lock()
+from highlight_logging import _osthread
+
+_lock = _osthread.Lock()  # a real lock also under gevent: the export worker's thread takes it too
 _last: dict[str, float] = {}
 _once: set[str] = set()
 
@@ -31,6 +33,8 @@ def warn(message: str, *, key: str | None = None, every: float = 0.0) -> None:
                 _last[key] = now
     try:
         stream = sys.stderr
+        if not isinstance(stream, io.IOBase):  # a logging proxy (Celery redirects stderr to logging)
+            stream = sys.__stderr__
         if stream is not None:
             stream.write(f"highlight_logging: {message}\n")
             stream.flush()

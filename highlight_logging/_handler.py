@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from highlight_logging import _otel_duplicates, _pipeline
@@ -74,6 +75,10 @@ class HighlightHandler(logging.Handler):
         self._check_otel = not self._binding.settings.disabled
         if self._check_otel:
             _otel_duplicates.check(self._binding.settings)
+        if "celery" in sys.modules:  # a Celery worker may remove us: see _celery
+            from highlight_logging import _celery
+
+            _celery.watch(self)
 
     def __repr__(self) -> str:
         return f"<HighlightHandler {logging.getLevelName(self.level)} endpoint={self._binding.settings.endpoint!r}>"

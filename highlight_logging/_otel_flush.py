@@ -16,13 +16,13 @@ never arrives.  :func:`begin` is called by ``_pipeline.shutdown_all`` (exit, SIG
 
 from __future__ import annotations
 
+import functools
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from highlight_logging import _diag
+from highlight_logging import _diag, _osthread
 from highlight_logging._settings import Settings
 
 # (API module, its getter): importing neither; see the module docstring.
@@ -68,8 +68,9 @@ def begin(deadline: float) -> Callable[[], bool]:
     """
     flushes = []
     for provider in app_providers():
-        thread = threading.Thread(
-            target=_flush, args=(provider, deadline), name="highlight_logging-otel-flush", daemon=True
+        # A real OS thread (_osthread), also under gevent: a greenlet would wait for the hub.
+        thread = _osthread.new_thread(
+            functools.partial(_flush, provider, deadline), "highlight_logging-otel-flush"
         )
         try:
             thread.start()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import importlib
 import os
 import random
 import sys
@@ -32,7 +33,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from highlight_logging import _diag, _encode, _frontend, _highlight, _otel_flush, _plain, _transport
+from highlight_logging import (
+    _diag,
+    _encode,
+    _frontend,
+    _highlight,
+    _osthread,
+    _otel_flush,
+    _plain,
+    _transport,
+)
 from highlight_logging._coerce import truncate
 from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
 from highlight_logging._settings import Settings
@@ -155,33 +165,43 @@ class Pipeline:
     def _reset(self) -> None:
         # Counters and drops; not taken by submit() for a plain record.  Reentrant: a SIGTERM flush
         # in a forked child may interrupt submit() on the same thread.
-        self._lock = threading.RLock()
+        # Real OS-thread primitives (_osthread), also under gevent/eventlet monkey-patching.
+        self._lock = _osthread.RLock()
+        # The process this state belongs to: a server that forks without running Python's fork
+        # hooks (uWSGI) leaves a child with it, which submit() notices (see _adopt_fork).
+        self._pid = os.getpid()
         self._queue: collections.deque[Pending] = collections.deque()
         # Queued bytes = _bytes_in - _bytes_out.  Producers add to _bytes_in without a lock, so the
         # figure is exact only as long as no two of them race on it (CPython does not switch
         # threads inside that ``+=``); the worker resets it whenever it empties the queue.
         self._bytes_in = 0
         self._bytes_out = 0
-        self._wake = threading.Event()
+        self._wake = _osthread.Event()
         # Set while a flush() or shutdown waits (under _done, with _flushers): cuts the worker's
         # burst pause short, so a drain starts at once instead of after up to _BURST_SLICE.
-        self._urgent = threading.Event()
-        self._abort = threading.Event()  # interrupts retry sleeps at the shutdown deadline
+        self._urgent = _osthread.Event()
+        self._abort = _osthread.Event()  # interrupts retry sleeps at the shutdown deadline
         # Guards _in_hand and _finished: records accepted ever = _finished + _in_hand + queued.
-        self._done = threading.Condition(threading.Lock())
+        self._done = _osthread.Condition()
         self._in_hand = 0  # records the worker has taken and not finished
         self._finished = 0  # records the worker is done with, exported or dropped
         self._reports = 0  # accepted error reports (span only, no log)
         self._flushers = 0
         self._drops_seen = 0  # total drops when the last flush() returned
-        self._worker: threading.Thread | None = None
+        self._worker: _osthread.Worker | None = None
+        self._inline = False  # no worker thread: flush() and shutdown() export (see _drain_here)
+        # In a uWSGI master (see _threads_stalled): how many of its records the workers it forks
+        # have claimed, in memory shared with them (see _claim_handoff), and the number of the
+        # record first in the queue.
+        self._handoff: Any = None
+        self._handoff_base = 0
         self._stopping = False
         self._stopped = False
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
         self._transport: Any = None
         # Attempts sent and not yet read; fork() waits (holding the lock) until there are none.
         self._sending = 0
-        self._send_idle = threading.Condition(threading.Lock())
+        self._send_idle = _osthread.Condition()
         # The last request of each of the latest batches still in flight, oldest first, with the
         # batch's record count (at most _MAX_IN_FLIGHT).
         self._in_flight: collections.deque[tuple[_Send, int]] = collections.deque()
@@ -201,8 +221,47 @@ class Pipeline:
         self._resource = _encode.resource(self._resource_attributes())
 
     def _after_fork_in_child(self) -> None:
-        # The parent's queued records are the parent's to send: never duplicate them here.
+        # The parent's queued records are the parent's to send: never duplicate them here; but
+        # a uWSGI master never sends its own, and hands them to the first child that claims them.
+        handed = self._claim_handoff()
         self._reset()
+        if handed:
+            for record in handed:
+                self.submit(record)
+            self._wake.set()
+
+    def _claim_handoff(self) -> list[Pending]:
+        """In a child of a uWSGI master: the master's queued records no other child has claimed."""
+        claimed = self._handoff
+        if claimed is None or not self._queue:
+            return []
+        records = list(self._queue)
+        lock = claimed.get_lock()
+        if not lock.acquire(timeout=1.0):  # held at the fork by a thread the child lacks
+            return []
+        try:
+            first = claimed.value
+            end = self._handoff_base + len(records)
+            if end <= first:
+                return []
+            claimed.value = end
+        finally:
+            lock.release()
+        return records[max(first - self._handoff_base, 0) :]
+
+    def _skip_claimed(self) -> None:
+        """In a uWSGI master about to send its queue: drop what its workers claimed (and sent),
+        and claim the rest, so that each record goes out once."""
+        claimed = self._handoff
+        with claimed.get_lock(), self._done:
+            first = claimed.value
+            skip = min(max(first - self._handoff_base, 0), len(self._queue))
+            gone = [self._queue.popleft() for _ in range(skip)]
+            self._bytes_out += sum(r.size for r in gone)
+            self._finished += skip  # accepted, and done with (sent by a worker)
+            end = self._handoff_base + skip + len(self._queue)
+            claimed.value = max(first, end)
+            self._handoff_base = end
 
     def _resource_attributes(self) -> Attributes:
         s = self.settings
@@ -239,6 +298,8 @@ class Pipeline:
         a call without the lock, 66 us with it), since a thread preempted while holding it makes the
         others sleep on it.  The bounds may be overshot by one record per racing thread.
         """
+        if self._pid != os.getpid():  # ~0.1-0.2 us: forked without fork hooks (uWSGI)
+            _adopt_fork(self)
         if self._worker is None:
             self._start()
         queue = self._queue
@@ -325,58 +386,88 @@ class Pipeline:
         return self._bytes_in - self._bytes_out
 
     def _start(self) -> None:
+        why = _threads_stalled()
+        inline = why is not None
         with self._lock:
             if self._worker is not None:
                 return
-            worker = threading.Thread(target=self._run, name="highlight_logging-export", daemon=True)
+            worker = _osthread.new_thread(self._run, "highlight_logging-export")
             self._worker = worker
-        worker.start()
+            self._inline = inline
+            if why == "master":
+                import multiprocessing
+
+                self._handoff = multiprocessing.Value("q", 0)
+        if not inline:  # else never started: flush() and exit deliver (see _drain_here)
+            worker.start()
         _ensure_exit_hook()
 
     # --- the worker -------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        worker_threads.add(threading.get_ident())
-        _block_signals()
+        # Both idents: the front ends read threading.get_ident(), which gevent makes a greenlet's.
+        idents = {threading.get_ident(), _osthread.get_ident()}
+        worker_threads.update(idents)
+        if not _osthread.on_main_thread():  # never, but under patching a mistake here stops SIGTERM
+            _block_signals()
         try:
             self._loop()
         except BaseException as exc:  # never let the worker die silently
             _diag.warn(f"export worker stopped by {type(exc).__name__}: {exc}", key="worker-crash")
         finally:
-            worker_threads.discard(threading.get_ident())
+            worker_threads.difference_update(idents)
             with self._done:
                 self._done.notify_all()
 
     def _loop(self) -> None:
-        batch_size = self.settings.max_export_batch_size
         while True:
             if not self._stopping:
                 self._wake.wait(self.settings.schedule_delay)
             self._wake.clear()
-            try:
-                while True:
-                    self._step_back_during_burst()
-                    batch = self._take(batch_size)
-                    if not batch:
-                        break
-                    try:
-                        flight, count = self._export(batch)
-                    except BaseException:  # unforeseen: finish what is in hand, then let it show
-                        count, self._held_count = len(batch) + self._held_count, 0
-                        lost, self._held_spans, self._held_batches = self._held_spans, {}, 0
-                        self._count_drop("spans", "encode_error", sum(map(len, lost.values())))
-                        self._settle(None, count)
-                        raise
-                    self._settle(flight, count)
-                    if len(self._queue) < batch_size and not self._flushers and not self._stopping:
-                        break
-            finally:
-                try:
-                    self._send_held_spans()
-                finally:
-                    self._complete_in_flight()  # before sleeping, or returning: nothing left waiting
+            self._drain()
             if self._stopping and not self._queue:
                 return
+
+    def _drain(self) -> None:
+        """Export batches while there is a full one (everything, when someone flushes or stops)."""
+        batch_size = self.settings.max_export_batch_size
+        try:
+            while True:
+                self._step_back_during_burst()
+                batch = self._take(batch_size)
+                if not batch:
+                    break
+                try:
+                    flight, count = self._export(batch)
+                except BaseException:  # unforeseen: finish what is in hand, then let it show
+                    count, self._held_count = len(batch) + self._held_count, 0
+                    lost, self._held_spans, self._held_batches = self._held_spans, {}, 0
+                    self._count_drop("spans", "encode_error", sum(map(len, lost.values())))
+                    self._settle(None, count)
+                    raise
+                self._settle(flight, count)
+                if len(self._queue) < batch_size and not self._flushers and not self._stopping:
+                    break
+        finally:
+            try:
+                self._send_held_spans()
+            finally:
+                self._complete_in_flight()  # before sleeping, or returning: nothing left waiting
+
+    def _drain_here(self) -> None:
+        """Export what is queued on the calling thread: no thread of ours may run here (see
+        _threads_stalled), so flush() and exit deliver from the thread that calls them."""
+        with self._done:
+            self._flushers += 1
+        try:
+            if self._handoff is not None:
+                self._skip_claimed()
+            self._drain()
+        except Exception as exc:  # never into the application
+            _diag.warn(f"export failed: {type(exc).__name__}: {exc}", key="inline-crash")
+        finally:
+            with self._done:
+                self._flushers -= 1
 
     def _settle(self, flight: _Send | None, count: int) -> None:
         """Batches are finished in the order taken (flush() counts them): ``count`` records are
@@ -513,7 +604,7 @@ class Pipeline:
                 and len(self._queue) < s.max_queue_size // 2
                 and self._queued_bytes() < s.max_queue_bytes // 2
             ):
-                time.sleep(50e-6)
+                _osthread.sleep(50e-6)
                 working_since = time.perf_counter()
             part = pending[start : start + _CHUNK]
             # When nothing in the chunk can need scrubbing (checked for the chunk at once: the
@@ -910,8 +1001,12 @@ class Pipeline:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Export everything accepted so far; True when it all went out within ``timeout``."""
+        if self._pid != os.getpid():
+            _adopt_fork(self)
         if timeout is None:
             timeout = self.settings.shutdown_timeout
+        if self._inline and not self._stopped:
+            self._drain_here()
         target = self._accepted()
         if self._worker is None or self._stopped:
             ok = self._finished >= target
@@ -942,6 +1037,8 @@ class Pipeline:
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout`` (default ``shutdown_timeout``), then stop."""
+        if self._pid != os.getpid():
+            _adopt_fork(self)
         if self._stopped:
             return True
         if timeout is None:
@@ -952,7 +1049,9 @@ class Pipeline:
             self._urgent.set()
         self._wake.set()
         worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
+        if self._inline:
+            self._drain_here()
+        elif worker is not None and worker.ident != _osthread.get_ident():
             worker.join(max(self._deadline - time.monotonic(), 0))
             if worker.is_alive():
                 # Deadline reached: interrupt the retry sleep and the request in flight.
@@ -1028,7 +1127,7 @@ def _make_scrubber(settings: Settings) -> Any:
 # --- the registry: one pipeline per distinct settings ----------------------------------------------
 
 _registry: dict[Settings, Pipeline] = {}
-_registry_lock = threading.Lock()
+_registry_lock = _osthread.Lock()
 _exit_hook_installed = False
 
 
@@ -1045,6 +1144,8 @@ def get(settings: Settings) -> Pipeline:
 
 
 def pipelines() -> list[Pipeline]:
+    if _pid != os.getpid():
+        _adopt_fork(None)
     with _registry_lock:
         return list(_registry.values())
 
@@ -1152,16 +1253,76 @@ def _ensure_exit_hook() -> None:
             pass
 
 
+_pid = os.getpid()  # the process the registry's state belongs to (see _adopt_fork)
+_fork_lock = _osthread.Lock()  # taken only in a child that finds itself forked without fork hooks
+
+
+def _adopt_fork(pipeline: Pipeline | None) -> None:
+    """This process was forked without Python's fork hooks (uWSGI forks its workers in C):
+    do what the hooks would have done, once, and leave the parent's queued records to the parent."""
+    with _fork_lock:
+        if _pid != os.getpid():
+            _after_fork_in_child()
+        if pipeline is not None and pipeline._pid != os.getpid():  # not in the registry
+            pipeline._after_fork_in_child()
+
+
+_not_uwsgi = False  # looked for the uwsgi module and found none
+
+
+def _threads_stalled() -> str | None:
+    """Why no export thread of ours may run in this process (None: it may), inside uWSGI:
+
+    * in the master process when uWSGI forks its workers without Python's fork hooks (the
+      default, unless --lazy-apps or --py-call-uwsgi-fork-hooks): a worker forked while our
+      thread held the GIL would hang for good taking it (seen: a worker stuck from birth, and
+      its master stuck on SIGTERM).  uWSGI runs no exit hook in its master either, so what the
+      master logs (while importing the app) is handed to its workers: the first to log sends
+      it (see Pipeline._claim_handoff).  "master";
+    * anywhere when uWSGI runs no Python threads (``uwsgi.has_threads`` false: older releases
+      without --enable-threads; uWSGI 2.0.31 turns threads on for every app), where a thread
+      would hold records until the process exits.  Said once, naming the flag.  "no-threads".
+    """
+    global _not_uwsgi
+    uwsgi: Any = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        if _not_uwsgi:
+            return None
+        try:
+            uwsgi = importlib.import_module("uwsgi")  # there only inside a uWSGI process
+        except ImportError:
+            _not_uwsgi = True  # and not in a process it forks either
+            return None
+    if not getattr(uwsgi, "has_threads", True):
+        _diag.warn(
+            "uWSGI runs without Python threads: log records are sent only by flush() and at "
+            "worker exit; start uWSGI with --enable-threads (or --threads N) to send them as they come",
+            key="uwsgi-threads",
+        )
+        return "no-threads"
+    try:
+        opt = uwsgi.opt
+        in_master = uwsgi.worker_id() == 0 and opt.get("master")
+        hooked = any(opt.get(k) for k in ("lazy-apps", "lazy", "py-call-uwsgi-fork-hooks"))
+    except Exception:  # an unusual uWSGI: assume threads are safe, as before
+        return None
+    return "master" if in_master and not hooked else None
+
+
 def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    _diag._lock = threading.Lock()
-    worker_threads.clear()
-    _transport.forked_child = True
-    for pipeline in list(_registry.values()):
-        pipeline._after_fork_in_child()
-    if _registry:
-        _hook_sigterm()
+    global _registry_lock, _pid
+    try:
+        _pid = os.getpid()
+        _registry_lock = _osthread.Lock()
+        _diag._lock = _osthread.Lock()
+        worker_threads.clear()
+        _transport.forked_child = True
+        for pipeline in list(_registry.values()):
+            pipeline._after_fork_in_child()
+        if _registry:
+            _hook_sigterm()
+    finally:
+        _restore_signals()  # the block _before_fork put on the thread that forked (if it ran)
 
 
 def _child_exit(*_: object) -> None:
@@ -1213,7 +1374,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     # can never deadlock on what it interrupted.
     try:
         budget = _otel_flush.budget(p.settings for p in list(_registry.values()))
-        flusher = threading.Thread(target=shutdown_all, kwargs={"timeout": budget}, daemon=True)
+        # A real OS thread (_osthread) also under gevent: a greenlet could not run from here.
+        flusher = _osthread.new_thread(lambda: shutdown_all(budget), "highlight_logging-sigterm")
         flusher.start()
         flusher.join(budget + 0.5)
         if flusher.is_alive():
@@ -1223,8 +1385,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
         _die_by_sigterm()
 
 
-def _block_signals() -> None:
-    """Keep SIGTERM and SIGINT off the calling (export worker) thread.
+def _block_signals() -> Any:
+    """Keep SIGTERM and SIGINT off the calling (export worker) thread; returns the mask before
+    (None where there is no pthread_sigmask).
 
     Python runs its signal handlers on the main thread, but the kernel may hand a process's signal
     to any thread that does not block it.  Handed to this thread, a SIGTERM would leave a main
@@ -1234,9 +1397,22 @@ def _block_signals() -> None:
     try:
         import signal
 
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     except (AttributeError, ValueError, OSError):  # no pthread_sigmask (Windows)
-        pass
+        return None
+
+
+_fork_mask: Any = None  # the forking thread's signal mask, while a fork() is under way
+
+
+def _restore_signals() -> None:
+    """Undo the block that _before_fork put on the forking thread."""
+    global _fork_mask
+    mask, _fork_mask = _fork_mask, None
+    if mask is not None:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _die_by_sigterm() -> None:
@@ -1250,6 +1426,12 @@ _FORK_WAIT = 1.0  # longest a fork() waits for the exports in flight
 
 
 def _before_fork() -> None:
+    global _fork_mask
+    # Threads that C libraries start in the child from their own fork handlers (grpcio's timer
+    # thread, with its fork support on) inherit the forking thread's mask: blocked for the
+    # fork, they never take a SIGTERM meant for the child's main thread (seen: a pool worker
+    # that Pool.terminate() signalled, asleep for good on its queue lock).
+    _fork_mask = _block_signals()
     # Without gRPC's fork support a child cannot use gRPC that its parent had initialised; with
     # no channel open at fork time the child starts gRPC afresh. The parent reopens lazily.
     # Holding each pipeline's _send_idle (once nothing is in flight) keeps its worker from
@@ -1269,6 +1451,7 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
+    _restore_signals()
     for pipeline in list(_registry.values()):
         if pipeline._fork_held:
             pipeline._fork_held = False

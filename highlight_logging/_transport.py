@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from highlight_logging import _diag, _proxy
+from highlight_logging import _diag, _osthread, _proxy
 from highlight_logging._settings import Settings, is_plaintext
 
 LOGS = "logs"
@@ -183,7 +183,7 @@ def _close_channels(channels: list[Any], wait: float) -> None:
             except Exception:
                 pass
 
-    closer = threading.Thread(target=close, name="highlight_logging-grpc-close", daemon=True)
+    closer = _osthread.new_thread(close, "highlight_logging-grpc-close")
     try:
         closer.start()
     except RuntimeError:

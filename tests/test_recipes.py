@@ -246,15 +246,10 @@ def test_gunicorn_preload_workers(receiver: Receiver, run: Callable[..., Recipe]
     _assert_no_duplicates(_logs(receiver, "gunicorn-demo"))
 
 
-def test_celery_prefork_worker(receiver: Receiver, run: Callable[..., Recipe], tmp_path: Path) -> None:
-    """Celery prefork: task logs and the failure log + span arrive from pool children exiting via os._exit."""
-    celery = pytest.importorskip("celery")
-    broker_dir = tmp_path / "broker"
-    # --max-tasks-per-child=1: each child exits (os._exit) right after its task, so its records
-    # arrive only because worker_process_shutdown flushes them.
-    cmd = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=prefork", "--concurrency=2"]
-    options = ["--max-tasks-per-child=1", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    worker = run([*cmd, *options, "-l", "INFO"], CELERY_BROKER_DIR=str(broker_dir))
+def send_tasks(broker_dir: Path, tasks: list[tuple[str, list[str]]]) -> None:
+    """Send ``(name, args)`` tasks through the recipe's filesystem broker under ``broker_dir``."""
+    import celery
+
     producer = celery.Celery(broker="filesystem://localhost/")
     producer.conf.broker_transport_options = {
         "data_folder_in": str(broker_dir / "queue"),
@@ -264,11 +259,24 @@ def test_celery_prefork_worker(receiver: Receiver, run: Callable[..., Recipe], t
     for folder in ("queue", "control"):
         (broker_dir / folder).mkdir(parents=True, exist_ok=True)
     try:
-        producer.send_task("celery_app.greet", args=["ada"])
-        producer.send_task("celery_app.greet", args=["grace"])
-        producer.send_task("celery_app.fail")
+        for name, args in tasks:
+            producer.send_task(name, args=args)
     finally:
         producer.close()
+
+
+def test_celery_prefork_worker(receiver: Receiver, run: Callable[..., Recipe], tmp_path: Path) -> None:
+    """Celery prefork: task logs and the failure log + span arrive from pool children exiting via os._exit."""
+    pytest.importorskip("celery")
+    broker_dir = tmp_path / "broker"
+    # --max-tasks-per-child=1: each child exits (os._exit) right after its task, so its records
+    # arrive only because worker_process_shutdown flushes them.
+    cmd = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=prefork", "--concurrency=2"]
+    options = ["--max-tasks-per-child=1", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    worker = run([*cmd, *options, "-l", "INFO"], CELERY_BROKER_DIR=str(broker_dir))
+    send_tasks(
+        broker_dir, [("celery_app.greet", ["ada"]), ("celery_app.greet", ["grace"]), ("celery_app.fail", [])]
+    )
 
     def task_logs() -> list[ReceivedLog]:
         return [r for r in _logs(receiver, "celery-demo") if "from a celery task" in str(r.body)]

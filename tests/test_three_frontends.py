@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import structlog
 from loguru import logger as loguru_logger
@@ -36,8 +35,8 @@ def test_three_front_ends_share_requests_resource_and_worker(receiver: Receiver)
         structlog.get_logger("three.structlog").warning("from structlog")
         loguru_logger.warning("from loguru")
         assert len(_pipeline.pipelines()) == 1
-        workers = [t for t in threading.enumerate() if t.name == "highlight_logging-export"]
-        assert len(workers) == 1
+        (pipeline,) = _pipeline.pipelines()
+        assert pipeline._worker is not None and pipeline._worker.is_alive()
         assert highlight_logging.flush(10)
         requests = receiver.requests_logs
         assert len(requests) == 1  # one batch, one request
