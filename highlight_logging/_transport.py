@@ -397,16 +397,18 @@ def make(settings: Settings) -> Any:
     Measured per 512-record request against the benchmark receiver (this machine, repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.3 ms
     at zlib level 1-2 (1.8 ms at level 5) when it was built on the ``h2`` library.  Since it frames
     HTTP/2 itself, measured again in a slower phase of the machine: 1.43-1.64 ms against grpcio's
-    2.38-3.50 ms in the same runs.  grpcio is also unusable in a forked child when gRPC fork
-    support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): creating a channel there can deadlock holding
-    the GIL, so such a child always uses the h2 client.
+    2.38-3.50 ms in the same runs.  grpcio is also unreliable in a forked child: with gRPC fork
+    support off (``GRPC_ENABLE_FORK_SUPPORT=0``) creating a channel there can deadlock holding the
+    GIL, and with it on it did too, now and then (a forked child's first channel, blocked in
+    gRPC's core with the GIL held).  So a forked child uses the h2 client unless only grpcio can
+    reach the endpoint, and then only with fork support on.
     """
     if settings.protocol == "http/protobuf":
         return HttpTransport(settings)
     client = settings.grpc_client
     if client == "auto":
         client = "grpcio" if _needs_grpcio(settings) else "h2"
-    if client == "h2" or (forked_child and not _grpc_fork_support()):
+    if client == "h2" or (forked_child and not (_needs_grpcio(settings) and _grpc_fork_support())):
         from highlight_logging._h2transport import H2Transport
 
         return H2Transport(settings)
