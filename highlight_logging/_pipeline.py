@@ -399,7 +399,14 @@ class Pipeline:
 
                 self._handoff = multiprocessing.Value("q", 0)
         if not inline:  # else never started: flush() and exit deliver (see _drain_here)
-            worker.start()
+            # Born with SIGTERM and SIGINT blocked (a thread inherits its creator's mask), so no
+            # signal lands on it before its own _block_signals() (seen: a pool worker that
+            # Pool.terminate() signalled in that instant slept on its queue lock for good).
+            mask = _block_signals()
+            try:
+                worker.start()
+            finally:
+                _set_signal_mask(mask)
         _ensure_exit_hook()
 
     # --- the worker -------------------------------------------------------------------------------
@@ -1405,14 +1412,19 @@ def _block_signals() -> Any:
 _fork_mask: Any = None  # the forking thread's signal mask, while a fork() is under way
 
 
-def _restore_signals() -> None:
-    """Undo the block that _before_fork put on the forking thread."""
-    global _fork_mask
-    mask, _fork_mask = _fork_mask, None
+def _set_signal_mask(mask: Any) -> None:
+    """Put back a mask that _block_signals() returned (None: nothing to put back)."""
     if mask is not None:
         import signal
 
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _restore_signals() -> None:
+    """Undo the block that _before_fork put on the forking thread."""
+    global _fork_mask
+    mask, _fork_mask = _fork_mask, None
+    _set_signal_mask(mask)
 
 
 def _die_by_sigterm() -> None:

@@ -534,26 +534,19 @@ def make(settings: Settings) -> Any:
     """The transport for ``settings``: OTLP/HTTP, or OTLP/gRPC through ``h2`` or grpcio.
 
     ``grpc_client="auto"`` (the default) speaks gRPC through :class:`~._h2transport.H2Transport`
-    (our own HTTP/2 framing, ``_h2wire``, and a socket) unless the endpoint is a gRPC resolver
-    target (``unix:``, ``dns:///``...), which only grpcio supports.  A proxy does not change the
-    client: both go through the one ``_proxy`` chooses (the h2 client speaks HTTP CONNECT itself,
-    grpcio is given it as ``grpc.http_proxy``).
-    Measured per 512-record request against the benchmark receiver (this machine, repeated): grpcio 2.2-2.45 ms of process CPU (its own threads included), the h2 client 1.3 ms
-    at zlib level 1-2 (1.8 ms at level 5) when it was built on the ``h2`` library.  Since it frames
-    HTTP/2 itself, measured again in a slower phase of the machine: 1.43-1.64 ms against grpcio's
-    2.38-3.50 ms in the same runs.  Against grpc-js (``tests/interop/cpu.py``, 5 interleaved
-    rounds of 50,000 records, shared machine) the whole process, logging included, used 0.92x
-    grpcio's CPU per request with plain records and 0.91x with six extras, and ``make interop``
-    holds both clients to the same results on every scenario.  grpcio is also unusable in a forked child when gRPC fork
-    support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): creating a channel there can deadlock holding
-    the GIL, so such a child always uses the h2 client.
+    (our own HTTP/2 framing, ``_h2wire``): it uses less CPU than grpcio and ``make interop`` holds
+    both to the same results against grpc-js, grpc-go and nginx (figures in docs/performance.md).
+    A gRPC resolver target (``unix:``, ``dns:///``...) needs grpcio.  A proxy does not change the
+    client: both go through the one ``_proxy`` chooses.  A forked child uses the h2 client unless
+    only grpcio can reach the endpoint, and then only with gRPC's fork support on: grpcio's first
+    channel in a child can deadlock holding the GIL.
     """
     if settings.protocol == "http/protobuf":
         return HttpTransport(settings)
     client = settings.grpc_client
     if client == "auto":
         client = "grpcio" if _needs_grpcio(settings) else "h2"
-    if client == "h2" or (forked_child and not _grpc_fork_support()):
+    if client == "h2" or (forked_child and not (_needs_grpcio(settings) and _grpc_fork_support())):
         from highlight_logging._h2transport import H2Transport
 
         return H2Transport(settings)

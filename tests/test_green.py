@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_recipes import _sigint_not_ignored
 
 from highlight_logging._receiver import Receiver
 
@@ -73,14 +74,15 @@ def _run(receiver: Receiver, tmp_path: Path, library: str, when: str, sig: signa
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{receiver.endpoint}",
         "PYTHONWARNINGS": "ignore",  # eventlet's own deprecation notice
     }
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(flag)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    with _sigint_not_ignored():  # a child of a background run would inherit an ignored SIGINT
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(flag)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "busy"
