@@ -17,6 +17,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#if defined(__APPLE__) || (defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34))
+#include <dlfcn.h> /* dladdr(), in the C library itself there */
+#define HAVE_DLADDR 1
+#endif
 
 /* The Pending tuple's fields (_record.Pending). */
 enum {
@@ -793,7 +797,9 @@ static PyObject *cap_context_var;        /* OTel's runtime ContextVar, or NULL: 
 static PyObject *cap_span_key;           /* its key for the active span */
 static PyTypeObject *cap_context_type;   /* opentelemetry.context.Context */
 static PyObject *cap_request_var;        /* _context.current */
-static PyCFunction cap_time_ns_impl;     /* the C function behind the genuine time.time_ns, once seen */
+static PyCFunction cap_time_ns_seen;     /* the C function last seen behind time.time_ns */
+static int cap_time_ns_genuine;          /* ... is the time module's own */
+static PyCFunction cap_time_reference;   /* time.perf_counter's, which time-machine leaves alone */
 static PyObject *cap_time_module, *str_time_ns;
 static PyObject *str_value_limit, *str_count_limit, *str_max_body;
 /* The last Settings seen and its limits (Settings is frozen): three getattr calls saved a record. */
@@ -951,19 +957,42 @@ static PyObject *active_span(void)
     return span;
 }
 
-/* ``f`` is the genuine time.time_ns: the time module's own builtin, still running the C function
- * first seen behind it (time-machine swaps that function; freezegun swaps the attribute, possibly
- * before this module was imported, so what was there at import proves nothing). */
+/* The time module's own C function, not one put in its place (time-machine swaps the function
+ * behind the builtin, in its own shared object): it lives where time.perf_counter's does.  Without
+ * dladdr(), the first function seen is taken as the time module's own. */
+static int time_module_function(PyCFunction impl)
+{
+#ifdef HAVE_DLADDR
+    Dl_info mine, reference;
+    if (cap_time_reference != NULL && dladdr((void *)impl, &mine) != 0 &&
+        dladdr((void *)cap_time_reference, &reference) != 0)
+        return mine.dli_fbase == reference.dli_fbase;
+#endif
+    return cap_time_ns_seen == NULL;
+}
+
+/* ``f`` is the genuine time.time_ns: the time module's own builtin (freezegun swaps the attribute,
+ * possibly before this module was imported, so what was there at import proves nothing), running
+ * the time module's own C function. */
+static PyObject *cap_time_ns_builtin; /* the time module's time_ns builtin object, once seen */
+
 static int genuine_time_ns(PyObject *f)
 {
-    if (!PyCFunction_CheckExact(f) || PyCFunction_GET_SELF(f) != cap_time_module)
-        return 0;
-    PyMethodDef *def = ((PyCFunctionObject *)f)->m_ml;
-    if (def == NULL || def->ml_name == NULL || strcmp(def->ml_name, "time_ns") != 0 || def->ml_flags != METH_NOARGS)
-        return 0;
-    if (cap_time_ns_impl == NULL)
-        cap_time_ns_impl = def->ml_meth;
-    return def->ml_meth == cap_time_ns_impl;
+    if (f != cap_time_ns_builtin) { /* rarely: not the builtin object seen before */
+        if (!PyCFunction_CheckExact(f) || PyCFunction_GET_SELF(f) != cap_time_module)
+            return 0;
+        PyMethodDef *def = ((PyCFunctionObject *)f)->m_ml;
+        if (def == NULL || def->ml_name == NULL || strcmp(def->ml_name, "time_ns") != 0 ||
+            def->ml_flags != METH_NOARGS)
+            return 0;
+        Py_XSETREF(cap_time_ns_builtin, Py_NewRef(f));
+    }
+    PyCFunction impl = ((PyCFunctionObject *)f)->m_ml->ml_meth;
+    if (impl != cap_time_ns_seen) { /* rarely: dladdr() runs once per function seen */
+        cap_time_ns_genuine = time_module_function(impl);
+        cap_time_ns_seen = impl;
+    }
+    return cap_time_ns_genuine;
 }
 
 static PyObject *observed_now(void)
@@ -1214,8 +1243,14 @@ static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize
         return NULL;
     if (str_time_ns == NULL && (str_time_ns = PyUnicode_InternFromString("time_ns")) == NULL)
         return NULL;
-    PyObject *now = PyObject_GetAttr(cap_time_module, str_time_ns); /* as imported: time-machine */
-    if (now == NULL)                                                  /* patches the C function later */
+    PyObject *reference = PyObject_GetAttrString(cap_time_module, "perf_counter");
+    if (reference == NULL)
+        return NULL;
+    if (PyCFunction_CheckExact(reference) && cap_time_reference == NULL)
+        cap_time_reference = ((PyCFunctionObject *)reference)->m_ml->ml_meth;
+    Py_DECREF(reference);
+    PyObject *now = PyObject_GetAttr(cap_time_module, str_time_ns); /* without dladdr(): the one */
+    if (now == NULL)                                                  /* seen first, as imported */
         return NULL;
     (void)genuine_time_ns(now);
     Py_DECREF(now);

@@ -209,11 +209,13 @@ _CLOCK_BEFORE_IMPORT = """
     [
         "time.time_ns = lambda: 1_000_000_000_123",
         "import freezegun; freezegun.freeze_time('2001-09-09 01:46:40.000001').start()",
+        "import time_machine; time_machine.travel(1_000_000_000, tick=False).start()",
     ],
-    ids=["assigned", "freezegun"],
+    ids=["assigned", "freezegun", "time-machine"],
 )
 def test_a_clock_patched_before_import_is_read_by_both(patch: str) -> None:
-    """Imported under freezegun (time.time_ns already patched), the C twin read the real clock."""
+    """Imported under freezegun (time.time_ns already patched), the C twin read the real clock; under
+    time-machine (the builtin's C function swapped) too."""
     done = run_python(_CLOCK_BEFORE_IMPORT.format(patch=patch))
     assert done.returncode == 0, done.stderr[-2000:]
     ref, c = map(int, done.stdout.split())
