@@ -28,7 +28,7 @@ try:
 except ImportError:
     _speedups = None
 
-needs_c = pytest.mark.skipif(_speedups is None, reason="no C speedups in this install")
+needs_c = pytest.mark.skipif(_native.speedups is None, reason="no C speedups in this install, or not in use")
 
 SETTINGS = Settings()
 ROOM = SETTINGS.attribute_count_limit - _frontend._RESERVED
@@ -396,7 +396,11 @@ def test_a_stale_build_beside_newer_code_logs_through_pure_python(tmp_path: Path
             logger.info("order %s placed", 42, extra={{"order_id": 42}})
         print(cap.logs[0]["body"], cap.logs[0]["attributes"]["order_id"])
         """
-    done = run_python(code.format(root=str(tmp_path)), env={"PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    done = run_python(
+        code.format(root=str(tmp_path)),
+        env={"PYTHONPATH": str(tmp_path), "HIGHLIGHT_LOGGING_PURE_PYTHON": ""},
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["order", "42", "placed", "42"]
     assert done.stderr.count("highlight_logging: the C speedups") == 1, done.stderr
