@@ -291,7 +291,6 @@ def _setup_c_twin(
         _SPAN_KEY,
         _otel_context.Context,
         _context.current,
-        time.time_ns,
     )
 
 

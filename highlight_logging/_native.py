@@ -1,8 +1,10 @@
 """The optional C extension, ``_speedups.c``, for the modules that have a C twin (``_plain``,
-``_frontend``, ``_scrub``): one place decides whether it is used.
+``_frontend``, ``_scrub``, ``_structlog``): one place decides whether it is used.
 
 ``speedups`` is None when it was not built (no compiler at install time: the Python references
-run) or when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at import.
+run), when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at import, or when the built module is not
+the one this Python code expects (a stale build, e.g. an old ``.so`` left beside newer sources in
+an editable install): then one warning, and the Python references run instead of a crash later.
 """
 
 from __future__ import annotations
@@ -11,12 +13,34 @@ import importlib
 import os
 from types import ModuleType
 
+from highlight_logging import _diag
+
+#: The ``ABI`` the C module must declare (``#define ABI`` in ``_speedups.c``): raise both together
+#: whenever a C function's arguments, the Pending layout or a setup's contract change.
+ABI = 2
+
 #: HIGHLIGHT_LOGGING_PURE_PYTHON was set at import: the C path is not used even where it was built.
 pure_python = bool(os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"))
 
-speedups: ModuleType | None = None
-if not pure_python:
+
+def load(name: str = "highlight_logging._speedups") -> ModuleType | None:
+    """The C module if it is there and matches this code's :data:`ABI`, else None."""
     try:
-        speedups = importlib.import_module("highlight_logging._speedups")
+        module = importlib.import_module(name)
     except ImportError:
-        pass
+        return None  # not built: the pure-Python install
+    except Exception as exc:  # a build so old that its own initialisation fails against this code
+        _diag.warn(f"the C speedups ({name}) failed to load ({exc!r}); using pure Python", key="native")
+        return None
+    found = getattr(module, "ABI", None)
+    if found != ABI:
+        _diag.warn(
+            f"the C speedups ({getattr(module, '__file__', name)}) were built for another version "
+            f"(ABI {found}, expected {ABI}); using pure Python; reinstall to rebuild them",
+            key="native",
+        )
+        return None
+    return module
+
+
+speedups: ModuleType | None = None if pure_python else load()

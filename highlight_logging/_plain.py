@@ -97,7 +97,14 @@ def plain_logs_py(
         try:
             (when, observed, levelno, level_name, _, text, attrs, extras, dropped, exception, site,
              trace_id, span_id, flags, request, _, _, logged_now) = p  # fmt: skip
-            if attrs or dropped or exception is not None or request is not None or site is None:
+            if (
+                attrs
+                or dropped
+                or exception is not None
+                or request is not None
+                or site is None
+                or type(extras) is not tuple  # as the C twin, which reads it after running Python code
+            ):
                 append(None)
                 continue
             head = sites.get(site)

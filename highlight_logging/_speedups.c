@@ -17,6 +17,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#if defined(__APPLE__) || (defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34))
+#include <dlfcn.h> /* dladdr(), in the C library itself there */
+#define HAVE_DLADDR 1
+#endif
 
 /* The Pending tuple's fields (_record.Pending). */
 enum {
@@ -25,10 +29,26 @@ enum {
     P_SPAN_ONLY, P_LOGGED_NOW, P_FIELDS
 };
 
+/* What the Python side expects of this module (_native.ABI): raise it with that one whenever a
+ * function's arguments, the Pending layout or a setup's contract change, so that a stale build
+ * beside newer Python code is set aside (pure Python) instead of being called the wrong way. */
+#define ABI 2
+
 /* _frontend._SAME_MOMENT (ns); a test checks the two agree. */
 #define SAME_MOMENT 1000000000ULL
 
 static PyObject *site_key_set; /* _record.SITE_KEY_SET */
+
+/* After a call into code that may be the user's: an Exception is cleared, as the Python
+ * reference's ``except Exception`` does (0); anything else (KeyboardInterrupt, SystemExit) stays
+ * set, to propagate as it does there (-1). */
+static int clear_exception(void)
+{
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
 
 typedef struct {
     char *data;
@@ -150,38 +170,48 @@ static int put_attribute(Buf *b, PyObject *key, PyObject *value)
     return 0;
 }
 
+/* Up to this many extras, the duplicate check compares keys pairwise (no allocation); above, a set. */
+#define PAIRWISE_MAX 16
+
 /* True when the extras can be written as they are: (str key, value) pairs, keys distinct, none a
- * site name (code.* or thread.*), and their number within ``room`` together with the site's. */
+ * site name (code.* or thread.*), and their number within ``room`` together with the site's.
+ * ``extras`` is an exact tuple (immutable: the Python code that runs later cannot change it), and
+ * no Python code runs here (exact str keys, our own set of str). */
 static int extras_plain(PyObject *extras, Py_ssize_t site_names, Py_ssize_t room)
 {
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(extras); /* a tuple (capture_record's) or a list */
+    Py_ssize_t n = PyTuple_GET_SIZE(extras);
     if (n + site_names > room)
         return 0;
+    PyObject *seen = NULL; /* the keys so far, past PAIRWISE_MAX: linear, not O(n^2) with the GIL */
+    int plain = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(extras, i);
+        PyObject *pair = PyTuple_GET_ITEM(extras, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
-            return 0;
+            goto done;
         PyObject *key = PyTuple_GET_ITEM(pair, 0);
         if (!PyUnicode_CheckExact(key))
-            return 0;
+            goto done;
         int found = PySet_Contains(site_key_set, key);
-        if (found != 0) {
-            if (found < 0)
-                PyErr_Clear();
-            return 0;
-        }
-        for (Py_ssize_t j = 0; j < i; j++) { /* a repeated key: the general path's dict decides */
-            PyObject *other = PyTuple_GET_ITEM(PySequence_Fast_GET_ITEM(extras, j), 0);
-            int same = PyUnicode_Compare(key, other);
-            if (same == 0)
-                return 0;
-            if (same == -1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                return 0;
+        if (found != 0)
+            goto done; /* a site name, or an error (cleared by the caller) */
+        if (n <= PAIRWISE_MAX) {
+            for (Py_ssize_t j = 0; j < i; j++) { /* a repeated key: the general path's dict decides */
+                int same = PyUnicode_Compare(key, PyTuple_GET_ITEM(PyTuple_GET_ITEM(extras, j), 0));
+                if (same == 0 || (same == -1 && PyErr_Occurred()))
+                    goto done;
             }
+        } else {
+            if (seen == NULL && (seen = PySet_New(NULL)) == NULL)
+                goto done;
+            Py_ssize_t before = PySet_GET_SIZE(seen);
+            if (PySet_Add(seen, key) < 0 || PySet_GET_SIZE(seen) == before)
+                goto done;
         }
     }
-    return 1;
+    plain = 1;
+done:
+    Py_XDECREF(seen);
+    return plain;
 }
 
 /* An exact int in [0, 2**64): 0, with *out set; else -1 (error cleared). */
@@ -209,16 +239,47 @@ static long long days_from_civil(long long y, unsigned m, unsigned d)
     return era * 146097 + (long long)doe - 719468;
 }
 
+static PyObject *str_tzinfo; /* "tzinfo" */
+
+/* ``when`` is a datetime whose fields give what _frontend.datetime_ns() computes: an exact one, or
+ * a subclass (loguru's, which only adds __format__) that keeps datetime's subtraction, attribute
+ * lookup and tzinfo.  One overriding __sub__/__rsub__, __getattribute__ or tzinfo gets the Python
+ * path, which calls them.  No Python code runs here: the classes' own dicts are read. */
+static int datetime_as_is(PyObject *when)
+{
+    PyTypeObject *type = Py_TYPE(when), *datetime_type = PyDateTimeAPI->DateTimeType;
+    if (type == datetime_type)
+        return 1;
+    if (!PyDateTime_Check(when) || type->tp_as_number == NULL ||
+        type->tp_as_number->nb_subtract != datetime_type->tp_as_number->nb_subtract ||
+        type->tp_getattro != datetime_type->tp_getattro || type->tp_mro == NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(type->tp_mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(type->tp_mro, i);
+        if (base == datetime_type)
+            return 1;
+        if (!PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE) || base->tp_dict == NULL)
+            return 0;
+        int own = PyDict_Contains(base->tp_dict, str_tzinfo);
+        if (own != 0) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 0;
+}
+
 /* _frontend.datetime_ns() for an aware datetime (loguru's time), without a Python call: 0 with
  * *out set; -1 for anything else (naive, odd tzinfo, before the epoch), which goes through
  * to_ns() instead.  Exact to the microsecond, as (when - EPOCH) // timedelta(microseconds=1). */
 static int aware_ns(PyObject *when, uint64_t *out)
 {
-    if (!PyDateTime_Check(when))
+    if (!datetime_as_is(when))
         return -1;
     PyObject *tz = PyDateTime_DATE_GET_TZINFO(when);
-    if (tz == Py_None)
-        return -1; /* naive means local time: the Python path reads the local zone */
+    if (tz == Py_None || Py_TYPE(tz) != Py_TYPE(PyDateTimeAPI->TimeZone_UTC))
+        return -1; /* naive (local time), or a tzinfo of Python code: the Python path calls it */
+    /* datetime.timezone's own utcoffset(): C, no user code; timezone cannot be subclassed. */
     PyObject *offset = PyObject_CallMethod(tz, "utcoffset", "O", when);
     if (offset == NULL) {
         PyErr_Clear();
@@ -298,7 +359,7 @@ static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *level
     if (!PyDict_CheckExact(attrs) || PyDict_GET_SIZE(attrs) != 0 || !PyLong_CheckExact(dropped) ||
         PyObject_IsTrue(dropped) != 0 || PyTuple_GET_ITEM(p, P_EXCEPTION) != Py_None ||
         PyTuple_GET_ITEM(p, P_REQUEST) != Py_None || !PyTuple_Check(site) || PyTuple_GET_SIZE(site) < 1 ||
-        !PyTuple_Check(PyTuple_GET_ITEM(site, 0)) || !(PyTuple_CheckExact(extras) || PyList_CheckExact(extras)) ||
+        !PyTuple_Check(PyTuple_GET_ITEM(site, 0)) || !PyTuple_CheckExact(extras) ||
         !PyLong_CheckExact(levelno) || !PyUnicode_CheckExact(text) || !PyBool_Check(logged_now) ||
         !PyBytes_CheckExact(trace_id) || !PyBytes_CheckExact(span_id))
         goto not_plain;
@@ -388,8 +449,10 @@ static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *level
         goto done;
 
 not_plain:
-    PyErr_Clear();
-    result = Py_NewRef(Py_None);
+    /* The reference's ``except Exception``: None for this record; KeyboardInterrupt and the like
+     * (from a site's __hash__, to_ns(), ...) propagate, NULL. */
+    if (clear_exception() == 0)
+        result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(head);
     Py_XDECREF(level);
@@ -438,8 +501,14 @@ static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t 
         Py_XDECREF(out);
         return out == NULL ? NULL : PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; i < count; i++)
-        PyList_SET_ITEM(out, i, plain_log(&b, PyList_GET_ITEM(chunk, i), sites, levels, room, to_ns, shape));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *one = plain_log(&b, PyList_GET_ITEM(chunk, i), sites, levels, room, to_ns, shape);
+        if (one == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, one);
+    }
     PyMem_Free(b.data);
     Py_DECREF(chunk);
     return out;
@@ -678,15 +747,17 @@ static PyObject *chunk_clean(PyObject *module, PyObject *const *args, Py_ssize_t
         if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != P_FIELDS)
             Py_RETURN_FALSE;
         PyObject *body = PyTuple_GET_ITEM(p, P_BODY), *extras = PyTuple_GET_ITEM(p, P_EXTRAS);
-        if (!PyUnicode_CheckExact(body) || maybe_secret(body) || !(PyTuple_CheckExact(extras) || PyList_CheckExact(extras)))
+        /* An exact tuple: a list could change under a key's comparison in the set lookup below. */
+        if (!PyUnicode_CheckExact(body) || maybe_secret(body) || !PyTuple_CheckExact(extras))
             Py_RETURN_FALSE;
-        for (Py_ssize_t j = 0; j < PySequence_Fast_GET_SIZE(extras); j++) {
-            PyObject *pair = PySequence_Fast_GET_ITEM(extras, j);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(extras); j++) {
+            PyObject *pair = PyTuple_GET_ITEM(extras, j);
             if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
                 !PyUnicode_CheckExact(PyTuple_GET_ITEM(pair, 0)))
                 Py_RETURN_FALSE;
             if (PySet_Contains(safe_keys, PyTuple_GET_ITEM(pair, 0)) != 1) {
-                PyErr_Clear();
+                if (clear_exception() < 0)
+                    return NULL;
                 Py_RETURN_FALSE; /* unknown keys: the per-record path learns them */
             }
             PyObject *value = PyTuple_GET_ITEM(pair, 1);
@@ -726,7 +797,9 @@ static PyObject *cap_context_var;        /* OTel's runtime ContextVar, or NULL: 
 static PyObject *cap_span_key;           /* its key for the active span */
 static PyTypeObject *cap_context_type;   /* opentelemetry.context.Context */
 static PyObject *cap_request_var;        /* _context.current */
-static PyObject *cap_time_ns;            /* time.time_ns as imported: the real clock */
+static PyCFunction cap_time_ns_seen;     /* the C function last seen behind time.time_ns */
+static int cap_time_ns_genuine;          /* ... is the time module's own */
+static PyCFunction cap_time_reference;   /* time.perf_counter's, which time-machine leaves alone */
 static PyObject *cap_time_module, *str_time_ns;
 static PyObject *str_value_limit, *str_count_limit, *str_max_body;
 /* The last Settings seen and its limits (Settings is frozen): three getattr calls saved a record. */
@@ -734,7 +807,8 @@ static PyObject *cap_settings, *cap_limit_obj;
 static Py_ssize_t cap_limit, cap_room, cap_max_body;
 
 /* The limits of ``settings``: 0, with a new reference to the value length limit; -1 (error cleared)
- * when they are not ints, which the reference then deals with. */
+ * when they are not ints, which the reference then deals with; -2 with an error that is not an
+ * Exception (from a getattr of the user's), which propagates as it would from the reference. */
 static int settings_limits(PyObject *settings, PyObject **limit_obj, Py_ssize_t *limit, Py_ssize_t *room,
                            Py_ssize_t *max_body)
 {
@@ -758,9 +832,8 @@ static int settings_limits(PyObject *settings, PyObject **limit_obj, Py_ssize_t 
     Py_XDECREF(r);
     Py_XDECREF(m);
     if (!ok) {
-        PyErr_Clear();
         Py_XDECREF(l);
-        return -1;
+        return clear_exception() < 0 ? -2 : -1;
     }
     /* No Python code runs from here to the return: another thread cannot see half of it. */
     PyObject *old_settings = cap_settings, *old_limit = cap_limit_obj;
@@ -872,7 +945,8 @@ static PyObject *active_span(void)
             if (none)
                 return Py_NewRef(cap_no_span);
         }
-        PyErr_Clear();
+        if (clear_exception() < 0)
+            return NULL; /* current_span() catches Exception only */
     }
     PyObject *span = PyObject_CallNoArgs(cap_current_span);
     if (span != NULL && (!PyTuple_CheckExact(span) || PyTuple_GET_SIZE(span) != 3)) {
@@ -883,22 +957,60 @@ static PyObject *active_span(void)
     return span;
 }
 
+/* The time module's own C function, not one put in its place (time-machine swaps the function
+ * behind the builtin, in its own shared object): it lives where time.perf_counter's does.  Without
+ * dladdr(), the first function seen is taken as the time module's own. */
+static int time_module_function(PyCFunction impl)
+{
+#ifdef HAVE_DLADDR
+    Dl_info mine, reference;
+    if (cap_time_reference != NULL && dladdr((void *)impl, &mine) != 0 &&
+        dladdr((void *)cap_time_reference, &reference) != 0)
+        return mine.dli_fbase == reference.dli_fbase;
+#endif
+    return cap_time_ns_seen == NULL;
+}
+
+/* ``f`` is the genuine time.time_ns: the time module's own builtin (freezegun swaps the attribute,
+ * possibly before this module was imported, so what was there at import proves nothing), running
+ * the time module's own C function. */
+static PyObject *cap_time_ns_builtin; /* the time module's time_ns builtin object, once seen */
+
+static int genuine_time_ns(PyObject *f)
+{
+    if (f != cap_time_ns_builtin) { /* rarely: not the builtin object seen before */
+        if (!PyCFunction_CheckExact(f) || PyCFunction_GET_SELF(f) != cap_time_module)
+            return 0;
+        PyMethodDef *def = ((PyCFunctionObject *)f)->m_ml;
+        if (def == NULL || def->ml_name == NULL || strcmp(def->ml_name, "time_ns") != 0 ||
+            def->ml_flags != METH_NOARGS)
+            return 0;
+        Py_XSETREF(cap_time_ns_builtin, Py_NewRef(f));
+    }
+    PyCFunction impl = ((PyCFunctionObject *)f)->m_ml->ml_meth;
+    if (impl != cap_time_ns_seen) { /* rarely: dladdr() runs once per function seen */
+        cap_time_ns_genuine = time_module_function(impl);
+        cap_time_ns_seen = impl;
+    }
+    return cap_time_ns_genuine;
+}
+
 static PyObject *observed_now(void)
 {
     /* The reference calls time.time_ns() as it stands: a test's patched clock (freezegun) too. */
     PyObject *current = PyObject_GetAttr(cap_time_module, str_time_ns);
     if (current == NULL)
         return NULL;
-    int patched = current != cap_time_ns;
-    Py_DECREF(current);
 #ifdef CLOCK_REALTIME
     struct timespec ts;
-    if (!patched && clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+    if (genuine_time_ns(current) && clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+        Py_DECREF(current);
         uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
         return PyLong_FromUnsignedLongLong(ns & ~(uint64_t)0xFF);
     }
 #endif
-    PyObject *ns = PyObject_CallMethodNoArgs(cap_time_module, str_time_ns);
+    PyObject *ns = PyObject_CallNoArgs(current);
+    Py_DECREF(current);
     if (ns == NULL)
         return NULL;
     PyObject *mask = PyLong_FromLong(~0xFFL);
@@ -964,15 +1076,19 @@ static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssiz
         goto fallback;
     PyObject *limit_obj;
     Py_ssize_t limit, room, max_body;
-    if (settings_limits(a[C_SETTINGS], &limit_obj, &limit, &room, &max_body) < 0)
+    int limits = settings_limits(a[C_SETTINGS], &limit_obj, &limit, &room, &max_body);
+    if (limits == -2)
+        return NULL;
+    if (limits < 0)
         goto fallback;
     PyObject *text = a[C_BODY];
     Py_ssize_t nattrs = unicode_ready(text) < 0 || PyUnicode_GET_LENGTH(text) > max_body
                             ? -1
                             : PyObject_Size(a[C_ATTRIBUTES]);
     if (nattrs < 0) { /* cut to max_body_length, or odd base attributes: the reference */
-        PyErr_Clear();
         Py_DECREF(limit_obj);
+        if (clear_exception() < 0)
+            return NULL; /* a KeyboardInterrupt from the attributes' __len__ */
         goto fallback;
     }
 
@@ -1084,14 +1200,14 @@ fallback:
 
 PyDoc_STRVAR(capture_setup_doc,
              "capture_setup(fallback, pending, coerce, safe_str, current_span, no_span, context_var, span_key,\n"
-             "              context_type, request_var, time_ns)\n\n"
+             "              context_type, request_var)\n\n"
              "What capture_record() reads from _frontend, once at its import; context_var may be None.");
 
 static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "capture_setup() takes 11 arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "capture_setup() takes 10 arguments");
         return NULL;
     }
     PyObject *context_var = args[6] == Py_None ? NULL : args[6];
@@ -1123,11 +1239,21 @@ static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize
     Py_XSETREF(cap_span_key, context_var == NULL ? NULL : Py_NewRef(args[7]));
     Py_XSETREF(cap_context_type, context_var == NULL ? NULL : (PyTypeObject *)Py_NewRef(args[8]));
     Py_XSETREF(cap_request_var, Py_NewRef(args[9]));
-    Py_XSETREF(cap_time_ns, Py_NewRef(args[10]));
     if (cap_time_module == NULL && (cap_time_module = PyImport_ImportModule("time")) == NULL)
         return NULL;
     if (str_time_ns == NULL && (str_time_ns = PyUnicode_InternFromString("time_ns")) == NULL)
         return NULL;
+    PyObject *reference = PyObject_GetAttrString(cap_time_module, "perf_counter");
+    if (reference == NULL)
+        return NULL;
+    if (PyCFunction_CheckExact(reference) && cap_time_reference == NULL)
+        cap_time_reference = ((PyCFunctionObject *)reference)->m_ml->ml_meth;
+    Py_DECREF(reference);
+    PyObject *now = PyObject_GetAttr(cap_time_module, str_time_ns); /* without dladdr(): the one */
+    if (now == NULL)                                                  /* seen first, as imported */
+        return NULL;
+    (void)genuine_time_ns(now);
+    Py_DECREF(now);
     Py_CLEAR(cap_settings);
     Py_CLEAR(cap_limit_obj);
     Py_RETURN_NONE;
@@ -1303,7 +1429,9 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    if (PyModule_AddIntConstant(module, "SAME_MOMENT", (long)SAME_MOMENT) < 0) {
+    if ((str_tzinfo = PyUnicode_InternFromString("tzinfo")) == NULL ||
+        PyModule_AddIntConstant(module, "SAME_MOMENT", (long)SAME_MOMENT) < 0 ||
+        PyModule_AddIntConstant(module, "ABI", ABI) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -6,6 +6,7 @@ from highlight_logging._record import Attributes, ExceptionInfo, Pending, Site
 from highlight_logging._settings import Settings
 
 SAME_MOMENT: int
+ABI: int
 
 def plain_logs(
     chunk: list[Pending],
@@ -43,7 +44,6 @@ def capture_setup(
     span_key: str | None,
     context_type: type,
     request_var: Any,
-    time_ns: Callable[[], int],
     /,
 ) -> None: ...
 def chunk_clean(chunk: Sequence[Pending], safe_keys: set[Any], /) -> bool: ...
