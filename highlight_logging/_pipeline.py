@@ -1320,9 +1320,9 @@ def _after_fork_in_child() -> None:
         _transport.forked_child = True
         for pipeline in list(_registry.values()):
             pipeline._after_fork_in_child()
+        _sigterm_rescue.after_fork_in_child(_on_sigterm, _rescue_sigterm)  # its own pipe and watcher
         if _registry:
             _hook_sigterm()
-        _sigterm_rescue.after_fork_in_child(_on_sigterm, _rescue_sigterm)  # its own pipe and watcher
     finally:
         _restore_signals()  # the block _before_fork put on the thread that forked (if it ran)
 
