@@ -41,6 +41,7 @@ from highlight_logging import (
     _osthread,
     _otel_flush,
     _plain,
+    _sigterm_rescue,
     _transport,
 )
 from highlight_logging._coerce import truncate
@@ -399,14 +400,7 @@ class Pipeline:
 
                 self._handoff = multiprocessing.Value("q", 0)
         if not inline:  # else never started: flush() and exit deliver (see _drain_here)
-            # Born with SIGTERM and SIGINT blocked (a thread inherits its creator's mask), so no
-            # signal lands on it before its own _block_signals() (seen: a pool worker that
-            # Pool.terminate() signalled in that instant slept on its queue lock for good).
-            mask = _block_signals()
-            try:
-                worker.start()
-            finally:
-                _set_signal_mask(mask)
+            _sigterm_rescue.start_blocked(worker)  # born with SIGTERM blocked, not only from _run on
         _ensure_exit_hook()
 
     # --- the worker -------------------------------------------------------------------------------
@@ -1326,6 +1320,7 @@ def _after_fork_in_child() -> None:
         _transport.forked_child = True
         for pipeline in list(_registry.values()):
             pipeline._after_fork_in_child()
+        _sigterm_rescue.after_fork_in_child(_on_sigterm, _rescue_sigterm)  # its own pipe and watcher
         if _registry:
             _hook_sigterm()
     finally:
@@ -1351,6 +1346,8 @@ def _hook_sigterm() -> None:
 
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
+            if _threads_stalled() is None:  # a thread of its own: not in a uWSGI master
+                _sigterm_rescue.arm(_on_sigterm, _rescue_sigterm)
     except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
         pass
 
@@ -1371,6 +1368,7 @@ def _mp_after_fork(_: object) -> None:
 
 def _on_sigterm(signum: int, frame: object) -> None:
     global _sigterm_deferred
+    _sigterm_rescue.started = True  # the watcher stands down
     if _shutting_down:
         # The main thread was already delivering (e.g. a multiprocessing child exiting normally
         # when Pool.terminate() signalled it): let it finish, then die by SIGTERM.
@@ -1380,16 +1378,34 @@ def _on_sigterm(signum: int, frame: object) -> None:
     # holds one of our locks: flush from a fresh thread and wait a bounded time, so the handler
     # can never deadlock on what it interrupted.
     try:
-        budget = _otel_flush.budget(p.settings for p in list(_registry.values()))
-        # A real OS thread (_osthread) also under gevent: a greenlet could not run from here.
-        flusher = _osthread.new_thread(lambda: shutdown_all(budget), "highlight_logging-sigterm")
-        flusher.start()
-        flusher.join(budget + 0.5)
-        if flusher.is_alive():
-            queued = sum(len(p._queue) for p in list(_registry.values()))
-            _diag.warn(f"at exit: SIGTERM: gave up delivering after {budget:g} s; {queued} log records lost")
+        _flush_for_sigterm()
     finally:
         _die_by_sigterm()
+
+
+def _flush_for_sigterm() -> None:
+    budget = _otel_flush.budget(p.settings for p in list(_registry.values()))
+    # A real OS thread (_osthread) also under gevent: a greenlet could not run from here.
+    flusher = _osthread.new_thread(lambda: shutdown_all(budget), "highlight_logging-sigterm")
+    _sigterm_rescue.start_blocked(flusher)
+    flusher.join(budget + 0.5)
+    if flusher.is_alive():
+        queued = sum(len(p._queue) for p in list(_registry.values()))
+        _diag.warn(f"at exit: SIGTERM: gave up delivering after {budget:g} s; {queued} log records lost")
+
+
+def _rescue_sigterm() -> None:
+    """On the rescue's watcher thread: a SIGTERM came and ``_on_sigterm`` did not start (the main
+    thread asleep in C, see ``_sigterm_rescue``): deliver as ``_on_sigterm`` would; the watcher then
+    dies by SIGTERM.  A main thread already in shutdown_all() (a pool worker exiting normally) is
+    given its time first."""
+    if _shutting_down:
+        budget = _otel_flush.budget(p.settings for p in list(_registry.values()))
+        end = time.monotonic() + budget + 0.5
+        while _shutting_down and time.monotonic() < end:
+            _osthread.sleep(0.01)
+        return
+    _flush_for_sigterm()
 
 
 def _block_signals() -> Any:
@@ -1430,6 +1446,8 @@ def _restore_signals() -> None:
 def _die_by_sigterm() -> None:
     import signal
 
+    if not _osthread.on_main_thread():  # shutdown_all() ending a deferred SIGTERM on a flusher thread
+        _sigterm_rescue.die()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -32,7 +32,7 @@ enum {
 /* What the Python side expects of this module (_native.ABI): raise it with that one whenever a
  * function's arguments, the Pending layout or a setup's contract change, so that a stale build
  * beside newer Python code is set aside (pure Python) instead of being called the wrong way. */
-#define ABI 2
+#define ABI 3
 
 /* _frontend._SAME_MOMENT (ns); a test checks the two agree. */
 #define SAME_MOMENT 1000000000ULL
@@ -1414,6 +1414,8 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL,
 };
 
+static int rescue_add(PyObject *module); /* the SIGTERM rescue, at the end of this file */
+
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     PyDateTime_IMPORT;
@@ -1431,9 +1433,192 @@ PyMODINIT_FUNC PyInit__speedups(void)
         return NULL;
     if ((str_tzinfo = PyUnicode_InternFromString("tzinfo")) == NULL ||
         PyModule_AddIntConstant(module, "SAME_MOMENT", (long)SAME_MOMENT) < 0 ||
-        PyModule_AddIntConstant(module, "ABI", ABI) < 0) {
+        PyModule_AddIntConstant(module, "ABI", ABI) < 0 || rescue_add(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }
     return module;
 }
+
+/* --- SIGTERM rescue (see highlight_logging/_sigterm.py) ------------------------------------------
+ * Python runs its signal handlers only when the main thread next checks for signals: a SIGTERM that
+ * lands just before that thread blocks in C (a pool worker taking its queue lock) is never acted on.
+ * A C-level handler, installed over Python's own, writes one byte to a pipe (async-signal-safe) and
+ * chains to Python's handler; a watcher on an OS thread reads the pipe and takes over if the Python
+ * handler has not started.  Module init is single-phase, so these statics are per process. */
+
+#ifndef _WIN32
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+static int rescue_r = -1, rescue_w = -1;
+static volatile pid_t rescue_pid = 0; /* the process the pipe belongs to: a forked child writes nothing */
+static struct sigaction rescue_prev;  /* the handler ours chains to (Python's) */
+static volatile sig_atomic_t rescue_on = 0;
+
+static void rescue_handler(int sig, siginfo_t *info, void *context)
+{
+    int saved = errno;
+    if (rescue_on && rescue_w >= 0 && getpid() == rescue_pid) {
+        char byte = 1;
+        ssize_t n = write(rescue_w, &byte, 1); /* non-blocking: a full pipe already says "SIGTERM" */
+        (void)n;
+    }
+    errno = saved;
+    if (rescue_prev.sa_flags & SA_SIGINFO) {
+        if (rescue_prev.sa_sigaction != NULL)
+            rescue_prev.sa_sigaction(sig, info, context);
+    }
+    else if (rescue_prev.sa_handler != SIG_DFL && rescue_prev.sa_handler != SIG_IGN && rescue_prev.sa_handler != NULL) {
+        rescue_prev.sa_handler(sig);
+    }
+    errno = saved;
+}
+
+static void rescue_close(void)
+{
+    if (rescue_r >= 0)
+        close(rescue_r);
+    if (rescue_w >= 0)
+        close(rescue_w);
+    rescue_r = rescue_w = -1;
+}
+
+static int rescue_ours(void)
+{
+    struct sigaction now;
+    if (sigaction(SIGTERM, NULL, &now) != 0)
+        return 0;
+    return (now.sa_flags & SA_SIGINFO) && now.sa_sigaction == rescue_handler;
+}
+
+PyDoc_STRVAR(sigterm_arm_doc,
+             "sigterm_arm() -> int | None\n\nPut the rescue handler over the current (Python's) SIGTERM handler, with a "
+             "fresh pipe (the one a parent left a forked child is closed); return the pipe's read end, or None when "
+             "SIGTERM's handler is not a function (default, ignored) or no pipe could be made.");
+
+static PyObject *sigterm_arm(PyObject *module, PyObject *unused)
+{
+    struct sigaction now, ours;
+    rescue_on = 0;
+    rescue_close();
+    if (sigaction(SIGTERM, NULL, &now) != 0)
+        Py_RETURN_NONE;
+    if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == rescue_handler)
+        now = rescue_prev; /* armed already (or inherited over a fork): keep chaining to the same handler */
+    else if (!(now.sa_flags & SA_SIGINFO) && (now.sa_handler == SIG_DFL || now.sa_handler == SIG_IGN))
+        Py_RETURN_NONE;
+    int fds[2];
+    if (pipe(fds) != 0)
+        Py_RETURN_NONE;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFD);
+        if (fl >= 0)
+            fcntl(fds[i], F_SETFD, fl | FD_CLOEXEC);
+    }
+    int fl = fcntl(fds[1], F_GETFL);
+    if (fl >= 0)
+        fcntl(fds[1], F_SETFL, fl | O_NONBLOCK);
+    rescue_r = fds[0];
+    rescue_w = fds[1];
+    rescue_prev = now;
+    rescue_pid = getpid();
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = rescue_handler;
+    ours.sa_flags = SA_SIGINFO | (now.sa_flags & (SA_ONSTACK | SA_RESTART));
+    sigemptyset(&ours.sa_mask);
+    rescue_on = 1;
+    if (sigaction(SIGTERM, &ours, NULL) != 0) {
+        rescue_on = 0;
+        rescue_close();
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(rescue_r);
+}
+
+PyDoc_STRVAR(sigterm_wait_doc,
+             "sigterm_wait(fd) -> bool\n\nBlock (without the GIL) until the rescue handler writes to the pipe "
+             "whose read end is fd: True; False once that pipe is closed or replaced.");
+
+static PyObject *sigterm_wait(PyObject *module, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    char buf[64];
+    ssize_t n;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        n = read((int)fd, buf, sizeof buf);
+        Py_END_ALLOW_THREADS
+        if (n < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    if (n > 0 && fd == rescue_r && rescue_pid == getpid())
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+PyDoc_STRVAR(sigterm_ours_doc, "sigterm_ours() -> bool\n\nWhether SIGTERM's C handler is still the rescue's.");
+
+static PyObject *sigterm_ours(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(rescue_ours());
+}
+
+PyDoc_STRVAR(sigterm_disarm_doc,
+             "sigterm_disarm() -> None\n\nPut back the handler the rescue chained to (if the rescue's is still SIGTERM's) "
+             "and close the pipe.");
+
+static PyObject *sigterm_disarm(PyObject *module, PyObject *unused)
+{
+    rescue_on = 0;
+    if (rescue_ours())
+        sigaction(SIGTERM, &rescue_prev, NULL);
+    rescue_close();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(sigterm_die_doc,
+             "sigterm_die() -> None\n\nDie by SIGTERM from any thread: its default action, unblocked here, sent to "
+             "the process.");
+
+static PyObject *sigterm_die(PyObject *module, PyObject *unused)
+{
+    struct sigaction dfl;
+    sigset_t term;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    rescue_on = 0;
+    sigaction(SIGTERM, &dfl, NULL);
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    kill(getpid(), SIGTERM);
+    Py_RETURN_NONE; /* not reached unless SIGTERM cannot be delivered */
+}
+
+static PyMethodDef rescue_methods[] = {
+    {"sigterm_arm", sigterm_arm, METH_NOARGS, sigterm_arm_doc},
+    {"sigterm_wait", sigterm_wait, METH_O, sigterm_wait_doc},
+    {"sigterm_ours", sigterm_ours, METH_NOARGS, sigterm_ours_doc},
+    {"sigterm_disarm", sigterm_disarm, METH_NOARGS, sigterm_disarm_doc},
+    {"sigterm_die", sigterm_die, METH_NOARGS, sigterm_die_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int rescue_add(PyObject *module)
+{
+    return PyModule_AddFunctions(module, rescue_methods);
+}
+#else
+static int rescue_add(PyObject *module)
+{
+    return 0; /* no SIGTERM to rescue */
+}
+#endif
