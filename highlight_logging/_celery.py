@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import weakref
 from typing import Any
 
 from highlight_logging import _diag
 
-_handlers: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
+# Strong references: a handler Celery took off the root is garbage otherwise, and it is exactly the
+# one whose absence must be named (a WeakSet lost it before worker_ready on CPython 3.12).
+_handlers: list[logging.Handler] = []
 _connected = False
 
 RECIPE = "add it from Celery's after_setup_logger and after_setup_task_logger signals (the Celery recipe, docs/frameworks.md)"
@@ -26,7 +27,8 @@ RECIPE = "add it from Celery's after_setup_logger and after_setup_task_logger si
 def watch(handler: logging.Handler) -> None:
     """Called for each HighlightHandler made in a process that has imported Celery."""
     global _connected
-    _handlers.add(handler)
+    if not any(h is handler for h in _handlers):
+        _handlers.append(handler)
     if _connected:
         return
     try:
@@ -41,14 +43,14 @@ def _reaches(logger: logging.Logger) -> bool:
     """A record logged on ``logger`` reaches one of our handlers."""
     current: logging.Logger | None = logger
     while current is not None:
-        if any(h in _handlers for h in current.handlers):
+        if any(h is mine for h in current.handlers for mine in _handlers):
             return True
         current = current.parent if current.propagate else None
     return False
 
 
 def _check(**_: Any) -> None:
-    if not len(_handlers):
+    if not _handlers:
         return
     if not _reaches(logging.getLogger()):
         _diag.warn(
