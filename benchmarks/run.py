@@ -463,6 +463,45 @@ def report_from(path: str) -> str:
     return markdown(saved["machine"], config, med, evaluate(by_round, med, config["workloads"]))
 
 
+def short_table(path: str) -> str:
+    """The README's short table of a saved run: each stated goal's ratio per workload, FAIL marked."""
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    goals = {g["goal"]: g for g in saved["goals"]}
+    workloads = [w for w in WORKLOADS if w in saved["config"]["workloads"]]
+    rows = (
+        ("app thread vs OTel (<= 0.25x)", "{w}: {n}: app-thread us/call"),
+        ("CPU vs OTel (<= 0.25x)", "{w}: {n}: process CPU us/record"),
+        ("delivery vs OTel, our receiver (>= 4x)", "{w}: {n}: end-to-end records/s"),
+        ("delivery vs OTel, grpc-js (>= 4x)", "{w}: {n}: end-to-end records/s to the @grpc/grpc-js receiver"),
+        ("1/100 exceptions: app thread (<= 0.25x)", "{w}: {n}: app-thread us/call [1/100 exceptions{x}]"),
+        ("1/100 exceptions: CPU (<= 0.25x)", "{w}: {n}: process CPU us/record [1/100 exceptions{x}]"),
+        ("1/100 exceptions: delivery (>= 4x)", "{w}: {n}: end-to-end records/s [1/100 exceptions{x}]"),
+        ("paced p99 vs the floor's (<= 1.5x)", "{w}: paced 2,000/s: our p99 vs the floor's p99"),
+        ("paced p99 vs OTel's (<= 0.5x)", "{w}: paced 2,000/s: our p99 vs OTel's p99"),
+        ("peak RSS, burst, vs OTel (<= 1x)", "{w}: peak RSS, the base burst (ours vs OTel, same run)"),
+        ("peak RSS, 5 s outage, vs OTel (<= 1x)", "{w}: peak RSS, 5 s collector outage"),
+        ("app thread vs the floor (<= 2.5x)", "{w}: HighlightHandler app-thread vs deque.append floor"),
+        ("1 MiB records: RSS growth (bound)", "{w}: 1 MiB records into a refusing collector: peak RSS growth"),
+    )
+    out = ["| goal | " + " | ".join(workloads) + " |", "|---|" + "---|" * len(workloads)]
+    for label, pattern in rows:
+        cells = []
+        for w in workloads:
+            x = ", loguru diagnose=False, backtrace=False on both sides" if w == "loguru" else ""
+            key = pattern.format(w=w, n=NAMES[w], x=x)
+            g = goals.get(key) or next((g for name, g in goals.items() if name.startswith(key)), None)
+            if g is None:
+                cells.append("-")
+                continue
+            value = g["measured"].split("(")[-1].rstrip(")") if " MB (" in g["measured"] else g["measured"]
+            if "MiB" in value:
+                value += f" ({g['target']})"
+            cells.append(value + ("" if g["passed"] is not False else " **FAIL**"))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="highlight_logging vs OpenTelemetry benchmark suite")
     parser.add_argument("--n", type=int, default=20_000, help="records per run (default 20,000)")
@@ -473,7 +512,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take to deliver")
     parser.add_argument("--out", default=RESULTS, help="directory for latest.json / latest.md")
     parser.add_argument("--report", metavar="JSON", help="print the report again from a saved latest.json; run nothing")
+    parser.add_argument("--short", metavar="JSON", help="print the README's short table of a saved run; run nothing")
     args = parser.parse_args()
+    if args.short:
+        sys.stdout.write(short_table(args.short))
+        return 0
     if args.report:
         sys.stdout.write(report_from(args.report))
         return 0
