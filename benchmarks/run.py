@@ -231,7 +231,7 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
             ("exc", " [1/100 exceptions" + (", loguru diagnose=False, backtrace=False on both sides" if w == "loguru"
                                             else "") + "]", True),
             ("excdefault", " [1/100 exceptions, loguru's defaults (informative)]", False),
-            ("threads", " [4 threads: same targets, not a stated goal]", True),
+            ("threads", " [4 threads: same targets, not a stated goal]", False),
         ):
             if not has(w, variant, "ours", "otel"):
                 continue
