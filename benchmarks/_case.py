@@ -37,7 +37,9 @@ exception text is neither side's work); ``excdefault`` (loguru only: the same wi
 ``outage`` (1,000 records/s for 10 s, the proxy refusing the collector from 2 s to 7 s; OpenTelemetry
 with its default queue of 2,048, so it drops what overflows; peak RSS); ``bound`` (ours only: 1 MiB
 records, each a distinct string, into a collector that refuses every connection, until the queue is
-full many times over; the peak RSS growth against ``max_queue_bytes``).
+full many times over; the peak RSS growth against the documented bound); ``highlight`` (ours only:
+``base`` in the highlight.io output shape, ``HIGHLIGHT_BACKEND=highlight``; the other variants use the
+shape a local endpoint gets by default, ``otel``).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ BOUND_RECORD = 1 << 20  # characters in each record of the ``bound`` variant
 BOUND_RECORDS = 2048  # 2 GiB logged; bodies are cut at 64 KiB on the calling thread, so ~1,000 fill 64 MiB
 
 
-VARIANTS = ("base", "exc", "excdefault", "threads", "paced", "grpcjs", "outage", "bound")
+VARIANTS = ("base", "exc", "excdefault", "threads", "paced", "grpcjs", "outage", "bound", "highlight")
 
 
 class Unavailable(Exception):
@@ -406,9 +408,8 @@ def measure_bound(args: argparse.Namespace) -> dict[str, Any]:
     filler = "x" * (BOUND_RECORD - 9)
     from highlight_logging import _pipeline
 
-    bound = _pipeline.pipelines()[0].settings.max_queue_bytes
-    request = _pipeline.pipelines()[0].settings.max_request_bytes
     pipeline = _pipeline.pipelines()[0]
+    bound, request = pipeline.settings.max_queue_bytes, pipeline.settings.max_request_bytes
     rss0, peak0 = current_rss_mb(), peak_rss_mb()
     queued = 0
     t0 = time.perf_counter()
@@ -451,6 +452,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     # OpenTelemetry's queue holds every record, except in the outage: its default (2,048) there.
     queue = 0 if variant == "outage" else n + warm
     loguru_opts = {"diagnose": False, "backtrace": False} if variant == "exc" else None
+    if variant == "highlight":
+        os.environ["HIGHLIGHT_BACKEND"] = "highlight"
     side = make_side(args.workload, args.side, args.proxy_port, queue, loguru_opts)
     out: dict[str, Any] = {"n": n, "note": side.note}
 

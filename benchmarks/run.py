@@ -37,7 +37,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 WORKLOADS = ("stdlib", "structlog", "loguru")
-VARIANTS = ("base", "exc", "excdefault", "threads", "paced", "grpcjs", "outage", "bound")
+VARIANTS = ("base", "exc", "excdefault", "threads", "paced", "grpcjs", "outage", "bound", "highlight")
 GRPCJS = os.path.join(HERE, "grpcjs_receiver.js")
 GRPCJS_MODULE = os.path.join(HERE, "..", "tests", "interop", "node_modules", "@grpc", "grpc-js")
 SIDE_LABEL = {
@@ -50,7 +50,12 @@ SIDE_LABEL = {
     ("loguru", "floor"): "floor: a sink that does nothing",
     ("loguru", "otel"): "OTel LoggingHandler as sink",
     ("loguru", "ours"): "LoguruSink",
+    ("stdlib", "baseline"): "HighlightHandler, baseline build",
+    ("structlog", "baseline"): "StructlogProcessor, baseline build",
+    ("loguru", "baseline"): "LoguruSink, baseline build",
 }
+# With --baseline: the variants where an older build of the package runs beside ours, interleaved.
+BASELINE_VARIANTS = ("base", "exc", "paced")
 PACKAGES = (
     "highlight-logging",
     "opentelemetry-sdk",
@@ -93,14 +98,18 @@ def sides(workload: str, variant: str) -> tuple[str, ...]:
         return ("otel", "ours") if workload == "stdlib" else ()
     if variant == "bound":
         return ("ours",) if workload == "stdlib" else ()
+    if variant == "highlight":  # compared with the same round's base OTel side
+        return ("ours",)
     return ("floor", "otel", "ours")
 
 
-def all_cases(workloads: Iterable[str], variants: Iterable[str]) -> list[Case]:
+def all_cases(workloads: Iterable[str], variants: Iterable[str], baseline: bool = False) -> list[Case]:
     cases: list[Case] = []
     for variant in variants:
         for workload in workloads:
             cases += [(workload, side, variant) for side in sides(workload, variant)]
+            if baseline and variant in BASELINE_VARIANTS:
+                cases.append((workload, "baseline", variant))
     return cases
 
 
@@ -124,8 +133,18 @@ def stop_receiver(proc: subprocess.Popen[str]) -> None:
         proc.wait(5)
 
 
-def run_case(case: Case, n: int, ports: dict[str, int] | None, timeout: float) -> dict[str, Any]:
+def run_case(case: Case, n: int, ports: dict[str, int] | None, timeout: float, baseline: str = "") -> dict[str, Any]:
     workload, side, variant = case
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    if side == "baseline":  # ours, imported from the older build
+        env["PYTHONPATH"] = os.path.abspath(baseline)
+    result = _run_case(workload, "ours" if side == "baseline" else side, variant, n, ports, timeout, env)
+    result["side"] = side
+    return result
+
+
+def _run_case(workload: str, side: str, variant: str, n: int, ports: dict[str, int] | None, timeout: float,
+              env: dict[str, str]) -> dict[str, Any]:
     if ports is None:
         return {"workload": workload, "side": side, "variant": variant, "status": "n/a",
                 "error": "the grpc-js receiver is not installed (bash tests/interop/install.sh)"}
@@ -141,7 +160,6 @@ def run_case(case: Case, n: int, ports: dict[str, int] | None, timeout: float) -
         f"--timeout={timeout}",
     ]
     budget = 60 + timeout + n * 2e-3  # generous for the loop itself (2 ms per record)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, env=env)
     except subprocess.TimeoutExpired:
@@ -240,6 +258,13 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
                 target = f"{'<=' if better == 'le' else '>='} {limit}x"
                 goals.append(Goal(f"{w}: {name}: {label}{suffix}", fmt(r[key]), target if stated else "-",
                                   check(r[key], limit, better) if stated else None))
+        if has(w, "highlight", "ours") and has(w, "base", "otel"):
+            ours_hl, otel = (w, "ours", "highlight"), (w, "otel", "base")
+            hl = [paired_ratio(by_round, ours_hl, otel, lambda a, b: a["app_us"] / b["app_us"]),
+                  paired_ratio(by_round, ours_hl, otel, lambda a, b: a["cpu_us"] / b["cpu_us"]),
+                  paired_ratio(by_round, ours_hl, otel, lambda a, b: a["e2e_rps"] / b["e2e_rps"])]
+            goals.append(Goal(f"{w}: the highlight.io shape (HIGHLIGHT_BACKEND=highlight): app-thread / CPU / "
+                              "records/s vs OTel's base (informative)", " / ".join(map(fmt, hl)), "-", None))
         if w == "stdlib" and has(w, "base", "ours", "floor"):
             v = ratio(w, "base", "app_us", "ours", "floor")
             goals.append(Goal("stdlib: HighlightHandler app-thread vs deque.append floor", fmt(v), "<= 2.5x",
@@ -326,6 +351,17 @@ def evaluate(by_round: list[dict[Case, dict[str, Any]]], med: dict[Case, dict[st
                               "as queue_full (informative)",
                               "n/a" if est is None or m.get("queue_full") is None
                               else f"{est:.1f} MiB; {m['queue_full']:,.0f} of {BOUND_RECORDS:,}", "-", None))
+        for variant in BASELINE_VARIANTS:
+            if has(w, variant, "ours", "baseline"):
+                now = [ratio(w, variant, f, "ours", "baseline") for f in ("app_us", "cpu_us")]
+                if variant == "paced":
+                    now[1] = ratio(w, variant, "p99_us", "ours", "baseline")
+                    label = "app-thread / p99"
+                else:
+                    now.append(ratio(w, variant, "e2e_rps", "ours", "baseline"))
+                    label = "app-thread / CPU / records/s"
+                goals.append(Goal(f"{w}: {variant}: this build vs the baseline build, {label} (informative: "
+                                  "same rounds, interleaved)", " / ".join(map(fmt, now)), "-", None))
     # No record dropped, anywhere.
     bad = []
     for rnd_i, rnd in enumerate(by_round):
@@ -406,6 +442,8 @@ def markdown(info: dict[str, Any], config: dict[str, Any], med: dict[Case, dict[
         f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']} ({info['platform']}); "
         f"load average at start {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'] or ())}.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()) + ".",
+        *([f"Baseline build (beside ours in the {', '.join(BASELINE_VARIANTS)} variants): `{config['baseline']}`."]
+          if config.get("baseline") else []),
         "",
         "## Goals",
         "",
@@ -420,7 +458,8 @@ def markdown(info: dict[str, Any], config: dict[str, Any], med: dict[Case, dict[
         "app us/call: wall time of the logging loop / N (paced: mean call). CPU us/rec: `process_time()` from "
         "before the loop until the receiver has all N, / N; off-thread: the part not on the calling thread (export "
         "worker, gRPC). rec/s: N / wall time until the receiver has all N. "
-        "B/rec: client-to-server bytes through the proxy / N (ours sends exceptions as spans too).",
+        "B/rec: client-to-server bytes through the proxy / N (ours sends exceptions as spans too; none counted "
+        "to grpc-js). Peak RSS: `ru_maxrss` of the measured process. Paced and outage: p50 / p99 / max of a call.",
         "",
         "| workload | side | variant | app us/call | CPU us/rec | of which off-thread | end-to-end rec/s | B/rec | peak RSS MB "
         "| p50 / p99 / max us | status |",
@@ -454,7 +493,7 @@ def report_from(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
     config = saved["config"]
-    cases = all_cases(config["workloads"], config["variants"])
+    cases = all_cases(config["workloads"], config["variants"], bool(config.get("baseline")))
     rounds: dict[int, dict[Case, dict[str, Any]]] = {}
     for r in saved["runs"]:
         rounds.setdefault(r["round"], {})[(r["workload"], r["side"], r["variant"])] = r
@@ -513,6 +552,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take to deliver")
     parser.add_argument("--out", default=RESULTS, help="directory for latest.json / latest.md")
     parser.add_argument("--report", metavar="JSON", help="print the report again from a saved latest.json; run nothing")
+    parser.add_argument("--baseline", metavar="DIR", default="",
+                        help="a directory holding an older build of highlight_logging (its C extension built in "
+                             "place), run beside ours in the base, exc and paced variants: before/after, interleaved")
     parser.add_argument("--short", metavar="JSON", help="print the README's short table of a saved run; run nothing")
     args = parser.parse_args()
     if args.short:
@@ -525,9 +567,11 @@ def main() -> int:
         args.n, args.rounds = 5_000, 1
     workloads = [w for w in args.workloads.split(",") if w]
     variants = [v for v in args.variants.split(",") if v]
-    cases = all_cases(workloads, variants)
+    cases = all_cases(workloads, variants, bool(args.baseline))
     info = machine_info()
-    config = {"n": args.n, "rounds": args.rounds, "workloads": workloads, "variants": variants}
+    config: dict[str, Any] = {"n": args.n, "rounds": args.rounds, "workloads": workloads, "variants": variants}
+    if args.baseline:
+        config["baseline"] = args.baseline
 
     receiver, ports = start_receiver([sys.executable, os.path.join(HERE, "_receiver_proc.py")])
     grpcjs: subprocess.Popen[str] | None = None
@@ -541,7 +585,7 @@ def main() -> int:
             order = cases if rnd % 2 == 0 else cases[::-1]  # alternate who goes first within each pair
             results: dict[Case, dict[str, Any]] = {}
             for i, case in enumerate(order):
-                r = run_case(case, args.n, js_ports if case[2] == "grpcjs" else ports, args.timeout)
+                r = run_case(case, args.n, js_ports if case[2] == "grpcjs" else ports, args.timeout, args.baseline)
                 r["round"] = rnd + 1
                 results[case] = r
                 extra = f" {r.get('error', '')}" if r["status"] != "ok" else ""
