@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 class StatusCode(enum.Enum):
     """gRPC's status codes, with ``grpc.StatusCode``'s names, for the built-in client: grpcio is
-    imported only when its own client is used (importing it costs ~26 MiB of RSS and ~40 ms)."""
+    imported only when its own client is used (importing it cost this package ~18 MiB of RSS and ~40 ms)."""
 
     OK = 0
     CANCELLED = 1
