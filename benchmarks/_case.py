@@ -30,7 +30,16 @@ OTel side: ``LoggerProvider`` + ``BatchLogRecordProcessor`` (default batch size 
 Both sides export to the same receiver, through the receiver process's byte-counting proxy.
 
 Variants: ``base``; ``exc`` (1 record in 100 with ``exc_info`` of a caught ValueError raised from a
-KeyError); ``threads`` (4 threads, N/4 each); ``paced`` (2,000 records/s for 3 s, per-call latency).
+KeyError; loguru's handlers on both sides with ``diagnose=False, backtrace=False``, since loguru's own
+exception text is neither side's work); ``excdefault`` (loguru only: the same with loguru's defaults);
+``threads`` (4 threads, N/4 each); ``paced`` (2,000 records/s for 3 s, per-call latency);
+``grpcjs`` (``base`` delivered to the @grpc/grpc-js receiver, ``grpcjs_receiver.js``, instead of ours);
+``outage`` (1,000 records/s for 10 s, the proxy refusing the collector from 2 s to 7 s; OpenTelemetry
+with its default queue of 2,048, so it drops what overflows; peak RSS); ``bound`` (ours only: 1 MiB
+records, each a distinct string, into a collector that refuses every connection, until the queue is
+full many times over; the peak RSS growth against the documented bound); ``highlight`` (ours only:
+``base`` in the highlight.io output shape, ``HIGHLIGHT_BACKEND=highlight``; the other variants use the
+shape a local endpoint gets by default, ``otel``).
 """
 
 from __future__ import annotations
@@ -56,6 +65,14 @@ THREADS = 4
 PACED_RATE = 2000.0
 PACED_SECONDS = 3.0
 WARMUP = 200
+OUTAGE_RATE = 1000.0
+OUTAGE_SECONDS = 10.0
+OUTAGE_FROM, OUTAGE_TO = 2.0, 7.0  # seconds into the run: a 5 s outage
+BOUND_RECORD = 1 << 20  # characters in each record of the ``bound`` variant
+BOUND_RECORDS = 2048  # 2 GiB logged; bodies are cut at 64 KiB on the calling thread, so ~1,000 fill 64 MiB
+
+
+VARIANTS = ("base", "exc", "excdefault", "threads", "paced", "grpcjs", "outage", "bound", "highlight")
 
 
 class Unavailable(Exception):
@@ -123,16 +140,20 @@ def loop(workload: str, log: Any, start: int, stop: int, exc_every: int) -> None
                 log.info("user {} did {}", i, ACTIONS[i & 3], k=i)
 
 
-def paced(workload: str, log: Any, n: int, rate: float) -> list[int]:
-    """Log n records at ``rate`` per second; per-call latencies in ns."""
+def paced(workload: str, log: Any, n: int, rate: float, at: dict[int, Callable[[], object]] | None = None) -> list[int]:
+    """Log n records at ``rate`` per second; per-call latencies in ns.  ``at``: what to do just
+    before record i (the outage's start and end)."""
     lat = [0] * n
     clock = time.perf_counter
     ns = time.perf_counter_ns
+    at = at or {}
     t0 = clock()
     for i in range(n):
         delay = t0 + i / rate - clock()
         if delay > 0:
             time.sleep(delay)
+        if i in at:
+            at[i]()
         if workload == "stdlib":
             a = ns()
             log.info("user %s did %s", i, ACTIONS[i & 3], extra={"k": i})
@@ -225,7 +246,7 @@ def our_class(name: str, module: str) -> tuple[Any, str]:
         raise Unavailable(f"highlight_logging.{name}: {exc}") from exc
 
 
-def make_side(workload: str, side: str, port: int, records: int) -> Side:
+def make_side(workload: str, side: str, port: int, records: int, loguru_opts: dict[str, Any] | None = None) -> Side:
     endpoint = f"http://127.0.0.1:{port}"
     if workload == "stdlib":
         logger = logging.getLogger("bench")
@@ -298,17 +319,18 @@ def make_side(workload: str, side: str, port: int, records: int) -> Side:
         from loguru import logger as loguru_logger
 
         loguru_logger.remove()
+        opts: dict[str, Any] = {"format": "{message}", **(loguru_opts or {})}
         if side == "floor":
-            loguru_logger.add(_discard, format="{message}")  # what loguru costs with a sink that does nothing
+            loguru_logger.add(_discard, **opts)  # what loguru costs with a sink that does nothing
             return Side(loguru_logger, lambda timeout: True, _none)
         if side == "otel":
             provider = otel_provider(port, records)
-            loguru_logger.add(otel_logging_handler(provider), format="{message}")
+            loguru_logger.add(otel_logging_handler(provider), **opts)
             return Side(loguru_logger, _otel_flush(provider), _none)
         if side == "ours":
             LoguruSink, note = our_class("LoguruSink", "_loguru")
             # format="{message}" on both sides: loguru formats every message before any sink sees it.
-            loguru_logger.add(LoguruSink(endpoint=endpoint), format="{message}")
+            loguru_logger.add(LoguruSink(endpoint=endpoint), **opts)
             s = Side(loguru_logger, _our_flush, _our_dropped)
             s.note = note
             return s
@@ -356,14 +378,83 @@ class EmulatedOTelStructlogProcessor:
 # --- the measurement ----------------------------------------------------------------------------
 
 
+def current_rss_mb() -> float:
+    """The resident set now (``ru_maxrss`` is the peak so far)."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_bound(args: argparse.Namespace) -> dict[str, Any]:
+    """1 MiB records into a collector that refuses every connection: what the queue's byte bound
+    holds, measured as the process's peak RSS growth over the loop."""
+    if args.workload != "stdlib" or args.side != "ours":
+        raise Unavailable("the bound is the pipeline's: measured once, stdlib and ours")
+    import highlight_logging
+    from highlight_logging import HighlightHandler
+
+    with socket.socket() as sock:  # a port nobody listens on: refused for the whole run
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logger = logging.getLogger("bench")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = HighlightHandler(endpoint=f"http://127.0.0.1:{port}")
+    logger.addHandler(handler)
+    logger.info("warm-up")  # starts the worker, which starts failing
+    filler = "x" * (BOUND_RECORD - 9)
+    from highlight_logging import _pipeline
+
+    pipeline = _pipeline.pipelines()[0]
+    bound, request = pipeline.settings.max_queue_bytes, pipeline.settings.max_request_bytes
+    rss0, peak0 = current_rss_mb(), peak_rss_mb()
+    queued = 0
+    t0 = time.perf_counter()
+    for i in range(BOUND_RECORDS):
+        logger.info("%08d %s", i, filler)  # a distinct 1 MiB message each time
+        if i % 16 == 0:
+            queued = max(queued, pipeline._queued_bytes())
+    t1 = time.perf_counter()
+    time.sleep(1.0)  # the worker's retries go on with what it holds
+    s = highlight_logging.stats()
+    peak = peak_rss_mb()
+    return {
+        "n": BOUND_RECORDS,
+        "app_us": (t1 - t0) / BOUND_RECORDS * 1e6,
+        "rss_mb": peak,
+        "rss_before_mb": rss0,
+        "peak_before_mb": peak0,
+        "growth_mb": peak - rss0,
+        "bound_mb": bound / 2**20,
+        "request_mb": request / 2**20,
+        "queued_est_mb": queued / 2**20,  # the queue's own estimate, sampled every 16 records
+        "queue_full": int(s["logs"]["dropped"].get("queue_full", 0)),
+        "status": "ok",
+        "note": "",
+    }
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    control = Control(args.control_port)
     variant = args.variant
-    n = int(PACED_RATE * PACED_SECONDS) if variant == "paced" else args.n
-    exc_every = EXC_EVERY if variant == "exc" else 0
+    if variant == "bound":
+        return measure_bound(args)
+    control = Control(args.control_port)
+    n = {
+        "paced": int(PACED_RATE * PACED_SECONDS),
+        "outage": int(OUTAGE_RATE * OUTAGE_SECONDS),
+    }.get(variant, args.n)
+    exc_every = EXC_EVERY if variant in ("exc", "excdefault") else 0
     warm = min(WARMUP, n)
     delivers = args.side != "floor"
-    side = make_side(args.workload, args.side, args.proxy_port, n + warm)
+    # OpenTelemetry's queue holds every record, except in the outage: its default (2,048) there.
+    queue = 0 if variant == "outage" else n + warm
+    loguru_opts = {"diagnose": False, "backtrace": False} if variant == "exc" else None
+    if variant == "highlight":
+        os.environ["HIGHLIGHT_BACKEND"] = "highlight"
+    side = make_side(args.workload, args.side, args.proxy_port, queue, loguru_opts)
     out: dict[str, Any] = {"n": n, "note": side.note}
 
     # Warm-up (imports, first connection, worker start), delivered and then forgotten.
@@ -374,6 +465,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError("warm-up records never reached the receiver")
         time.sleep(0.05)  # let the last response and HTTP/2 acks settle before zeroing the counters
     control.call("reset")
+    out["rss_before_mb"] = current_rss_mb()
 
     cpu0 = time.process_time()
     main0 = time.thread_time()
@@ -393,8 +485,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         for t in threads:
             t.join()
-    elif variant == "paced":
-        lat = sorted(paced(args.workload, side.log, n, PACED_RATE))
+    elif variant in ("paced", "outage"):
+        rate = PACED_RATE if variant == "paced" else OUTAGE_RATE
+        at: dict[int, Callable[[], object]] = {}
+        if variant == "outage":
+            at = {int(OUTAGE_FROM * rate): lambda: control.call("down"),
+                  int(OUTAGE_TO * rate): lambda: control.call("up")}
+        lat = sorted(paced(args.workload, side.log, n, rate, at))
         out["p50_us"] = lat[len(lat) // 2] / 1e3
         out["p99_us"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e3
         out["max_us"] = lat[-1] / 1e3
@@ -402,7 +499,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     else:
         loop(args.workload, side.log, 0, n, exc_every)
     t1 = time.perf_counter()
-    if variant == "paced":
+    if variant in ("paced", "outage"):
         out["app_us"] = out["mean_us"]
     else:
         out["app_us"] = (t1 - t0) / n * 1e6
@@ -410,7 +507,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     status = "ok"
     if delivers:
         flushed = side.flush(args.timeout)  # the natural end of a run, both sides alike
-        got = control.call(f"wait {n} {args.timeout}")
+        # OpenTelemetry loses records in the outage: after its flush, whatever it still has is sent.
+        lossy = variant == "outage" and args.side == "otel"
+        got = control.call(f"wait {n} {3.0 if lossy else args.timeout}")
         t2 = time.perf_counter()
         cpu2 = time.process_time()
         main2 = time.thread_time()
@@ -426,10 +525,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bg_cpu_us=(cpu2 - cpu0 - (main2 - main0)) / n * 1e6,
             e2e_rps=n / (t2 - t0),
             deliver_s=t2 - t1,
-            bytes_per_rec=got["bytes"] / n,
+            bytes_per_rec=None if got["bytes"] is None else got["bytes"] / n,
             dropped=side.dropped(),
         )
-        if not got["ok"]:
+        if lossy:
+            out["lost"] = n - final["logs"]  # its behaviour, reported; not a failed run
+            out["received"] = out["n"] = n  # a complete run for the no-drop count
+        elif not got["ok"]:
             status = "failed"
             out["error"] = f"timeout: {got['logs']} of {n} records at the receiver after {args.timeout}s"
         elif final["logs"] != n:
@@ -440,7 +542,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             out["error"] = f"stats() dropped_total = {out['dropped']}"
     else:
         out["cpu_us"] = (time.process_time() - cpu0) / n * 1e6
-    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_mb"] = peak_rss_mb()
     out["status"] = status
     return out
 
@@ -449,10 +551,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workload", choices=("stdlib", "structlog", "loguru"), required=True)
     parser.add_argument("--side", choices=("floor", "otel", "ours"), required=True)
-    parser.add_argument("--variant", choices=("base", "exc", "threads", "paced"), default="base")
+    parser.add_argument("--variant", choices=VARIANTS, default="base")
     parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--proxy-port", type=int, required=True)
-    parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--proxy-port", type=int, default=0)
+    parser.add_argument("--control-port", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for delivery")
     args = parser.parse_args()
     result: dict[str, Any] = {"workload": args.workload, "side": args.side, "variant": args.variant}

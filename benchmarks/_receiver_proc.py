@@ -10,6 +10,8 @@ Control protocol (one line per request on the control port, one JSON line per an
 * ``reset``               forget everything received, zero the byte counter
 * ``wait N TIMEOUT``      block until N log records were accepted (or TIMEOUT seconds)
 * ``count``               the counters now
+* ``down`` / ``up``       a collector outage: the proxy cuts every connection and refuses new ones
+                          (accepts and closes them at once) until ``up``
 * ``quit``                stop the process
 """
 
@@ -32,6 +34,8 @@ class ByteCountingProxy:
         self.target_port = target_port
         self._lock = threading.Lock()
         self.client_to_server = 0
+        self.down = False
+        self._open: set[socket.socket] = set()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -43,6 +47,16 @@ class ByteCountingProxy:
         with self._lock:
             self.client_to_server = 0
 
+    def set_down(self, down: bool) -> None:
+        with self._lock:
+            self.down = down
+            cut = list(self._open) if down else []
+        for sock in cut:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def read(self) -> int:
         with self._lock:
             return self.client_to_server
@@ -50,6 +64,9 @@ class ByteCountingProxy:
     def _accept_loop(self) -> None:
         while True:
             client, _ = self._listener.accept()
+            if self.down:
+                client.close()
+                continue
             try:
                 server = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
@@ -57,6 +74,8 @@ class ByteCountingProxy:
                 continue
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._open.update((client, server))
             threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
@@ -78,6 +97,8 @@ class ByteCountingProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            with self._lock:
+                self._open.discard(src)
             src.close()
 
 
@@ -113,6 +134,9 @@ def main() -> int:
                     answer = {"ok": ok, **counters()}
                 elif words[0] == "count":
                     answer = {"ok": True, **counters()}
+                elif words[0] in ("down", "up"):
+                    proxy.set_down(words[0] == "down")
+                    answer = {"ok": True}
                 elif words[0] == "quit":
                     stop.set()
                     answer = {"ok": True}

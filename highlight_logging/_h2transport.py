@@ -5,7 +5,7 @@ half of grpcio's CPU per request, and it chooses its zlib level where grpcio is 
 Also the only one usable in a forked child whose parent used grpcio while gRPC fork
 support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): grpcio's C core is then unusable in the child, and
 even creating a channel can deadlock holding the GIL.  Nothing here touches that core
-(``grpc.StatusCode`` is a plain enum).  Like every transport it never raises and never logs, and
+(``_transport.StatusCode`` is a plain enum, and grpcio is not even imported).  Like every transport it never raises and never logs, and
 it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
 
 One export at a time (the worker thread); :meth:`cancel` may be called from any thread.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib.util
 import os
 import socket
 import ssl
@@ -22,8 +23,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-
-import grpc
 
 from highlight_logging._h2wire import Answer, Connection, header_block
 from highlight_logging._proxy import tunnel
@@ -34,13 +33,14 @@ from highlight_logging._transport import (
     LOGS,
     GrpcTransport,
     Outcome,
+    StatusCode,
     _partial_success,
     _ready,
     proxy_for,
 )
 
-_S = grpc.StatusCode
-_CODES = {code.value[0]: code for code in _S}
+_S = StatusCode
+_CODES = {code.value: code for code in _S}
 # A proxy answering without grpc-status: what gRPC clients infer (doc/http-grpc-status-mapping.md).
 _HTTP_CODES = {400: _S.INTERNAL, 401: _S.UNAUTHENTICATED, 403: _S.PERMISSION_DENIED, 404: _S.UNIMPLEMENTED}
 _HTTP_CODES.update(dict.fromkeys((429, 502, 503, 504), _S.UNAVAILABLE))
@@ -52,10 +52,16 @@ _REFUSED_STREAM = 7
 _MAX_REFUSED = 8
 
 
+def _grpc_dir() -> str:
+    """grpcio's directory, found without importing it."""
+    spec = importlib.util.find_spec("grpc")
+    return os.path.dirname(spec.origin) if spec is not None and spec.origin else ""
+
+
 def _grpc_roots() -> str | None:
     """The CA file grpcio would use: ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, else its bundled one."""
     path = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH") or os.path.join(
-        os.path.dirname(grpc.__file__), "_cython", "_credentials", "roots.pem"
+        _grpc_dir(), "_cython", "_credentials", "roots.pem"
     )
     return path if os.path.isfile(path) else None
 
@@ -72,11 +78,11 @@ class _SetupError(Exception):
 class _Status:
     """The three accessors ``GrpcTransport._failure`` reads from a ``grpc.RpcError``."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, details_bin: bytes | None) -> None:
+    def __init__(self, code: StatusCode, message: str, details_bin: bytes | None) -> None:
         self._code, self._message = code, message
         self._trailers = [("grpc-status-details-bin", details_bin)] if details_bin else []
 
-    def code(self) -> grpc.StatusCode:
+    def code(self) -> StatusCode:
         return self._code
 
     def details(self) -> str:
