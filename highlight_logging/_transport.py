@@ -313,6 +313,8 @@ class GrpcTransport:
                 # Bounded even if grpcio's thread that completes calls is gone (see _abandon).
                 response = future.result(timeout + _ANSWER_GRACE)
             except Exception as exc:
+                import grpc  # imported already: this client opened the channel
+
                 if isinstance(exc, grpc.FutureTimeoutError):
                     future.cancel()
                     self._abandon()
