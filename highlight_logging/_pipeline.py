@@ -299,7 +299,7 @@ class Pipeline:
         a call without the lock, 66 us with it), since a thread preempted while holding it makes the
         others sleep on it.  The bounds may be overshot by one record per racing thread.
         """
-        if self._pid != os.getpid():  # ~0.1-0.2 us: forked without fork hooks (uWSGI)
+        if self._pid != os.getpid():  # forked without fork hooks (uWSGI)
             _adopt_fork(self)
         if self._worker is None:
             self._start()
@@ -569,8 +569,7 @@ class Pipeline:
         queue = self._queue
         batch: list[Pending] = []
         # A batch in hand stays within about one request's bytes (estimated), besides n records:
-        # what the worker holds is outside the queue's byte bound (measured in benchmarks/: 512
-        # records of 64 KiB in hand, and their requests, took the process 100 MiB past the bound).
+        # what the worker holds is outside the queue's byte bound (docs/performance.md, Memory).
         budget = self.settings.max_request_bytes
         taken = 0
         with self._done:  # so that _accepted() never sees a record in neither place

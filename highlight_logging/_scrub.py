@@ -615,8 +615,8 @@ def chunk_clean_py(chunk: Sequence[Pending], safe_keys: set[Any]) -> bool:
     return _all_clean(safe_keys, [p.body for p in chunk], keys, values)
 
 
-#: The C twin where it was built: ~0.05 us a record against ~0.9 for the reference (the export
-#: worker's largest Python cost per record after the C fast path).
+#: The C twin where it was built: the reference is the export worker's largest Python cost per
+#: record after the C fast path (figures: docs/performance.md).
 chunk_clean: Callable[[Sequence[Pending], set[Any]], bool] = chunk_clean_py
 if _native.speedups is not None:
     chunk_clean = _native.speedups.chunk_clean
