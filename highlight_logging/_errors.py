@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any
 
 from highlight_logging import _diag, _exceptions
-from highlight_logging._frontend import Binding, capture_record
+from highlight_logging._binding import Binding
+from highlight_logging._frontend import capture_record
 from highlight_logging._record import Attributes
 
 __all__ = ["record_exception"]

@@ -7,10 +7,11 @@ import sys
 from typing import Any
 
 from highlight_logging import _otel_duplicates, _pipeline
+from highlight_logging._binding import INTERNAL_LOGGERS, Binding
 from highlight_logging._coerce import safe_str
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
+from highlight_logging._dedupe import exported_by_structlog
+from highlight_logging._frontend import capture_record
 from highlight_logging._record import Attributes, logrecord_site
-from highlight_logging._structlog import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
 # of ``record.__dict__`` is what the user passed as ``extra``.
@@ -137,3 +138,19 @@ class HighlightHandler(logging.Handler):
             pipeline.flush(0)
             return
         pipeline.flush()
+
+
+def reaches_highlight_handler(record: logging.LogRecord) -> bool:
+    logger: Any = logging.root
+    if record.name and record.name != "root":
+        found = logging.Logger.manager.loggerDict.get(record.name)
+        if isinstance(found, logging.Logger):
+            logger = found
+    while logger is not None:
+        for handler in logger.handlers:
+            if isinstance(handler, HighlightHandler) and record.levelno >= handler.level:
+                return True
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return False

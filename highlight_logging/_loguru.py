@@ -20,7 +20,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from highlight_logging import _pipeline
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
+from highlight_logging._binding import INTERNAL_LOGGERS, Binding
+from highlight_logging._frontend import capture_record
 from highlight_logging._record import SITE_KEYS, Attributes
 
 if TYPE_CHECKING:

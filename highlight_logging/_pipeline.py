@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from highlight_logging import (
     _diag,
@@ -48,6 +48,9 @@ from highlight_logging._coerce import truncate
 from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
 from highlight_logging._settings import Settings
 from highlight_logging._version import __version__
+
+if TYPE_CHECKING:
+    from highlight_logging._scrub import Scrubber
 
 REASONS = (
     "queue_full",
@@ -1118,19 +1121,12 @@ class Pipeline:
         return "; ".join(parts) if parts else None
 
 
-def _make_scrubber(settings: Settings) -> Any:
-    if not settings.scrub:
-        return None
-    from highlight_logging._scrub import Scrubber
-
-    return Scrubber(
-        keys=settings.scrub_keys,
-        extra_keys=settings.scrub_extra_keys,
-        patterns=settings.scrub_patterns,
-        extra_patterns=settings.scrub_extra_patterns,
-        disable_rules=settings.scrub_disable_rules,
-        enable_rules=settings.scrub_enable_rules,
+def _make_scrubber(settings: Settings) -> Scrubber | None:
+    from highlight_logging import (
+        _scrub,  # here: compiling its rules is paid by the first pipeline, not by import
     )
+
+    return _scrub.from_settings(settings)
 
 
 # --- the registry: one pipeline per distinct settings ----------------------------------------------

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
-from highlight_logging import _frontend, _pipeline
+from highlight_logging import _binding, _frontend, _pipeline
 from highlight_logging._record import Pending
 from highlight_logging._settings import Settings
 
@@ -200,12 +200,10 @@ def _decode_span(scope: str, data: bytes) -> CapturedSpan:
 
 _stack: list[Capture] = []
 _stack_lock = threading.Lock()
-#: The name of the module variable ``Binding.get()`` reads (see the ``_frontend`` patch).
-_HOOK = "capture"
 
 
 def _install() -> None:
-    setattr(_frontend, _HOOK, _stack[-1] if _stack else None)
+    _binding.set_capture(_stack[-1] if _stack else None)
 
 
 @contextlib.contextmanager
