@@ -1122,9 +1122,8 @@ class Pipeline:
 
 
 def _make_scrubber(settings: Settings) -> Scrubber | None:
-    from highlight_logging import (
-        _scrub,  # here: compiling its rules is paid by the first pipeline, not by import
-    )
+    # Imported here: compiling its rules is paid by the first pipeline, not by every import.
+    from highlight_logging import _scrub
 
     return _scrub.from_settings(settings)
 
