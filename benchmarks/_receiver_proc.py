@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 
 class ByteCountingProxy:

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 import highlight_logging
-from highlight_logging import _frontend, _scrub
-from highlight_logging._settings import Settings
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.settings import Settings
 
 ACTIONS = ("login", "logout", "view", "purchase")
 STRING_EXTRAS = (
@@ -37,7 +38,7 @@ def _pending(n: int, strings: bool) -> list[Any]:
     settings = Settings()
     out = []
     for i in range(n):
-        p = _frontend.capture_record_py(
+        p = _convert.capture_record_py(
             settings, 1, 20, "INFO", "bench", f"user {i} did {ACTIONS[i & 3]}", {}, []
         )
         extras: tuple[tuple[str, Any], ...] = (("k", i),)

@@ -1421,7 +1421,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return NULL;
-    PyObject *record = PyImport_ImportModule("highlight_logging._record");
+    PyObject *record = PyImport_ImportModule("highlight_logging._core.record");
     if (record == NULL)
         return NULL;
     site_key_set = PyObject_GetAttrString(record, "SITE_KEY_SET");

@@ -1,9 +1,9 @@
-# The C twins of highlight_logging._plain.plain_logs_py, _frontend.capture_record_py, _scrub and _structlog (see _speedups.c).
+# The C twins of highlight_logging._export.fastpath.plain_logs_py, _frontend.capture_record_py, _scrub and _structlog (see _speedups.c).
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from highlight_logging._record import Attributes, ExceptionInfo, Pending, Site
-from highlight_logging._settings import Settings
+from highlight_logging._core.record import Attributes, ExceptionInfo, Pending, Site
+from highlight_logging._core.settings import Settings
 
 SAME_MOMENT: int
 ABI: int

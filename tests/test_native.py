@@ -19,9 +19,14 @@ from typing import Any
 
 import pytest
 
-from highlight_logging import _diag, _encode, _frontend, _native, _plain, _scrub
-from highlight_logging._record import SITE_KEYS, Pending
-from highlight_logging._settings import Settings
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import diag as _diag
+from highlight_logging._core import native as _native
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.record import SITE_KEYS, Pending
+from highlight_logging._core.settings import Settings
+from highlight_logging._export import encode as _encode
+from highlight_logging._export import fastpath as _plain
 
 try:
     from highlight_logging import _speedups
@@ -31,7 +36,7 @@ except ImportError:
 needs_c = pytest.mark.skipif(_native.speedups is None, reason="no C speedups in this install, or not in use")
 
 SETTINGS = Settings()
-ROOM = SETTINGS.attribute_count_limit - _frontend._RESERVED
+ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +52,7 @@ def _fresh_caches() -> Iterator[None]:
 
 
 def pending(when: Any = None, extras: Any = (("k", 7),), site: Any = SITE) -> Pending:
-    p = _frontend.capture_record_py(
+    p = _convert.capture_record_py(
         SETTINGS, time.time_ns() if when is None else when, 20, "INFO", "app", "b", {}, []
     )
     p = p._replace(extras=extras, site=site)
@@ -57,7 +62,7 @@ def pending(when: Any = None, extras: Any = (("k", 7),), site: Any = SITE) -> Pe
     return p
 
 
-def both(chunk: list[Pending], to_ns: Callable[[Any], int] = _frontend.datetime_ns) -> list[Any]:
+def both(chunk: list[Pending], to_ns: Callable[[Any], int] = _convert.datetime_ns) -> list[Any]:
     """What the reference and the C twin answer, or the exception type each raised."""
     answers: list[Any] = []
     assert _speedups is not None
@@ -93,14 +98,16 @@ def test_a_list_of_extras_changed_by_python_code_is_not_read_as_a_tuple() -> Non
     code = """
         import time
         from datetime import datetime, timezone
-        from highlight_logging import _encode, _frontend, _plain, _speedups
-        from highlight_logging._record import SITE_KEYS
-        from highlight_logging._settings import Settings
+        from highlight_logging import _speedups
+        from highlight_logging._export import encode as _encode, fastpath as _plain
+        from highlight_logging._core import convert as _convert
+        from highlight_logging._core.record import SITE_KEYS
+        from highlight_logging._core.settings import Settings
         site = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
         _encode.site_attributes(site)
         when = datetime.now().astimezone(timezone.utc).replace(tzinfo=None)  # naive: to_ns() runs
         extras = [("k" + str(i), "v" * 50 + str(i)) for i in range(20)]
-        p = _frontend.capture_record_py(Settings(), when, 20, "INFO", "app", "b", {}, [], site=site)
+        p = _convert.capture_record_py(Settings(), when, 20, "INFO", "app", "b", {}, [], site=site)
         p = p._replace(extras=extras)
         _plain.learn(p)
         def to_ns(value):
@@ -163,7 +170,7 @@ def test_a_datetime_subclass_overriding_its_arithmetic_converts_as_the_python_pa
     assert ref == c and ref[0] is not None
     # and what the general path makes of it
     assert _plain.plain_logs_py(
-        [pending(when=when)], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns
+        [pending(when=when)], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns
     )
 
 
@@ -177,7 +184,7 @@ def test_loguru_time_keeps_the_c_read_and_a_python_tzinfo_gets_the_python_path()
 
     def spy(when: Any) -> int:
         calls.append(when)
-        return _frontend.datetime_ns(when)
+        return _convert.datetime_ns(when)
 
     loguru_time = aware_now()
     assert type(loguru_time) is not datetime and type(loguru_time.tzinfo) is timezone
@@ -194,10 +201,11 @@ def test_loguru_time_keeps_the_c_read_and_a_python_tzinfo_gets_the_python_path()
 _CLOCK_BEFORE_IMPORT = """
     import sys, time
     {patch}
-    from highlight_logging import _frontend, _speedups
-    from highlight_logging._settings import Settings
+    from highlight_logging import _speedups
+    from highlight_logging._core import convert as _convert
+    from highlight_logging._core.settings import Settings
     s = Settings()
-    ref = _frontend.capture_record_py(s, 1, 20, "INFO", "s", "b", {{}}, []).observed_ns
+    ref = _convert.capture_record_py(s, 1, 20, "INFO", "s", "b", {{}}, []).observed_ns
     c = _speedups.capture_record(s, 1, 20, "INFO", "s", "b", {{}}, []).observed_ns
     print(ref, c)
     """
@@ -234,7 +242,7 @@ def test_a_clock_patched_after_import_is_read_by_both() -> None:
         time_machine.travel(frozen / 1e9, tick=False),
     ):
         with travel:
-            for impl in (_frontend.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
+            for impl in (_convert.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
                 assert impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns == frozen, (travel, impl)
     now = time.time_ns()
     assert _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns >= now - 256  # type: ignore[union-attr]
@@ -252,9 +260,9 @@ def test_many_extras_are_checked_for_duplicates_in_linear_time() -> None:
     many = tuple((f"k{i}", i) for i in range(50_000))
     p = pending(extras=many)
     limit = 10**6
-    ref = _plain.plain_logs_py([p], _encode._site_cache, _plain.levels, limit, _frontend.datetime_ns)
+    ref = _plain.plain_logs_py([p], _encode._site_cache, _plain.levels, limit, _convert.datetime_ns)
     started = time.perf_counter()
-    c = _speedups.plain_logs([p], _encode._site_cache, _plain.levels, limit, _frontend.datetime_ns)  # type: ignore[union-attr]
+    c = _speedups.plain_logs([p], _encode._site_cache, _plain.levels, limit, _convert.datetime_ns)  # type: ignore[union-attr]
     took = time.perf_counter() - started
     assert ref == c and c[0] is not None
     assert took < 2.0, f"{took:.3f} s: quadratic again?"
@@ -331,7 +339,7 @@ def test_a_keyboard_interrupt_from_the_settings_or_attributes_propagates_from_bo
             return dict.__len__(self)
 
     for make in (lambda: (Settingsish(), {}), lambda: (SETTINGS, Attributes())):
-        for impl in (_frontend.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
+        for impl in (_convert.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
             settings, attributes = make()
             with pytest.raises(KeyboardInterrupt):
                 impl(settings, 1, 20, "INFO", "s", "b", attributes, [])  # type: ignore[arg-type]
@@ -351,7 +359,7 @@ def test_the_built_module_declares_the_abi_the_python_side_expects() -> None:
     [
         "def plain_logs(a, b, c, d, e):\n    raise TypeError('plain_logs() takes 5 arguments')\n",
         "ABI = 1\n",
-        "raise AttributeError(\"module 'highlight_logging._record' has no attribute 'SITE_KEY_SET'\")\n",
+        "raise AttributeError(\"module 'highlight_logging._core.record' has no attribute 'SITE_KEY_SET'\")\n",
     ],
     ids=["no ABI", "old ABI", "fails to initialise"],
 )
@@ -384,11 +392,12 @@ def test_a_stale_build_beside_newer_code_logs_through_pure_python(tmp_path: Path
     code = """
         import logging
         import highlight_logging
-        from highlight_logging import _frontend, _native, _plain
+        from highlight_logging._core import convert as _convert, native as _native
+        from highlight_logging._export import fastpath as _plain
         from highlight_logging.testing import capture
         assert highlight_logging.__file__.startswith({root!r}), highlight_logging.__file__
         assert _native.speedups is None and _plain.plain_logs is _plain.plain_logs_py
-        assert _frontend.capture_record is _frontend.capture_record_py
+        assert _convert.capture_record is _convert.capture_record_py
         logger = logging.getLogger("app")
         logger.addHandler(highlight_logging.HighlightHandler())
         logger.setLevel(logging.INFO)

@@ -1,4 +1,4 @@
-"""Tests for the secret scrubber (highlight_logging._scrub)."""
+"""Tests for the secret scrubber (highlight_logging._core.scrub)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from highlight_logging import _scrub
-from highlight_logging._record import Attributes, Value
-from highlight_logging._scrub import DEFAULT_KEYS, MARKER, TOO_DEEP
-from highlight_logging._scrub import RuleScrubber as RuleScrubber
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.record import Attributes, Value
+from highlight_logging._core.scrub import DEFAULT_KEYS, MARKER, TOO_DEEP
+from highlight_logging._core.scrub import RuleScrubber as RuleScrubber
 
 
 def _paths(entries: list[str]) -> list[str]:
@@ -554,10 +554,10 @@ if _speedups is not None:
 
 
 def _queued(body: str, extras: tuple[tuple[Any, Any], ...] = ()) -> Any:
-    from highlight_logging import _frontend
-    from highlight_logging._settings import Settings
+    from highlight_logging._core import convert as _convert
+    from highlight_logging._core.settings import Settings
 
-    return _frontend.capture_record_py(Settings(), 1, 20, "INFO", "s", body, {}, [])._replace(extras=extras)
+    return _convert.capture_record_py(Settings(), 1, 20, "INFO", "s", body, {}, [])._replace(extras=extras)
 
 
 # Text made of the pre-filter's pieces, whole and split: pattern letters in both cases, digit runs

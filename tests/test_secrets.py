@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from secret_samples import Sample, corpus, look_alikes, positives
 
-from highlight_logging import _native, _scrub
-from highlight_logging._record import Attributes
-from highlight_logging._scrub import MARKER, OPTIONAL_RULES, RULES, TRIGGERS, RuleScrubber
+from highlight_logging._core import native as _native
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.record import Attributes
+from highlight_logging._core.scrub import MARKER, OPTIONAL_RULES, RULES, TRIGGERS, RuleScrubber
 
 SCRUBBER = RuleScrubber()
 POSITIVES = positives()

@@ -25,11 +25,11 @@ from structlog.stdlib import ProcessorFormatter
 from structlog.typing import Processor
 
 import highlight_logging
-from highlight_logging import _dedupe
-from highlight_logging._dedupe import exported_by_structlog
-from highlight_logging._handler import HighlightHandler
-from highlight_logging._receiver import ReceivedLog, Receiver
-from highlight_logging._structlog import StructlogProcessor
+from highlight_logging._devtools.receiver import ReceivedLog, Receiver
+from highlight_logging._frontends import dedupe as _dedupe
+from highlight_logging._frontends.dedupe import exported_by_structlog
+from highlight_logging._frontends.handler import HighlightHandler
+from highlight_logging._frontends.structlog import StructlogProcessor
 
 NOW_SLACK = 30 * 10**9  # "about now", in ns
 
@@ -455,7 +455,7 @@ def test_imports_without_structlog() -> None:
     code = (
         "import sys; sys.modules['structlog'] = None\n"
         "import highlight_logging\n"
-        "from highlight_logging._structlog import StructlogProcessor\n"
+        "from highlight_logging._frontends.structlog import StructlogProcessor\n"
         "p = StructlogProcessor(disabled=True)\n"
         "e = {'event': 'x'}\n"
         "assert p(None, 'info', e) is e\n"

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
-from highlight_logging._errors import record_exception
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._frontends.errors import record_exception
 from highlight_logging.testing import capture
 
 

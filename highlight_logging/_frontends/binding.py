@@ -10,9 +10,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from highlight_logging import _diag, _pipeline, _providers, _settings
-from highlight_logging._record import Pending
-from highlight_logging._settings import Settings
+from highlight_logging import _pipeline, _providers
+from highlight_logging._core import diag as _diag
+from highlight_logging._core import settings as _settings
+from highlight_logging._core.record import Pending
+from highlight_logging._core.settings import Settings
 
 # Loggers that talk about exporting: never sent through a pipeline (no feedback loop).
 INTERNAL_LOGGERS = ("highlight_logging", "grpc._channel", "grpc._common", "grpc._cython")

@@ -1,7 +1,7 @@
 """``StructlogProcessor``: the structlog front end.
 
 Like the stdlib handler it only reads its native record (the event dict) and calls
-:func:`~highlight_logging._frontend.capture_record`.  structlog itself is never imported at module level,
+:func:`~highlight_logging._core.convert.capture_record`.  structlog itself is never imported at module level,
 so ``highlight_logging`` imports fine without it.
 """
 
@@ -16,12 +16,16 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from highlight_logging import _dedupe, _exceptions, _native, _otel_duplicates, _pipeline
-from highlight_logging._binding import INTERNAL_LOGGERS, Binding
-from highlight_logging._coerce import coerce, safe_str
-from highlight_logging._frontend import capture_record, datetime_ns
-from highlight_logging._handler import _STANDARD, reaches_highlight_handler
-from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
+from highlight_logging import _pipeline
+from highlight_logging._core import exceptions as _exceptions
+from highlight_logging._core import native as _native
+from highlight_logging._core.coerce import coerce, safe_str
+from highlight_logging._core.convert import capture_record, datetime_ns
+from highlight_logging._core.record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
+from highlight_logging._frontends import dedupe as _dedupe
+from highlight_logging._frontends import otel_duplicates as _otel_duplicates
+from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
+from highlight_logging._frontends.handler import _STANDARD, reaches_highlight_handler
 
 __all__ = ["DEFAULT_SCOPE", "StructlogProcessor"]
 

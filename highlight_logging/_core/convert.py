@@ -15,10 +15,21 @@ from typing import Any
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _context, _exceptions, _highlight, _native
-from highlight_logging._coerce import coerce, coerce_attributes, safe_str, truncate
-from highlight_logging._record import SITE_KEY_SET, Attributes, ExceptionInfo, Pending, Record, Site, Value
-from highlight_logging._settings import Settings
+from highlight_logging._core import context as _context
+from highlight_logging._core import exceptions as _exceptions
+from highlight_logging._core import highlight as _highlight
+from highlight_logging._core import native as _native
+from highlight_logging._core.coerce import coerce, coerce_attributes, safe_str, truncate
+from highlight_logging._core.record import (
+    SITE_KEY_SET,
+    Attributes,
+    ExceptionInfo,
+    Pending,
+    Record,
+    Site,
+    Value,
+)
+from highlight_logging._core.settings import Settings
 
 _RESERVED = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
 
@@ -139,7 +150,7 @@ def capture_record_py(
 
     ``when`` is int ns since the epoch or an aware/naive datetime; ``base_attributes`` are our own
     (code.*, thread.*, ...), already plain and owned by this record; ``site`` the code.* and
-    thread.* values as a :data:`~highlight_logging._record.Site` tuple, which the worker encodes
+    thread.* values as a :data:`~highlight_logging._core.record.Site` tuple, which the worker encodes
     once per distinct site.  ``extras`` are the user's, except keys in ``skip`` (the front end's
     own fields, when ``extras`` is its whole event).  ``exc`` is anything
     :func:`_exceptions.normalize` takes; ``exception`` an already-built :class:`ExceptionInfo`

@@ -1,7 +1,7 @@
 """The worker's fast path: a plain :class:`Pending` straight to its OTLP ``LogRecord`` bytes.
 
 Most records are plain: no exception, no request context, no attributes of the front end's own,
-a handful of scalar extras under the count limit.  For those, ``_frontend.to_record`` followed by
+a handful of scalar extras under the count limit.  For those, ``_convert.to_record`` followed by
 ``_encode.log_record`` comes down to copying values into the wire format, and the two calls, the
 :class:`Record` tuple between them and the extras' dict cost more than the copying.  This does
 both halves in one pass over the pending tuple.
@@ -23,9 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import highlight as _highlight
+from highlight_logging._core import native as _native
+from highlight_logging._core.record import SITE_KEY_SET, Pending
+
 # _frontend by module: it imports _pipeline, which imports this.
-from highlight_logging import _encode, _frontend, _highlight, _native
-from highlight_logging._record import SITE_KEY_SET, Pending
+from highlight_logging._export import encode as _encode
 
 #: level name -> (levelno, encoded severity fields); filled by :func:`learn` for the C path too.
 levels: dict[Any, tuple[Any, bytes]] = {}
@@ -49,7 +53,7 @@ def learn(pending: Pending) -> None:
         if len(levels) >= _encode._CACHE_MAX:
             levels.clear()
             highlight_levels.clear()
-        number = _frontend.severity_number(levelno)
+        number = _convert.severity_number(levelno)
         levels[name] = (levelno, _encode.severity(number, name))
         highlight_levels[name] = (levelno, _encode.severity(number, _highlight.severity_text(number)))
 
@@ -87,12 +91,12 @@ def plain_logs_py(
 
     ``sites``: ``_encode._site_cache``; ``levels``: :data:`levels`; ``room``: attributes a
     record may carry (the count limit less the reserved slots); ``to_ns``: a non-int time to ns
-    (``_frontend.datetime_ns``); ``shape``: None for the otel shape, :data:`HIGHLIGHT_SHAPE` for the
+    (``_convert.datetime_ns``); ``shape``: None for the otel shape, :data:`HIGHLIGHT_SHAPE` for the
     highlight shape (with :data:`highlight_levels` as ``levels``).
     """
     out: list[bytes | None] = []
     append = out.append
-    same_moment = _frontend._SAME_MOMENT
+    same_moment = _convert._SAME_MOMENT
     for p in chunk:
         try:
             (when, observed, levelno, level_name, _, text, attrs, extras, dropped, exception, site,

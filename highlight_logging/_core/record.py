@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Union
 
 #: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
-#: Produced by :func:`highlight_logging._coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
+#: Produced by :func:`highlight_logging._core.coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
 Value = Union[str, bool, int, float, bytes, None, list["Value"], dict[str, "Value"]]  # noqa: UP007 (runtime alias on 3.10)
 Attributes = dict[str, Value]
 
@@ -43,7 +43,7 @@ class ExceptionInfo:
 class Pending(NamedTuple):
     """A record as the caller's thread leaves it in the queue: what must be read there, nothing more.
 
-    Built by :func:`highlight_logging._frontend.capture_record` (one plain tuple, no further objects), it
+    Built by :func:`highlight_logging._core.convert.capture_record` (one plain tuple, no further objects), it
     becomes a :class:`Record` on the worker (``_frontend.to_record``), which also applies the
     limits.  Measured in the stdlib benchmark loop (medians of 9 x 20,000 calls, worker idle): a
     call cost ~17.5 us building the Record on the caller's thread, ~13 us leaving a tuple, against

@@ -49,11 +49,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from highlight_logging import _native
-from highlight_logging._record import Attributes, Pending, Value
+from highlight_logging._core import native as _native
+from highlight_logging._core.record import Attributes, Pending, Value
 
 if TYPE_CHECKING:
-    from highlight_logging._settings import Settings
+    from highlight_logging._core.settings import Settings
 
 __all__ = ["DEFAULT_KEYS", "MARKER", "OPTIONAL_RULES", "RULES", "TOO_DEEP", "Rule", "RuleScrubber"]
 
