@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import ROOT
 
 from highlight_logging._core import convert as _convert
 from highlight_logging._core import diag as _diag
@@ -38,7 +39,7 @@ needs_c = pytest.mark.skipif(_native.speedups is None, reason="no C speedups in 
 SETTINGS = Settings()
 ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 
 
 @pytest.fixture(autouse=True)
