@@ -35,7 +35,7 @@ PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py
 browser:
 	@bash .ci/install-chromium.sh
 
-# Debian's tinyproxy, a CONNECT proxy nobody here wrote, for tests/test_proxy.py (idempotent).
+# Debian's tinyproxy, a CONNECT proxy nobody here wrote, for tests/transport/test_proxy.py (idempotent).
 proxy:
 	@bash tests/install-proxy.sh
 

@@ -11,8 +11,8 @@ import h2.events
 import h2.settings
 import pytest
 
-from highlight_logging import _h2wire
-from highlight_logging._h2wire import Connection, ProtocolError, header_block
+from highlight_logging._transport import h2wire as _h2wire
+from highlight_logging._transport.h2wire import Connection, ProtocolError, header_block
 
 REQUEST = [
     (":method", "POST"),
