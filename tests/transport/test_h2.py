@@ -324,16 +324,16 @@ def test_forked_pool_workers_export_without_grpc_fork_support(rx: FaultyReceiver
 def test_tls_trusts_grpcio_roots_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without certificate_file the h2 client also trusts what grpcio would: its bundled roots, or
     GRPC_DEFAULT_SSL_ROOTS_FILE_PATH."""
-    from highlight_logging._transport import h2 as _h2transport
+    from highlight_logging._transport import h2 as builtin
 
     monkeypatch.delenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", raising=False)
-    bundled = _h2transport._grpc_roots()
+    bundled = builtin._grpc_roots()
     assert bundled is not None and bundled.endswith("roots.pem")
     custom = tmp_path / "roots.pem"
     custom.write_bytes(Path(bundled).read_bytes())
     monkeypatch.setenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(custom))
-    assert _h2transport._grpc_roots() == str(custom)
-    transport = _h2transport.H2Transport(resolve({"endpoint": "https://collector.example:4317"}, environ={}))
+    assert builtin._grpc_roots() == str(custom)
+    transport = builtin.H2Transport(resolve({"endpoint": "https://collector.example:4317"}, environ={}))
     ctx = transport._tls()
     assert ctx.cert_store_stats()["x509_ca"] > 0
 
