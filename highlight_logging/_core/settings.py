@@ -40,7 +40,7 @@ class Settings:
     traces_endpoint: str | None = None  # from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT only
     logs_endpoint: str | None = None  # from OTEL_EXPORTER_OTLP_LOGS_ENDPOINT only
     protocol: str = "grpc"
-    grpc_client: str = "auto"  # "h2" (ours, _h2transport), "grpcio", or "auto" (see _transport.make)
+    grpc_client: str = "auto"  # "h2" (ours, _transport.h2), "grpcio", or "auto" (see _transport.make)
     headers: Pairs = ()
     compression: str = "gzip"
     insecure: bool | None = None  # None: decided by the endpoint's scheme

@@ -16,7 +16,8 @@ import pytest
 import highlight_logging
 from highlight_logging import HighlightHandler, _pipeline
 from highlight_logging._core.settings import Settings, resolve
-from highlight_logging._transport import LOGS, HttpTransport
+from highlight_logging._transport import LOGS
+from highlight_logging._transport.http import HttpTransport
 
 SECRET = "hl-" + "Qz7" * 8  # made up here; stands for an API key
 

@@ -125,22 +125,22 @@ def test_equal_settings_share_one_pipeline_and_worker() -> None:
 
 def test_grpc_client_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     """gRPC goes through the h2 client unless grpcio is asked for; a proxy changes nothing (both
-    clients go through it, see test_proxy.py)."""
+    clients go through it, see transport/test_proxy.py)."""
     from highlight_logging import _transport
-    from highlight_logging._h2transport import H2Transport
+    from highlight_logging._transport.grpcio import GrpcTransport
+    from highlight_logging._transport.h2 import H2Transport
+    from highlight_logging._transport.http import HttpTransport
 
     assert resolve({}, environ={}).grpc_client == "auto"
     assert isinstance(_transport.make(resolve({}, environ={})), H2Transport)
-    assert type(_transport.make(resolve({"grpc_client": "grpcio"}, environ={}))) is _transport.GrpcTransport
+    assert type(_transport.make(resolve({"grpc_client": "grpcio"}, environ={}))) is GrpcTransport
     assert resolve({}, environ={"HIGHLIGHT_GRPC_CLIENT": " GRPCIO "}).grpc_client == "grpcio"
     for name in ("https_proxy", "HTTPS_PROXY", "GRPC_PROXY", "http_proxy"):
         monkeypatch.setenv(name, "http://proxy:3128")
     assert isinstance(_transport.make(resolve({}, environ={})), H2Transport)
     assert isinstance(_transport.make(resolve({"grpc_client": "h2"}, environ={})), H2Transport)
-    assert isinstance(
-        _transport.make(resolve({"protocol": "http/protobuf"}, environ={})), _transport.HttpTransport
-    )
+    assert isinstance(_transport.make(resolve({"protocol": "http/protobuf"}, environ={})), HttpTransport)
     for target in ("unix:/run/otel.sock", "dns:///collector:4317", "ipv4:10.0.0.1:4317"):
-        assert type(_transport.make(resolve({"endpoint": target}, environ={}))) is _transport.GrpcTransport
+        assert type(_transport.make(resolve({"endpoint": target}, environ={}))) is GrpcTransport
     with pytest.raises(ValueError, match="grpc_client"):
         HighlightHandler(grpc_client="curl")

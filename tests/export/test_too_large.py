@@ -143,8 +143,9 @@ def _answer_413(index: int, conn: ScriptedConnection) -> None:
 )
 def test_a_proxys_http_413_is_too_large(client: str) -> None:
     from highlight_logging._core.settings import resolve
-    from highlight_logging._h2transport import H2Transport
-    from highlight_logging._transport import LOGS, GrpcTransport
+    from highlight_logging._transport import LOGS
+    from highlight_logging._transport.grpcio import GrpcTransport
+    from highlight_logging._transport.h2 import H2Transport
 
     with ScriptedServer(_answer_413) as server:
         kind = GrpcTransport if client == "grpcio" else H2Transport

@@ -11,8 +11,8 @@ import h2.events
 import h2.settings
 import pytest
 
-from highlight_logging import _h2wire
-from highlight_logging._h2wire import Connection, ProtocolError, header_block
+from highlight_logging._transport import h2wire
+from highlight_logging._transport.h2wire import Connection, ProtocolError, header_block
 
 REQUEST = [
     (":method", "POST"),
@@ -53,7 +53,7 @@ def _connected(settings: dict[int, int] | None = None) -> tuple[Connection, h2.c
     return client, server
 
 
-def _requested(client: Connection, server: h2.connection.H2Connection) -> tuple[int, _h2wire.Answer]:
+def _requested(client: Connection, server: h2.connection.H2Connection) -> tuple[int, h2wire.Answer]:
     """A request with an empty body, sent and read by the server."""
     sid, answer = client.send_headers(header_block(REQUEST))
     client.send_data(sid, b"", end_stream=True)
@@ -161,7 +161,7 @@ def test_padded_frames_and_priority_fields_are_stripped() -> None:
     _pump(client, server)
     block = server.encoder.encode([("grpc-status", "0")])
     payload = bytes([4]) + b"\x80\x00\x00\x00\x10" + block + b"\0" * 4  # pad length, priority, block, padding
-    frame = _h2wire._frame(1, 0x1 | 0x4 | 0x8 | 0x20, sid, payload)
+    frame = h2wire._frame(1, 0x1 | 0x4 | 0x8 | 0x20, sid, payload)
     client.receive(frame[:5])  # and split anywhere: a frame waits for its rest
     client.receive(frame[5:])
     assert answer.data == b"abc" and answer.fields["grpc-status"] == "0" and answer.ended
@@ -207,7 +207,7 @@ def test_our_data_window_is_replenished() -> None:
         sent += len(chunk)
         _pump(client, server)
     # Read whole for flow control, but held only up to gRPC's largest message (4 MiB).
-    assert _h2wire._MAX_ANSWER <= len(answer.data) < _h2wire._MAX_ANSWER + len(chunk)
+    assert h2wire._MAX_ANSWER <= len(answer.data) < h2wire._MAX_ANSWER + len(chunk)
 
 
 def test_a_shrunk_header_table_is_acknowledged_in_the_next_block() -> None:
@@ -252,14 +252,14 @@ def test_reset_streams() -> None:
 @pytest.mark.parametrize(
     "frame",
     [
-        _h2wire._frame(5, 0x4, 1, b"\0\0\0\x02"),  # PUSH_PROMISE
-        _h2wire._frame(0, 0, 1, b"x" * 16385),  # over the frame size we accept
-        _h2wire._frame(6, 0, 0, b"1234"),  # a short PING
-        _h2wire._frame(9, 0x4, 1, b""),  # CONTINUATION out of the blue
-        _h2wire._frame(1, 0x4, 1, b"\xff\xff\xff\xff"),  # an unreadable header block
-        _h2wire._frame(8, 0, 0, b"\0\0\0\0"),  # a zero WINDOW_UPDATE for the connection
-        _h2wire._frame(4, 0, 0, b"\0\x05\0\0\0\x01"),  # SETTINGS_MAX_FRAME_SIZE too small
-        _h2wire._frame(0, 0x8, 1, b"\x05abc"),  # padding longer than the frame
+        h2wire._frame(5, 0x4, 1, b"\0\0\0\x02"),  # PUSH_PROMISE
+        h2wire._frame(0, 0, 1, b"x" * 16385),  # over the frame size we accept
+        h2wire._frame(6, 0, 0, b"1234"),  # a short PING
+        h2wire._frame(9, 0x4, 1, b""),  # CONTINUATION out of the blue
+        h2wire._frame(1, 0x4, 1, b"\xff\xff\xff\xff"),  # an unreadable header block
+        h2wire._frame(8, 0, 0, b"\0\0\0\0"),  # a zero WINDOW_UPDATE for the connection
+        h2wire._frame(4, 0, 0, b"\0\x05\0\0\0\x01"),  # SETTINGS_MAX_FRAME_SIZE too small
+        h2wire._frame(0, 0x8, 1, b"\x05abc"),  # padding longer than the frame
     ],
     ids=[
         "push",
@@ -285,14 +285,14 @@ def test_interrupted_header_block_is_an_error() -> None:
     client, _ = _connected()
     client.send_headers(header_block(REQUEST))
     with pytest.raises(ProtocolError):
-        client.receive(_h2wire._frame(1, 0, 1, b"\x88") + _h2wire._frame(6, 0, 0, b"12345678"))
+        client.receive(h2wire._frame(1, 0, 1, b"\x88") + h2wire._frame(6, 0, 0, b"12345678"))
 
 
 def test_unknown_frames_and_streams_are_ignored() -> None:
     """Unknown frame types, PRIORITY, and frames for streams nobody waits on pass harmlessly."""
     client, server = _connected()
-    client.receive(_h2wire._frame(0xEE, 0, 0, b"whatever") + _h2wire._frame(2, 0, 7, b"\0\0\0\0\x10"))
-    client.receive(_h2wire._frame(0, 0x1, 99, b"late") + _h2wire._frame(3, 0, 99, b"\0\0\0\x08"))
+    client.receive(h2wire._frame(0xEE, 0, 0, b"whatever") + h2wire._frame(2, 0, 7, b"\0\0\0\0\x10"))
+    client.receive(h2wire._frame(0, 0x1, 99, b"late") + h2wire._frame(3, 0, 99, b"\0\0\0\x08"))
     sid, answer = _requested(client, server)
     _answer(server, sid)
     _pump(client, server)
@@ -304,10 +304,10 @@ def test_a_continuation_flood_is_cut_off() -> None:
     instead of being buffered for as long as the collector sends."""
     client, _ = _connected()
     sid, _ = client.send_headers(header_block(REQUEST))
-    client.receive(_h2wire._frame(1, 0, sid, b"\x88"))  # HEADERS without END_HEADERS
+    client.receive(h2wire._frame(1, 0, sid, b"\x88"))  # HEADERS without END_HEADERS
     with pytest.raises(ProtocolError, match="CONTINUATION flood"):
         for _ in range(100):
-            client.receive(_h2wire._frame(9, 0, sid, b"\0" * 16384))
+            client.receive(h2wire._frame(9, 0, sid, b"\0" * 16384))
 
 
 def test_owed_acknowledgements_are_bounded() -> None:
@@ -315,7 +315,7 @@ def test_owed_acknowledgements_are_bounded() -> None:
     client, _ = _connected()
     with pytest.raises(ProtocolError, match="floods us"):
         for _ in range(1000):
-            client.receive(_h2wire._frame(6, 0, 0, b"12345678") * 100)
+            client.receive(h2wire._frame(6, 0, 0, b"12345678") * 100)
 
 
 def test_header_values_are_sent_as_utf8() -> None:

@@ -20,16 +20,17 @@ from collections.abc import Iterator
 import pytest
 from connect_proxy import ConnectProxy, TinyProxy, tinyproxy_path
 from otlp_receiver import FaultyReceiver, free_port
-from paths import ROOT
 
 import highlight_logging
-from highlight_logging import _pipeline, _proxy, _transport
+from highlight_logging import _pipeline, _transport
 from highlight_logging._core.settings import resolve
 from highlight_logging._devtools.receiver import Receiver
-from highlight_logging._h2transport import H2Transport
-from highlight_logging._proxy import Proxy, UnsupportedProxy, for_grpc, for_http
+from highlight_logging._transport import proxy as _proxy
+from highlight_logging._transport.grpcio import GrpcTransport
+from highlight_logging._transport.h2 import H2Transport
+from highlight_logging._transport.proxy import Proxy, UnsupportedProxy, for_grpc, for_http, proxy_for
 
-ROOT = str(ROOT)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 NAME = "collector.internal"  # only the scripted proxy resolves it
 USER, PASSWORD = "svc", "p@ss w:rd-9f3k"  # characters that must be percent-encoded in a URL
 QUOTED = f"{USER}:{urllib.parse.quote(PASSWORD, safe='')}"
@@ -138,8 +139,8 @@ def test_unusable_proxy_is_named_without_credentials(value: str, capfd: pytest.C
     )
     os.environ["HTTPS_PROXY"] = value
     try:
-        assert _transport.proxy_for("c:4317") is None  # reported once, then direct
-        assert _transport.proxy_for("c:4317") is None
+        assert proxy_for("c:4317") is None  # reported once, then direct
+        assert proxy_for("c:4317") is None
     finally:
         del os.environ["HTTPS_PROXY"]
     err = capfd.readouterr().err
@@ -194,7 +195,7 @@ def test_every_spelling_delivers_through_the_proxy(
         assert proxy.tunnels and all(t == f"{NAME}:{rx.port}" for t in proxy.tunnels)
         assert proxy.accepted == 1  # one connection, kept
         transport = _pipeline.pipelines()[0]._transport
-        assert isinstance(transport, H2Transport if client == "auto" else _transport.GrpcTransport)
+        assert isinstance(transport, H2Transport if client == "auto" else GrpcTransport)
     err = capfd.readouterr().err
     assert PASSWORD not in err and "p%40ss" not in err
     assert "E1" not in err and "proxy" not in err.lower(), err  # grpcio printed nothing of its own
@@ -219,7 +220,7 @@ def test_no_proxy_goes_direct_without_switching_clients(
     assert highlight_logging.flush(10)
     assert len(_bodies(rx)) == 50
     transport = _pipeline.pipelines()[0]._transport
-    assert isinstance(transport, H2Transport if client == "auto" else _transport.GrpcTransport)
+    assert isinstance(transport, H2Transport if client == "auto" else GrpcTransport)
     assert capfd.readouterr().err == ""
 
 
@@ -454,11 +455,11 @@ def test_resolver_targets(monkeypatch: pytest.MonkeyPatch) -> None:
     targets are matched to no_proxy by their host."""
     monkeypatch.setenv("HTTPS_PROXY", "proxy:3128")
     monkeypatch.setenv("NO_PROXY", "internal")
-    assert _transport.proxy_for("unix:/run/otel.sock") is None
-    assert _transport.proxy_for("dns:///collector.internal:4317") is None
-    assert _transport.proxy_for("dns:///collector.example:4317") == Proxy("proxy", 3128, "HTTPS_PROXY")
+    assert proxy_for("unix:/run/otel.sock") is None
+    assert proxy_for("dns:///collector.internal:4317") is None
+    assert proxy_for("dns:///collector.example:4317") == Proxy("proxy", 3128, "HTTPS_PROXY")
     monkeypatch.setenv("NO_PROXY", "10.0.0.0/8")
-    assert _transport.proxy_for("ipv4:10.0.0.1:4317,10.0.0.2:4317") is None
+    assert proxy_for("ipv4:10.0.0.1:4317,10.0.0.2:4317") is None
 
 
 def test_make_never_switches_to_grpcio_for_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:

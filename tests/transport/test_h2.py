@@ -1,4 +1,5 @@
-"""The pure-Python OTLP/gRPC client used in forked children when grpcio's fork support is off."""
+"""The built-in OTLP/gRPC client (the default; also the one forked children use when grpcio's fork
+support is off): HTTP/2 framing of its own, no grpcio."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import socket
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -33,15 +33,15 @@ from otlp_receiver import (
     span,
     spans_request,
 )
-from paths import TESTS
 
 from highlight_logging._core.settings import resolve
 from highlight_logging._devtools.receiver import Receiver
-from highlight_logging._h2transport import H2Transport, _Conn
-from highlight_logging._h2wire import Answer, _frame
-from highlight_logging._transport import LOGS, TRACES, GrpcTransport, Outcome
+from highlight_logging._transport import LOGS, TRACES, Outcome
+from highlight_logging._transport.grpcio import GrpcTransport
+from highlight_logging._transport.h2 import H2Transport, _Conn
+from highlight_logging._transport.h2wire import Answer, _frame
 
-TESTS_DIR = TESTS
+TESTS_DIR = Path(__file__).resolve().parents[1]  # tests/, where the helper modules are
 REPO_ROOT = TESTS_DIR.parent
 
 
@@ -287,10 +287,10 @@ _FORK_SCRIPT = """
 import multiprocessing, sys
 sys.path.insert(0, sys.argv[2])
 from otlp_receiver import export_logs, log_record, logs_request
-from highlight_logging._h2transport import H2Transport, _Conn
-from highlight_logging._h2wire import Answer, _frame
 from highlight_logging._core.settings import resolve
 from highlight_logging._transport import LOGS
+from highlight_logging._transport.h2 import H2Transport, _Conn
+from highlight_logging._transport.h2wire import Answer, _frame
 
 def work(i):
     payload = logs_request(log_record(f"child {i}")).SerializeToString()
@@ -324,16 +324,16 @@ def test_forked_pool_workers_export_without_grpc_fork_support(rx: FaultyReceiver
 def test_tls_trusts_grpcio_roots_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without certificate_file the h2 client also trusts what grpcio would: its bundled roots, or
     GRPC_DEFAULT_SSL_ROOTS_FILE_PATH."""
-    from highlight_logging import _h2transport
+    from highlight_logging._transport import h2 as builtin
 
     monkeypatch.delenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", raising=False)
-    bundled = _h2transport._grpc_roots()
+    bundled = builtin._grpc_roots()
     assert bundled is not None and bundled.endswith("roots.pem")
     custom = tmp_path / "roots.pem"
     custom.write_bytes(Path(bundled).read_bytes())
     monkeypatch.setenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(custom))
-    assert _h2transport._grpc_roots() == str(custom)
-    transport = _h2transport.H2Transport(resolve({"endpoint": "https://collector.example:4317"}, environ={}))
+    assert builtin._grpc_roots() == str(custom)
+    transport = builtin.H2Transport(resolve({"endpoint": "https://collector.example:4317"}, environ={}))
     ctx = transport._tls()
     assert ctx.cert_store_stats()["x509_ca"] > 0
 
@@ -800,41 +800,40 @@ def test_a_tls_failure_is_named() -> None:
         assert out.retryable and f"TLS handshake with 127.0.0.1:{srv.port} failed" in out.detail, out.detail
 
 
-@pytest.mark.parametrize(
-    "message",
-    [
-        "Received message that decompresses to a size larger than 1048576",  # grpc-js
-        "grpc: received message after decompression larger than max (2000000 vs. 1048576)",  # grpc-go
-        "Received message larger than max (2000000 vs. 1048576)",  # grpcio, grpc-js uncompressed
-    ],
-)
-def test_too_large_messages_of_every_server_are_recognised(message: str) -> None:
-    from highlight_logging._h2transport import _Status
+_NO_GRPCIO = """
+import logging, sys
+import highlight_logging
+loaded = lambda: sorted(m for m in sys.modules if m in ("grpc", "urllib.request") or m.startswith("grpc."))
+print(loaded())
+log = logging.getLogger("no-grpcio")
+log.addHandler(highlight_logging.HighlightHandler(endpoint=sys.argv[1], protocol=sys.argv[2]))
+log.warning("one")
+try:
+    raise ValueError("two")
+except ValueError:
+    log.exception("two")
+assert highlight_logging.flush(20)
+print(loaded())
+"""
 
-    out = GrpcTransport(resolve({}))._failure(_Status(grpc.StatusCode.RESOURCE_EXHAUSTED, message, None))
-    assert out.too_large and not out.retryable
 
-
-def test_the_default_client_never_imports_grpcio(receiver: Receiver) -> None:
-    """grpcio costs ~18 MiB of RSS and ~40 ms to import: a process exporting through the built-in
-    client (the default) never pays it, nor does its first export, retry or answer."""
-    code = textwrap.dedent(
-        f"""
-        import logging, sys
-        import highlight_logging
-        log = logging.getLogger("no-grpcio")
-        log.addHandler(highlight_logging.HighlightHandler(endpoint={receiver.endpoint!r}))
-        log.warning("one")
-        try:
-            raise ValueError("two")
-        except ValueError:
-            log.exception("two")
-        assert highlight_logging.flush(20)
-        print(sorted(m for m in sys.modules if m == "grpc" or m.startswith("grpc.")))
-        """
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "HIGHLIGHT_"))}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
-    assert receiver.wait_for_logs(2, 10)
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_only_the_grpcio_client_imports_grpcio(protocol: str) -> None:
+    """grpcio is costly to import (docs/performance.md): neither importing the package nor exporting
+    through the built-in client (the default) or OTLP/HTTP imports it, nor does the first export, its
+    retry or its answer; urllib.request is imported only for OTLP/HTTP."""
+    with Receiver(http_port=0) as receiver:
+        endpoint = receiver.endpoint if protocol == "grpc" else f"http://127.0.0.1:{receiver.http_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "HIGHLIGHT_"))}
+        out = subprocess.run(
+            [sys.executable, "-c", _NO_GRPCIO, endpoint, protocol],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr
+        after_import, after_export = out.stdout.split("\n")[:2]
+        assert after_import == "[]"
+        assert after_export == ("[]" if protocol == "grpc" else "['urllib.request']")
+        assert receiver.wait_for_logs(2, 10)

@@ -1,10 +1,8 @@
 """HTTP/2 framing for the built-in gRPC client (RFC 9113): the client side of one connection.
 
-Written here rather than taken from the ``h2`` library because of what h2 cost, measured with
-``tests/``'s grpc server on this project's benchmark machine: ~370 us of CPU per unary call
-(``receive_data`` ~220 us for the four frames of an answer, ``send_headers`` ~105, ``send_data``
-~25), a third of the export worker's CPU per 512-record batch.  This does the same work in
-~30-40 us because it does only what a gRPC client needs:
+Written here rather than taken from the ``h2`` library, which cost a third of the export worker's
+CPU per batch; this does the same work in about a tenth of h2's time (docs/performance.md) because
+it does only what a gRPC client needs:
 
 - no server push (refused in our SETTINGS), no priorities;
 - our header blocks are HPACK literals without indexing, so there is no encoder state to keep;

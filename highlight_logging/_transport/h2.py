@@ -1,12 +1,12 @@
-"""OTLP/gRPC unary exports over HTTP/2 driven by hand (``_h2wire`` + a plain socket), without grpcio.
+"""OTLP/gRPC unary exports over HTTP/2 driven by hand (:mod:`.h2wire` + a plain socket), without grpcio.
 
-The default gRPC client (``grpc_client="auto"`` without a proxy, see ``_transport.make``): about
-half of grpcio's CPU per request, and it chooses its zlib level where grpcio is fixed at 6.
-Also the only one usable in a forked child whose parent used grpcio while gRPC fork
+The default gRPC client (``grpc_client="auto"``, see :func:`highlight_logging._transport.make`):
+less CPU per request than grpcio (docs/performance.md), and it chooses its zlib level where grpcio
+is fixed at 6.  Also the only one usable in a forked child whose parent used grpcio while gRPC fork
 support is off (``GRPC_ENABLE_FORK_SUPPORT=0``): grpcio's C core is then unusable in the child, and
-even creating a channel can deadlock holding the GIL.  Nothing here touches that core
-(``_transport.StatusCode`` is a plain enum, and grpcio is not even imported).  Like every transport it never raises and never logs, and
-it maps answers to :class:`Outcome` through ``GrpcTransport._failure`` so both agree exactly.
+even creating a channel can deadlock holding the GIL.  Nothing here touches that core: grpcio is
+not even imported.  Like every transport it never raises and never logs, and it maps answers to
+an :class:`~.base.Outcome` through :func:`~.base.classify_grpc`, as the grpcio client does.
 
 One export at a time (the worker thread); :meth:`cancel` may be called from any thread.
 """
@@ -25,27 +25,23 @@ import urllib.parse
 from collections.abc import Callable
 
 from highlight_logging._core.settings import Settings, is_plaintext
-from highlight_logging._h2wire import Answer, Connection, header_block
-from highlight_logging._proxy import tunnel
-from highlight_logging._transport import (
-    _GRPC_METHODS,
+from highlight_logging._transport.base import (
+    GRPC_METHODS,
     GZIP_LEVEL,
     LOGS,
-    GrpcTransport,
     Outcome,
     StatusCode,
-    _partial_success,
-    _ready,
-    proxy_for,
+    classify_grpc,
+    grpc_target,
+    partial_success,
+    ready,
+    status_code,
+    status_for_http,
+    status_for_reset,
 )
+from highlight_logging._transport.h2wire import Answer, Connection, header_block
+from highlight_logging._transport.proxy import proxy_for, tunnel
 
-_S = StatusCode
-_CODES = {code.value: code for code in _S}
-# A proxy answering without grpc-status: what gRPC clients infer (doc/http-grpc-status-mapping.md).
-_HTTP_CODES = {400: _S.INTERNAL, 401: _S.UNAUTHENTICATED, 403: _S.PERMISSION_DENIED, 404: _S.UNIMPLEMENTED}
-_HTTP_CODES.update(dict.fromkeys((429, 502, 503, 504), _S.UNAVAILABLE))
-# RST_STREAM without a status, as gRPC maps it: REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM.
-_RST_CODES = {7: _S.UNAVAILABLE, 8: _S.CANCELLED, 11: _S.RESOURCE_EXHAUSTED}
 _REFUSED_STREAM = 7
 # How often one request is sent again because the collector refused its stream unprocessed
 # (REFUSED_STREAM, GOAWAY), within its deadline, before it counts as a failed export.
@@ -72,24 +68,7 @@ class _NotSent(ConnectionError):
 
 
 class _SetupError(Exception):
-    """Bad TLS files: a configuration problem, not worth retrying (as in GrpcTransport)."""
-
-
-class _Status:
-    """The three accessors ``GrpcTransport._failure`` reads from a ``grpc.RpcError``."""
-
-    def __init__(self, code: StatusCode, message: str, details_bin: bytes | None) -> None:
-        self._code, self._message = code, message
-        self._trailers = [("grpc-status-details-bin", details_bin)] if details_bin else []
-
-    def code(self) -> StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._message
-
-    def trailing_metadata(self) -> list[tuple[str, bytes]]:
-        return self._trailers
+    """Bad TLS files: a configuration problem, not worth retrying (as with grpcio)."""
 
 
 class _Conn:
@@ -208,11 +187,10 @@ def _remaining(deadline: float) -> float:
 
 
 class H2Transport:
-    """Same interface and outcomes as :class:`GrpcTransport`; one lazily opened connection per target."""
+    """Same interface and outcomes as the grpcio client; one lazily opened connection per target."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._mapper = GrpcTransport(settings)  # only for _failure: creates no channel, no C-core call
         self._metadata = [(k.lower(), v) for k, v in settings.headers]
         self._conns: dict[str, _Conn] = {}
         self._tls_context: ssl.SSLContext | None = None
@@ -229,14 +207,14 @@ class H2Transport:
 
     def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
         """Send the request; the returned call reads the answer.  A few requests may be on their
-        way at once (``_pipeline._MAX_IN_FLIGHT``), each on its own stream of one connection;
+        way at once, each on its own stream of one connection;
         whichever call reads the socket hands every stream its part.  A stream the collector
         refused (REFUSED_STREAM, or above its GOAWAY's last stream id) was never processed
         (RFC 9113 section 8.7): it is sent again at once, as grpcio does, not failed."""
         deadline = time.monotonic() + max(timeout, 0.001)
         s = self._settings
         endpoint = (s.logs_endpoint if signal == LOGS else s.traces_endpoint) or s.endpoint
-        target = GrpcTransport._target(endpoint)
+        target = grpc_target(endpoint)
         plaintext = is_plaintext(endpoint, s.insecure, tls_files=s.tls_files)
         with self._lock:
             if not self._outstanding:
@@ -245,7 +223,7 @@ class H2Transport:
         first = self._begin(target, plaintext, signal, payload, deadline)
         if isinstance(first, Outcome):
             self._answered()
-            return _ready(first)
+            return ready(first)
 
         def wait() -> Outcome:
             attempt: Outcome | tuple[_Conn, int, Answer] = first
@@ -389,7 +367,7 @@ class H2Transport:
     def _connect(self, target: str, plaintext: bool, deadline: float) -> _Conn:
         parts = urllib.parse.urlsplit("//" + target)
         host = parts.hostname or ""
-        proxy = proxy_for(target)  # HTTP CONNECT through it when _proxy says so (TLS on top, as direct)
+        proxy = proxy_for(target)  # HTTP CONNECT through the proxy chosen, if any (TLS on top, as direct)
         if proxy is not None:
             sock = tunnel(proxy, host, parts.port or 443, deadline, self._watch)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -454,7 +432,7 @@ class H2Transport:
             call = [
                 (":method", "POST"),
                 (":scheme", conn.scheme),
-                (":path", _GRPC_METHODS[signal]),
+                (":path", GRPC_METHODS[signal]),
                 (":authority", conn.authority),
                 ("content-type", "application/grpc"),
                 ("te", "trailers"),
@@ -531,9 +509,9 @@ class H2Transport:
     def _outcome(self, resp: Answer, signal: str) -> Outcome:
         f = resp.fields
         if "grpc-status" in f:
-            code = _CODES.get(_number(f["grpc-status"]), _S.UNKNOWN)
+            code = status_code(_number(f["grpc-status"]))
         elif resp.reset is not None:
-            code = _RST_CODES.get(resp.reset, _S.INTERNAL)
+            code = status_for_reset(resp.reset)
             f.setdefault("grpc-message", f"stream reset by the collector (HTTP/2 error {resp.reset})")
         else:
             http = _number(f.get(":status", ""))
@@ -541,20 +519,20 @@ class H2Transport:
                 return Outcome(
                     False, detail="RESOURCE_EXHAUSTED: HTTP status 413 (request too large)", too_large=True
                 )
-            code = _HTTP_CODES.get(http, _S.UNKNOWN)
+            code = status_for_http(http)
             # No grpc-status: a proxy (or a non-gRPC server) answered.  Name its status, as grpcio does.
             f.setdefault(
                 "grpc-message",
                 f"HTTP status {f.get(':status', 'missing')} without grpc-status (a proxy's answer?)",
             )
-        if code is _S.OK:
+        if code is StatusCode.OK:
             try:  # accepted whatever the body says; an unreadable body just hides partial_success
                 n = int.from_bytes(resp.data[1:5], "big")
                 msg = bytes(resp.data[5 : 5 + n])
                 response = gzip.decompress(msg) if resp.data[:1] == b"\x01" else msg
             except Exception:
                 response = b""
-            rejected, message = _partial_success(response, signal)
+            rejected, message = partial_success(response, signal)
             return Outcome(True, rejected=rejected, detail=message)
         details = None
         if "grpc-status-details-bin" in f:  # base64, padding usually stripped
@@ -563,8 +541,7 @@ class H2Transport:
                 details = base64.b64decode(raw + "=" * (-len(raw) % 4))
             except Exception:
                 pass
-        status = _Status(code, urllib.parse.unquote(f.get("grpc-message", "")), details)
-        return self._mapper._failure(status)
+        return classify_grpc(code, urllib.parse.unquote(f.get("grpc-message", "")), details)
 
     def _broken(self, exc: Exception) -> Outcome:
         """An exception in transit: a broken connection is UNAVAILABLE, as grpcio would report it."""
@@ -575,7 +552,7 @@ class H2Transport:
             return Outcome(False, detail=f"CANCELLED: {text}", reconnect=True)
         if isinstance(exc, TimeoutError):
             return Outcome(False, retryable=True, detail=f"DEADLINE_EXCEEDED: {text}", reconnect=True)
-        if isinstance(exc, OSError):  # refused, reset, TLS, protocol (_h2wire.ProtocolError)
+        if isinstance(exc, OSError):  # refused, reset, TLS, protocol (h2wire.ProtocolError)
             return Outcome(False, retryable=True, detail=f"UNAVAILABLE: {text}", reconnect=True)
         return Outcome(False, detail=text)  # _SetupError, bad endpoint, ...
 

@@ -19,18 +19,23 @@ Only ``http://`` proxies are supported (a TLS or SOCKS proxy is reported and not
 Credentials are never part of any text this module produces except :meth:`Proxy.authorization`
 and :meth:`Proxy.url_with_credentials`, which go on the wire only.
 
-Pure: no I/O except :func:`tunnel`, which opens the connection through a chosen proxy.
+Pure: no I/O except :func:`tunnel`, which opens the connection through a chosen proxy, and
+:func:`proxy_for`, which reads the environment and reports an unusable variable.
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from highlight_logging._core import diag as _diag
+from highlight_logging._transport.base import RESOLVER_PREFIXES
 
 __all__ = [
     "Proxy",
@@ -40,6 +45,7 @@ __all__ = [
     "auth_message",
     "for_grpc",
     "for_http",
+    "proxy_for",
     "tunnel",
 ]
 
@@ -305,3 +311,21 @@ def tunnel(
     finally:
         if watch is not None:
             watch(None)
+
+
+def proxy_for(target: str, http_url: str | None = None) -> Proxy | None:
+    """The proxy for a gRPC ``target`` (or an OTLP/HTTP ``http_url``) from the environment now;
+    an unusable variable is reported once and not used."""
+    low = target.lower()
+    if http_url is None and low.startswith(RESOLVER_PREFIXES):
+        if not low.startswith(("dns:", "ipv4:", "ipv6:")):
+            return None  # unix:, vsock:, xds:...: no proxy for those
+        # dns:///host:port, ipv4:addr:port[,...]: the (first) host:port is what no_proxy is matched to
+        target = target.split(":", 1)[1].lstrip("/").split(",")[0]
+    try:
+        if http_url is not None:
+            return for_http(http_url, os.environ)
+        return for_grpc(target, os.environ)
+    except UnsupportedProxy as exc:
+        _diag.warn(f"{exc}; connecting directly", key=f"proxy:{exc}")
+        return None

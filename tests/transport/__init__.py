@@ -1,0 +1,1 @@
+"""Tests of highlight_logging._transport, laid out like the package."""
