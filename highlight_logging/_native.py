@@ -17,7 +17,7 @@ from highlight_logging import _diag
 
 #: The ``ABI`` the C module must declare (``#define ABI`` in ``_speedups.c``): raise both together
 #: whenever a C function's arguments, the Pending layout or a setup's contract change.
-ABI = 3
+ABI = 4
 
 #: HIGHLIGHT_LOGGING_PURE_PYTHON was set at import: the C path is not used even where it was built.
 pure_python = bool(os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"))
