@@ -264,10 +264,9 @@ def test_a_clock_patched_after_import_is_read_by_both() -> None:
 
 @needs_c
 def test_many_extras_are_checked_for_duplicates_in_linear_time() -> None:
-    """The duplicate-key check was pairwise with the GIL held: 20,000 extras took ~1.6 s in C
-    (~30 ms in Python).  50,000 (~10 s pairwise, ~3 ms now): a bound 600 times the linear time, a
-    guard against O(n^2) rather than a speed goal.  A duplicate is found on either side of the
-    pairwise range."""
+    """The duplicate-key check was pairwise with the GIL held.  50,000 extras within a bound far
+    above the linear time and far below the quadratic one: a guard against O(n^2) rather than a
+    speed goal.  A duplicate is found on either side of the pairwise range."""
     many = tuple((f"k{i}", i) for i in range(50_000))
     p = pending(extras=many)
     limit = 10**6
@@ -369,6 +368,16 @@ def test_the_built_module_declares_the_abi_the_python_side_expects() -> None:
 def test_the_built_module_reads_the_pending_layout_of_record_py() -> None:
     """The C code's field indices name the fields of ``_record.Pending``, their one declaration."""
     assert Pending._fields == _speedups.PENDING_FIELDS  # type: ignore[union-attr]
+
+
+def test_every_maker_of_a_pending_fills_each_field_of_its_declaration() -> None:
+    """``capture_record`` builds the tuple positionally (one C call): it must have Pending's length."""
+    makers: list[Callable[..., Pending]] = [_frontend.capture_record_py]
+    if _native.speedups is not None:
+        makers.append(_native.speedups.capture_record)
+    for make in makers:
+        p = make(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)], site=SITE)
+        assert type(p) is Pending and len(p) == len(Pending._fields), make
 
 
 @needs_c
