@@ -140,7 +140,9 @@ def loop(workload: str, log: Any, start: int, stop: int, exc_every: int) -> None
                 log.info("user {} did {}", i, ACTIONS[i & 3], k=i)
 
 
-def paced(workload: str, log: Any, n: int, rate: float, at: dict[int, Callable[[], object]] | None = None) -> list[int]:
+def paced(
+    workload: str, log: Any, n: int, rate: float, at: dict[int, Callable[[], object]] | None = None
+) -> list[int]:
     """Log n records at ``rate`` per second; per-call latencies in ns.  ``at``: what to do just
     before record i (the outage's start and end)."""
     lat = [0] * n
@@ -246,7 +248,9 @@ def our_class(name: str, module: str) -> tuple[Any, str]:
         raise Unavailable(f"highlight_logging.{name}: {exc}") from exc
 
 
-def make_side(workload: str, side: str, port: int, records: int, loguru_opts: dict[str, Any] | None = None) -> Side:
+def make_side(
+    workload: str, side: str, port: int, records: int, loguru_opts: dict[str, Any] | None = None
+) -> Side:
     endpoint = f"http://127.0.0.1:{port}"
     if workload == "stdlib":
         logger = logging.getLogger("bench")
@@ -342,7 +346,9 @@ class EmulatedOTelStructlogProcessor:
     """What opentelemetry-instrumentation-structlog does, for machines without it: translate the
     event dict into an API ``LogRecord`` and ``Logger.emit`` it through the SDK provider."""
 
-    _RESERVED = frozenset({"event", "level", "timestamp", "exc_info", "exception", "_record", "_logger", "_name"})
+    _RESERVED = frozenset(
+        {"event", "level", "timestamp", "exc_info", "exception", "_record", "_logger", "_name"}
+    )
 
     def __init__(self, logger_provider: Any) -> None:
         from opentelemetry._logs import get_logger
@@ -489,8 +495,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rate = PACED_RATE if variant == "paced" else OUTAGE_RATE
         at: dict[int, Callable[[], object]] = {}
         if variant == "outage":
-            at = {int(OUTAGE_FROM * rate): lambda: control.call("down"),
-                  int(OUTAGE_TO * rate): lambda: control.call("up")}
+            at = {
+                int(OUTAGE_FROM * rate): lambda: control.call("down"),
+                int(OUTAGE_TO * rate): lambda: control.call("up"),
+            }
         lat = sorted(paced(args.workload, side.log, n, rate, at))
         out["p50_us"] = lat[len(lat) // 2] / 1e3
         out["p99_us"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e3

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 
 class ByteCountingProxy:
@@ -151,7 +151,10 @@ def main() -> int:
 
     control = Server(("127.0.0.1", 0), Control)
     threading.Thread(target=control.serve_forever, args=(0.1,), daemon=True).start()
-    print(json.dumps({"grpc": receiver.port, "proxy": proxy.port, "control": control.server_address[1]}), flush=True)
+    print(
+        json.dumps({"grpc": receiver.port, "proxy": proxy.port, "control": control.server_address[1]}),
+        flush=True,
+    )
     try:
         # Exit with the parent: stdin closes when it goes away.
         def watch_parent() -> None:

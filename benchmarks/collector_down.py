@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from highlight_logging._receiver import Receiver
+    from highlight_logging._devtools.receiver import Receiver
 
     hole, hole_endpoint = _blackhole()
     results: dict[str, list[float]] = {"up": [], "refused": [], "blackholed": []}

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/encode.py [--records 512] [--repeat 7]
 
 1. the generated protobuf classes (upb): build a ``LogRecord`` message, then serialize it;
-2. ``highlight_logging._encode.log_record(...)``, the package's hand encoder (bytes straight away), as the
+2. ``highlight_logging._export.encode.log_record(...)``, the package's hand encoder (bytes straight away), as the
    export worker calls it: code.*/thread.* as a call-site tuple (encoded once per site), ``k`` as an attribute;
 3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``;
 4. the export worker's two paths from the queued ``Pending`` tuple: the general one (``to_record``, then
@@ -31,8 +31,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from highlight_logging import _encode
-from highlight_logging._record import SITE_KEYS
+from highlight_logging._core.record import SITE_KEYS
+from highlight_logging._export import encode as _encode
 
 ACTIONS = ("login", "logout", "view", "purchase")
 Row = tuple[int, int, int, str, str, dict[str, Any], tuple[Any, ...]]
@@ -125,16 +125,18 @@ def best(cases: list[tuple[str, Callable[[], object]]], n: int, repeat: int) -> 
 
 def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
     """The worker's paths from the queued record, as the stdlib handler leaves it."""
-    from highlight_logging import _frontend, _pipeline, _plain
-    from highlight_logging._settings import Settings
+    from highlight_logging import _pipeline
+    from highlight_logging._core import convert as _convert
+    from highlight_logging._core.settings import Settings
+    from highlight_logging._export import fastpath as _plain
 
     settings = Settings()
     pipeline = _pipeline.Pipeline(settings)
-    room = settings.attribute_count_limit - _frontend._RESERVED
+    room = settings.attribute_count_limit - _convert._RESERVED
 
     def queued() -> list[Any]:
         return [
-            _frontend.capture_record(
+            _convert.capture_record(
                 settings, r[0], 20, r[3], "bench", r[4], {}, list(r[5].items()), site=r[6]
             )
             for r in data
@@ -146,7 +148,7 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
     out: list[tuple[str, Callable[[], object]]] = [
         (
             "worker, general path: to_record + _encode",
-            lambda: [pipeline._encode(_frontend.to_record(p, settings), True) for p in general],
+            lambda: [pipeline._encode(_convert.to_record(p, settings), True) for p in general],
         ),
     ]
     c_path = _plain.plain_logs
@@ -154,10 +156,10 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
         out.append(
             (
                 "worker, plain path: C (_speedups)",
-                lambda: c_path(plain, _encode._site_cache, _plain.levels, room, _frontend.datetime_ns),
+                lambda: c_path(plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns),
             )
         )
-        assert None not in c_path(plain, _encode._site_cache, _plain.levels, room, _frontend.datetime_ns)
+        assert None not in c_path(plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns)
     return out
 
 

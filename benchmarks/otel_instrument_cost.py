@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from highlight_logging._receiver import Receiver
+    from highlight_logging._devtools.receiver import Receiver
 
     results: dict[str, list[float]] = {name: [] for name in CASES}
     with Receiver() as rx:

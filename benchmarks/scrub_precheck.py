@@ -5,7 +5,7 @@
 Run it against another checkout to compare (``PYTHONPATH=/path/to/other/checkout``, with its C
 extension built in place).  Each figure is the best of ``--repeat`` timings, in microseconds:
 
-1. ``chunk``: the worker's per-chunk question (``Scrubber.chunk_clean``, 32 records at once, the C
+1. ``chunk``: the worker's per-chunk question (``RuleScrubber.chunk_clean``, 32 records at once, the C
    pre-check where it was built), per record: the record ``logger.info("user %s did %s", i,
    action, extra={"k": i})``, and the same with three string extras (a path, a user agent, a URL);
 2. ``exception``: ``scrub_text`` on a clean exception message and its stacktrace, per record;
@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 import highlight_logging
-from highlight_logging import _frontend, _scrub
-from highlight_logging._settings import Settings
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.settings import Settings
 
 ACTIONS = ("login", "logout", "view", "purchase")
 STRING_EXTRAS = (
@@ -37,7 +38,7 @@ def _pending(n: int, strings: bool) -> list[Any]:
     settings = Settings()
     out = []
     for i in range(n):
-        p = _frontend.capture_record_py(
+        p = _convert.capture_record_py(
             settings, 1, 20, "INFO", "bench", f"user {i} did {ACTIONS[i & 3]}", {}, []
         )
         extras: tuple[tuple[str, Any], ...] = (("k", i),)
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     n, repeat = args.records, args.repeat
-    scrubber = _scrub.Scrubber()
+    scrubber = _scrub.RuleScrubber()
     rows: dict[str, float] = {}
     for label, strings in (("1 int extra", False), ("+3 string extras", True)):
         pending = _pending(n, strings)

@@ -155,7 +155,7 @@ def ingest_round(n: int) -> tuple[float, float, float]:
 
 STORE_ALONE = WORKLOAD + textwrap.dedent(
     """
-    from highlight_logging._receiver import Receiver
+    from highlight_logging._devtools.receiver import Receiver
     from highlight_logging._devtools.viewer import Store
     n = int(sys.argv[1])
     with Receiver() as rx:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from highlight_logging import _pipeline, _settings
-from highlight_logging._context import context
-from highlight_logging._errors import record_exception
-from highlight_logging._handler import HighlightHandler
-from highlight_logging._loguru import LoguruSink
-from highlight_logging._middleware import HighlightASGIMiddleware, HighlightWSGIMiddleware
-from highlight_logging._structlog import StructlogProcessor
+from highlight_logging import _pipeline
+from highlight_logging._core import settings as _settings
+from highlight_logging._core.context import context
+from highlight_logging._frontends.errors import record_exception
+from highlight_logging._frontends.handler import HighlightHandler
+from highlight_logging._frontends.loguru import LoguruSink
+from highlight_logging._frontends.middleware import HighlightASGIMiddleware, HighlightWSGIMiddleware
+from highlight_logging._frontends.structlog import StructlogProcessor
 from highlight_logging._version import __version__
 
 __all__ = [

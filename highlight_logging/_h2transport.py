@@ -24,9 +24,9 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
+from highlight_logging._core.settings import Settings, is_plaintext
 from highlight_logging._h2wire import Answer, Connection, header_block
 from highlight_logging._proxy import tunnel
-from highlight_logging._settings import Settings, is_plaintext
 from highlight_logging._transport import (
     _GRPC_METHODS,
     GZIP_LEVEL,

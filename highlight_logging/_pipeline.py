@@ -12,7 +12,7 @@ fork hooks, a deadline on shutdown), with what it lacks for a logging bridge:
 * every wait is bounded and interruptible, so exit takes at most ``shutdown_timeout``;
 * after ``fork()`` the child starts with an empty queue, a new worker and a new channel;
 * the application comes first: a plain record is enqueued without a lock, the record itself is
-  built here on the worker (``_frontend.to_record``), and the worker steps back during a logging
+  built here on the worker (``_convert.to_record``), and the worker steps back during a logging
   burst and otherwise hands the GIL back after ``_HOLD`` of work;
 * one request is in flight while the worker encodes the next batch, so a draining worker does
   not sit idle while the collector reads each request.
@@ -31,23 +31,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from highlight_logging import (
-    _diag,
-    _encode,
-    _frontend,
-    _highlight,
-    _osthread,
-    _otel_flush,
-    _plain,
-    _sigterm_rescue,
-    _transport,
-)
-from highlight_logging._coerce import truncate
-from highlight_logging._record import Attributes, ExceptionInfo, Pending, Record, Value
-from highlight_logging._settings import Settings
+from highlight_logging import _transport
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import diag as _diag
+from highlight_logging._core import highlight as _highlight
+from highlight_logging._core import osthread as _osthread
+from highlight_logging._core.coerce import truncate
+from highlight_logging._core.record import Attributes, ExceptionInfo, Pending, Record, Value
+from highlight_logging._core.settings import Settings
+from highlight_logging._export import encode as _encode
+from highlight_logging._export import fastpath as _plain
+from highlight_logging._export import otel_flush as _otel_flush
+from highlight_logging._export import sigterm as _sigterm_rescue
 from highlight_logging._version import __version__
+
+if TYPE_CHECKING:
+    from highlight_logging._core.scrub import Scrubber
 
 REASONS = (
     "queue_full",
@@ -152,7 +153,7 @@ class Pipeline:
         self._max_records = settings.max_queue_size
         self._max_bytes = settings.max_queue_bytes
         self._batch_size = settings.max_export_batch_size
-        self._room = settings.attribute_count_limit - _frontend._RESERVED  # see to_record
+        self._room = settings.attribute_count_limit - _convert._RESERVED  # see to_record
         self._scrubber = _make_scrubber(settings)
         # The highlight shape (_highlight): exceptions travel on their log records only, so every
         # record is one log and none is a span; records that it would change take the general path.
@@ -627,7 +628,7 @@ class Pipeline:
                     _encode._site_cache,
                     self._levels,
                     self._room,
-                    _frontend.datetime_ns,
+                    _convert.datetime_ns,
                     self._plain_shape,
                 )
                 scopes = {p.scope for p in part}
@@ -725,7 +726,7 @@ class Pipeline:
     def _to_records(self, pending: list[Pending]) -> list[Record]:
         """The converter's worker half for a batch; a record it cannot convert is counted, not lost silently."""
         settings = self.settings
-        to_record = _frontend.to_record  # an attribute at call time: _frontend imports this module
+        to_record = _convert.to_record  # an attribute at call time: _frontend imports this module
         records = []
         for p in pending:
             try:
@@ -1118,19 +1119,11 @@ class Pipeline:
         return "; ".join(parts) if parts else None
 
 
-def _make_scrubber(settings: Settings) -> Any:
-    if not settings.scrub:
-        return None
-    from highlight_logging._scrub import Scrubber
+def _make_scrubber(settings: Settings) -> Scrubber | None:
+    # Imported here: compiling its rules is paid by the first pipeline, not by every import.
+    from highlight_logging._core import scrub as _scrub
 
-    return Scrubber(
-        keys=settings.scrub_keys,
-        extra_keys=settings.scrub_extra_keys,
-        patterns=settings.scrub_patterns,
-        extra_patterns=settings.scrub_extra_patterns,
-        disable_rules=settings.scrub_disable_rules,
-        enable_rules=settings.scrub_enable_rules,
-    )
+    return _scrub.from_settings(settings)
 
 
 # --- the registry: one pipeline per distinct settings ----------------------------------------------

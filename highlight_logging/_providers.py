@@ -32,11 +32,12 @@ from typing import Any
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _diag, _pipeline
-from highlight_logging._frontend import to_record
+from highlight_logging import _pipeline
+from highlight_logging._core import diag as _diag
+from highlight_logging._core.convert import to_record
+from highlight_logging._core.record import Attributes, Pending, Record, Value
+from highlight_logging._core.settings import Settings
 from highlight_logging._pipeline import exception_attributes
-from highlight_logging._record import Attributes, Pending, Record, Value
-from highlight_logging._settings import Settings
 
 __all__ = ["ProviderPipeline", "get"]
 

@@ -1437,7 +1437,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
         }
         PyTuple_SET_ITEM(layout, i, name);
     }
-    PyObject *record = PyImport_ImportModule("highlight_logging._record");
+    PyObject *record = PyImport_ImportModule("highlight_logging._core.record");
     PyObject *fields = NULL;
     int same = -1;
     if (record != NULL && (site_key_set = PyObject_GetAttrString(record, "SITE_KEY_SET")) != NULL) {

@@ -3,8 +3,8 @@
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from highlight_logging._record import Attributes, ExceptionInfo, Pending, Site
-from highlight_logging._settings import Settings
+from highlight_logging._core.record import Attributes, ExceptionInfo, Pending, Site
+from highlight_logging._core.settings import Settings
 
 SAME_MOMENT: int
 ABI: int

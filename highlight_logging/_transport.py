@@ -16,8 +16,10 @@ import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from highlight_logging import _diag, _osthread, _proxy
-from highlight_logging._settings import Settings, is_plaintext
+from highlight_logging import _proxy
+from highlight_logging._core import diag as _diag
+from highlight_logging._core import osthread as _osthread
+from highlight_logging._core.settings import Settings, is_plaintext
 
 LOGS = "logs"
 TRACES = "traces"

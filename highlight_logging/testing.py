@@ -35,9 +35,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
-from highlight_logging import _frontend, _pipeline
-from highlight_logging._record import Pending
-from highlight_logging._settings import Settings
+from highlight_logging import _pipeline
+from highlight_logging._core import convert as _convert
+from highlight_logging._core.record import Pending
+from highlight_logging._core.settings import Settings
+from highlight_logging._frontends import binding as _binding
 
 __all__ = ["Capture", "CapturedEvent", "CapturedLog", "CapturedSpan", "capture"]
 
@@ -131,7 +133,7 @@ class _Sink:
 
     def submit(self, pending: Pending) -> None:
         try:
-            record = _frontend.to_record(pending, self.settings)
+            record = _convert.to_record(pending, self.settings)
             log_bytes, span_bytes = self._encoder._encode(record)
             # An error report is a span only, except in the highlight shape (a log carries it).
             sent_log = not record.span_only or self._encoder.highlight
@@ -152,7 +154,7 @@ class _Sink:
 def _decode_log(scope: str, data: bytes) -> CapturedLog:
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-    from highlight_logging._receiver import any_value_to_python, attributes_to_dict
+    from highlight_logging._devtools.receiver import any_value_to_python, attributes_to_dict
 
     rec = LogRecord.FromString(data)
     return {
@@ -171,7 +173,7 @@ def _decode_log(scope: str, data: bytes) -> CapturedLog:
 def _decode_span(scope: str, data: bytes) -> CapturedSpan:
     from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-    from highlight_logging._receiver import attributes_to_dict
+    from highlight_logging._devtools.receiver import attributes_to_dict
 
     span = Span.FromString(data)
     return {
@@ -200,12 +202,10 @@ def _decode_span(scope: str, data: bytes) -> CapturedSpan:
 
 _stack: list[Capture] = []
 _stack_lock = threading.Lock()
-#: The name of the module variable ``Binding.get()`` reads (see the ``_frontend`` patch).
-_HOOK = "capture"
 
 
 def _install() -> None:
-    setattr(_frontend, _HOOK, _stack[-1] if _stack else None)
+    _binding.set_capture(_stack[-1] if _stack else None)
 
 
 @contextlib.contextmanager

@@ -12,8 +12,9 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 from otlp_receiver import FaultyReceiver  # noqa: E402
 
-from highlight_logging import _pipeline, _settings  # noqa: E402
-from highlight_logging._receiver import Receiver  # noqa: E402
+from highlight_logging import _pipeline  # noqa: E402
+from highlight_logging._core import settings as _settings  # noqa: E402
+from highlight_logging._devtools.receiver import Receiver  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """Test helpers around the bundled OTLP receiver: fault injection, a blackhole, client shortcuts.
 
-``FaultyReceiver`` is :class:`highlight_logging._receiver.Receiver` plus knobs a test flips while
+``FaultyReceiver`` is :class:`highlight_logging._devtools.receiver.Receiver` plus knobs a test flips while
 an exporter talks to it::
 
     with FaultyReceiver() as rx:
@@ -39,7 +39,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from highlight_logging._receiver import (
+from highlight_logging._devtools.receiver import (
     Partial,
     ReceivedLog,
     ReceivedSpan,

@@ -1,5 +1,5 @@
 """``capture_record``'s C twin (``_speedups.capture_record``) gives the Pending the Python reference
-(``_frontend.capture_record_py``) gives, raises where it raises, and hands it what it does not handle."""
+(``_convert.capture_record_py``) gives, raises where it raises, and hands it what it does not handle."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
-from highlight_logging import _context, _frontend, _plain
-from highlight_logging._record import SITE_KEYS, THREAD_KEYS, ExceptionInfo, Pending
-from highlight_logging._settings import Settings
+from highlight_logging._core import context as _context
+from highlight_logging._core import convert as _convert
+from highlight_logging._core.record import SITE_KEYS, THREAD_KEYS, ExceptionInfo, Pending
+from highlight_logging._core.settings import Settings
+from highlight_logging._export import fastpath as _plain
 
 try:
     from highlight_logging import _speedups
@@ -37,7 +39,7 @@ def both(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     """(reference's outcome, C twin's outcome): a Pending, or the exception's type; observed times
     are checked against the clock and then left out."""
     out = []
-    for impl in (_frontend.capture_record_py, _speedups.capture_record if _speedups else None):
+    for impl in (_convert.capture_record_py, _speedups.capture_record if _speedups else None):
         assert impl is not None
         copied = [list(a) if isinstance(a, list) else a for a in args]  # each call its own list
         before = time.time_ns()
@@ -68,7 +70,7 @@ def test_front_ends_call_the_c_twin_where_it_was_built() -> None:
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None or _plain.pure_python:
         pytest.skip("no C compiler here, or the pure-Python path was asked for")
-    assert _frontend.capture_record is _speedups.capture_record
+    assert _convert.capture_record is _speedups.capture_record
 
 
 @needs_c
@@ -153,7 +155,7 @@ def test_extras_past_the_count_limit_are_counted_not_converted() -> None:
 @needs_c
 def test_any_iterable_of_pairs() -> None:
     """A generator, a dict's items, a tuple of lists: the same snapshot, each read once."""
-    ref = _frontend.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, (("a", i) for i in range(3)))
+    ref = _convert.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, (("a", i) for i in range(3)))
     c = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, (("a", i) for i in range(3)))
     assert c._replace(observed_ns=0) == ref._replace(observed_ns=0)
     same(SETTINGS, 1, 20, "INFO", "s", "b", {}, (["a", 1], ["b", 2]))
@@ -260,7 +262,7 @@ def _eq(a: Any, b: Any) -> bool:
 @pytest.fixture
 def _fresh_setup() -> Iterator[None]:
     yield
-    _frontend._setup_c_twin(_speedups)  # as _frontend does at import
+    _convert._setup_c_twin(_speedups)  # as _frontend does at import
 
 
 @needs_c
@@ -274,7 +276,7 @@ def test_without_the_context_var_the_twin_asks_current_span() -> None:
         calls.append(1)
         return ids
 
-    _frontend._setup_c_twin(_speedups, spy, None)
+    _convert._setup_c_twin(_speedups, spy, None)
     p = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, [])
     assert calls == [1] and (p.trace_id, p.span_id, p.flags) == ids
 
@@ -290,7 +292,7 @@ def test_the_setup_checks_its_arguments() -> None:
 
 def test_the_reference_is_what_front_ends_get_without_c() -> None:
     """The reference alone builds a whole Pending (the pure-Python install's path)."""
-    p = _frontend.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)], site=SITE)
+    p = _convert.capture_record_py(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)], site=SITE)
     assert p.extras == (("k", 1),) and p.site == SITE and p.size > 0
 
 
@@ -322,7 +324,7 @@ def test_a_bad_pair_fails_as_unpacking_it_does() -> None:
 
     for pair in (("a", 1, 2), ("a",), 5, ["a", 1, 2], Endless()):
         outcome = []
-        for impl in (_frontend.capture_record_py, _speedups.capture_record):
+        for impl in (_convert.capture_record_py, _speedups.capture_record):
             read.clear()
             try:
                 impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, [pair])
@@ -335,7 +337,7 @@ def test_a_bad_pair_fails_as_unpacking_it_does() -> None:
 def test_a_patched_clock_is_read_as_the_reference_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """A test's patched ``time.time_ns`` (as freezegun does) gives the observed time in both."""
     monkeypatch.setattr(time, "time_ns", lambda: 1_000_000_000_123)
-    for impl in (_frontend.capture_record_py, _speedups.capture_record):
+    for impl in (_convert.capture_record_py, _speedups.capture_record):
         assert impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns == 1_000_000_000_000
 
 
@@ -388,7 +390,8 @@ def test_structlog_events_are_read_in_c_as_the_python_path_reads_them(
 ) -> None:
     """Generated events (some plain, most not): the C reading submits the very Pending the Python
     path submits, or declines and the Python path does it."""
-    from highlight_logging import StructlogProcessor, _structlog
+    from highlight_logging import StructlogProcessor
+    from highlight_logging._frontends import structlog as _structlog
 
     event = {**extra, **{k: v for k, v in fixed.items() if v is not _ABSENT}, **dict.fromkeys(rare, None)}
     processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
@@ -417,7 +420,8 @@ def test_plain_structlog_events_are_read_in_c_as_the_python_path_reads_them(
     level: str, logger: Any, stamp: float, body: str, extra: dict[str, Any]
 ) -> None:
     """Plain events only (each one the C path's): the same Pending as the Python path's."""
-    from highlight_logging import StructlogProcessor, _structlog
+    from highlight_logging import StructlogProcessor
+    from highlight_logging._frontends import structlog as _structlog
 
     event = {**extra, "event": body, "level": level, "timestamp": stamp}
     if logger is not _ABSENT:
@@ -440,7 +444,8 @@ def test_a_plain_structlog_event_is_read_in_c() -> None:
     """The common event (add_log_level, TimeStamper) is the C path's; a stdlib logger's is not."""
     import logging
 
-    from highlight_logging import StructlogProcessor, _structlog
+    from highlight_logging import StructlogProcessor
+    from highlight_logging._frontends import structlog as _structlog
 
     processor = StructlogProcessor(endpoint="http://127.0.0.1:9")
     settings_ = processor._binding.get().settings
@@ -474,7 +479,8 @@ def test_structlog_event_checks_its_arguments() -> None:
 def test_an_event_with_keys_that_run_code_is_left_to_the_python_path() -> None:
     """A non-str key whose __eq__ changes the dict (met by any lookup of a key with its hash): the
     C reading declines before looking anything up, so both paths see the same dict."""
-    from highlight_logging import StructlogProcessor, _structlog
+    from highlight_logging import StructlogProcessor
+    from highlight_logging._frontends import structlog as _structlog
 
     class Meddler:
         armed = False
@@ -505,7 +511,8 @@ def test_an_event_with_keys_that_run_code_is_left_to_the_python_path() -> None:
 def test_a_logger_whose_class_raises_goes_the_python_path_s_way() -> None:
     """An odd logger object whose __class__ raises: the event is still exported (by the Python
     path, which only checks the logger after submitting), as without the C reading."""
-    from highlight_logging import StructlogProcessor, _structlog
+    from highlight_logging import StructlogProcessor
+    from highlight_logging._frontends import structlog as _structlog
 
     class Odd:
         @property  # type: ignore[misc]

@@ -25,9 +25,10 @@ from typing import Any
 import pytest
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _context
-from highlight_logging._middleware import HighlightASGIMiddleware, HighlightWSGIMiddleware
-from highlight_logging._receiver import Receiver
+from highlight_logging import HighlightHandler
+from highlight_logging._core import context as _context
+from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._frontends.middleware import HighlightASGIMiddleware, HighlightWSGIMiddleware
 
 SESSION, REQUEST = "sess-1", "req-1"
 HEADER = f"{SESSION}/{REQUEST}"

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from highlight_logging import _encode
-from highlight_logging._frontend import severity_number
-from highlight_logging._receiver import any_value_to_python
+from highlight_logging._core.convert import severity_number
+from highlight_logging._devtools.receiver import any_value_to_python
+from highlight_logging._export import encode as _encode
 
 values = st.recursive(
     st.none()

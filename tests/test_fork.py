@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,8 +10,11 @@ import structlog
 from loguru import logger as loguru_logger
 
 import highlight_logging
-from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor, _handler, _loguru, _structlog
-from highlight_logging._receiver import Receiver
+from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
+from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._frontends import handler as _handler
+from highlight_logging._frontends import loguru as _loguru
+from highlight_logging._frontends import structlog as _structlog
 
 
 def _broken(*_: Any, **__: Any) -> Any:

@@ -23,7 +23,7 @@ from loguru import logger as loguru_logger
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 GOLDEN = Path(__file__).parent / "golden" / "otel_shape.json"
 

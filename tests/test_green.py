@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_recipes import _sigint_not_ignored
 
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(60)
 

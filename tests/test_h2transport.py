@@ -34,10 +34,10 @@ from otlp_receiver import (
     spans_request,
 )
 
+from highlight_logging._core.settings import resolve
+from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._h2transport import H2Transport, _Conn
 from highlight_logging._h2wire import Answer, _frame
-from highlight_logging._receiver import Receiver
-from highlight_logging._settings import resolve
 from highlight_logging._transport import LOGS, TRACES, GrpcTransport, Outcome
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -288,7 +288,7 @@ sys.path.insert(0, sys.argv[2])
 from otlp_receiver import export_logs, log_record, logs_request
 from highlight_logging._h2transport import H2Transport, _Conn
 from highlight_logging._h2wire import Answer, _frame
-from highlight_logging._settings import resolve
+from highlight_logging._core.settings import resolve
 from highlight_logging._transport import LOGS
 
 def work(i):

@@ -18,7 +18,7 @@ from otlp_receiver import ByteCounter
 
 import highlight_logging
 from highlight_logging import HighlightHandler
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,7 +214,7 @@ def test_exception_attributes_and_span(log: logging.Logger, receiver: Receiver, 
     assert span.span.parent_span_id == b""
     (event,) = span.span.events
     assert event.name == "exception"
-    from highlight_logging._receiver import attributes_to_dict
+    from highlight_logging._devtools.receiver import attributes_to_dict
 
     ev = attributes_to_dict(event.attributes)
     assert ev["exception.type"] == a["exception.type"]

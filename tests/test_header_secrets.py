@@ -15,7 +15,7 @@ import pytest
 
 import highlight_logging
 from highlight_logging import HighlightHandler, _pipeline
-from highlight_logging._settings import Settings, resolve
+from highlight_logging._core.settings import Settings, resolve
 from highlight_logging._transport import LOGS, HttpTransport
 
 SECRET = "hl-" + "Qz7" * 8  # made up here; stands for an API key

@@ -19,8 +19,9 @@ from loguru import logger as loguru_logger
 from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
-from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor, _settings
-from highlight_logging._receiver import Receiver
+from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
+from highlight_logging._core import settings as _settings
+from highlight_logging._devtools.receiver import Receiver
 
 # --- the facts: highlight.io's ingest, as read --------------------------------------------------------
 
@@ -446,7 +447,7 @@ def test_a_project_header_is_a_project_id(capsys: pytest.CaptureFixture[str]) ->
 
 def test_a_renamed_key_never_lands_on_another() -> None:
     """``extra.<key>``, and ``extra.extra.<key>`` when the user already has ``extra.<key>``."""
-    from highlight_logging._highlight import shape_extras
+    from highlight_logging._core.highlight import shape_extras
 
     got = shape_extras((("level", "x"), ("extra.level", "y"), ("ok", True), ("log", {"severity": "d"})))
     assert got == [
@@ -458,7 +459,7 @@ def test_a_renamed_key_never_lands_on_another() -> None:
 
 
 def test_bytes_shown_as_text_stay_within_the_value_limit() -> None:
-    from highlight_logging._highlight import shown
+    from highlight_logging._core.highlight import shown
 
     assert shown(b"\xff" * 10, 8) == "\\xff\\xff...[truncated]"
     assert shown({"a": [b"ok"]}, 8) == {"a": ["ok"]}

@@ -7,7 +7,7 @@ import pytest
 from otlp_receiver import FaultyReceiver, handler_logger
 
 import highlight_logging
-from highlight_logging._settings import resolve
+from highlight_logging._core.settings import resolve
 
 
 def test_logs_and_exception_spans_over_http_with_gzip(faulty: FaultyReceiver) -> None:

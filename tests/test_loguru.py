@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
 from highlight_logging import _pipeline
-from highlight_logging._frontend import datetime_ns
-from highlight_logging._loguru import LoguruSink
-from highlight_logging._receiver import Receiver
+from highlight_logging._core.convert import datetime_ns
+from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._frontends.loguru import LoguruSink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -374,7 +374,7 @@ def test_internal_scope_and_disabled_are_skipped(rx: Receiver) -> None:
 
 def test_imports_without_loguru() -> None:
     """The module imports (and the sink constructs) when loguru is not installed."""
-    code = "import sys; sys.modules['loguru'] = None\nfrom highlight_logging._loguru import LoguruSink\nprint(LoguruSink(disabled=True))"
+    code = "import sys; sys.modules['loguru'] = None\nfrom highlight_logging._frontends.loguru import LoguruSink\nprint(LoguruSink(disabled=True))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "LoguruSink" in out.stdout

@@ -20,9 +20,15 @@ from typing import Any
 
 import pytest
 
-from highlight_logging import _diag, _encode, _frontend, _native, _pipeline, _plain, _scrub
-from highlight_logging._record import SITE_KEYS, Pending
-from highlight_logging._settings import Settings
+from highlight_logging import _pipeline
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import diag as _diag
+from highlight_logging._core import native as _native
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.record import SITE_KEYS, Pending
+from highlight_logging._core.settings import Settings
+from highlight_logging._export import encode as _encode
+from highlight_logging._export import fastpath as _plain
 
 try:
     from highlight_logging import _speedups
@@ -32,10 +38,10 @@ except ImportError:
 needs_c = pytest.mark.skipif(_native.speedups is None, reason="no C speedups in this install, or not in use")
 
 SETTINGS = Settings()
-ROOM = SETTINGS.attribute_count_limit - _frontend._RESERVED
+ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
 ROOT = Path(__file__).resolve().parent.parent
-DATETIME_NS = _frontend.datetime_ns  # the general path's, which general() replaces while it runs
+DATETIME_NS = _convert.datetime_ns  # the general path's, which general() replaces while it runs
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +55,7 @@ def _fresh_caches() -> Iterator[None]:
 
 
 def pending(when: Any = None, extras: Any = (("k", 7),), site: Any = SITE) -> Pending:
-    p = _frontend.capture_record_py(
+    p = _convert.capture_record_py(
         SETTINGS, time.time_ns() if when is None else when, 20, "INFO", "app", "b", {}, []
     )
     p = p._replace(extras=extras, site=site)
@@ -62,20 +68,20 @@ def pending(when: Any = None, extras: Any = (("k", 7),), site: Any = SITE) -> Pe
 def general(chunk: list[Pending], to_ns: Callable[[Any], int], room: int = ROOM) -> list[bytes] | type:
     """The general path's LogRecords (``to_ns`` standing in for ``datetime_ns``), or the type of
     the exception it raised."""
-    settings = Settings(attribute_count_limit=room + _frontend._RESERVED)
+    settings = Settings(attribute_count_limit=room + _convert._RESERVED)
     pipeline = _pipeline.Pipeline(settings)
-    saved = _frontend.datetime_ns
-    _frontend.datetime_ns = to_ns  # type: ignore[assignment]
+    saved = _convert.datetime_ns
+    _convert.datetime_ns = to_ns  # type: ignore[assignment]
     try:
-        return [pipeline._encode(_frontend.to_record(p, settings), True)[0] for p in chunk]
+        return [pipeline._encode(_convert.to_record(p, settings), True)[0] for p in chunk]
     except BaseException as exc:  # KeyboardInterrupt is what is compared
         return type(exc)
     finally:
-        _frontend.datetime_ns = saved  # type: ignore[assignment]
+        _convert.datetime_ns = saved  # type: ignore[assignment]
 
 
 def both(
-    chunk: list[Pending], to_ns: Callable[[Any], int] = _frontend.datetime_ns, room: int = ROOM
+    chunk: list[Pending], to_ns: Callable[[Any], int] = _convert.datetime_ns, room: int = ROOM
 ) -> list[Any]:
     """What the general path and the C path answer (LogRecords, None where C declines), or the
     exception type each raised; C's bytes must be the general path's wherever it gives any."""
@@ -117,14 +123,16 @@ def test_a_list_of_extras_changed_by_python_code_is_not_read_as_a_tuple() -> Non
     code = """
         import time
         from datetime import datetime, timezone
-        from highlight_logging import _encode, _frontend, _plain, _speedups
-        from highlight_logging._record import SITE_KEYS
-        from highlight_logging._settings import Settings
+        from highlight_logging import _speedups
+        from highlight_logging._export import encode as _encode, fastpath as _plain
+        from highlight_logging._core import convert as _convert
+        from highlight_logging._core.record import SITE_KEYS
+        from highlight_logging._core.settings import Settings
         site = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
         _encode.site_attributes(site)
         when = datetime.now().astimezone(timezone.utc).replace(tzinfo=None)  # naive: to_ns() runs
         extras = [("k" + str(i), "v" * 50 + str(i)) for i in range(20)]
-        p = _frontend.capture_record_py(Settings(), when, 20, "INFO", "app", "b", {}, [], site=site)
+        p = _convert.capture_record_py(Settings(), when, 20, "INFO", "app", "b", {}, [], site=site)
         p = p._replace(extras=extras)
         _plain.learn(p)
         def to_ns(value):
@@ -213,10 +221,11 @@ def test_loguru_time_keeps_the_c_read_and_a_python_tzinfo_gets_the_python_path()
 _CLOCK_BEFORE_IMPORT = """
     import sys, time
     {patch}
-    from highlight_logging import _frontend, _speedups
-    from highlight_logging._settings import Settings
+    from highlight_logging import _speedups
+    from highlight_logging._core import convert as _convert
+    from highlight_logging._core.settings import Settings
     s = Settings()
-    ref = _frontend.capture_record_py(s, 1, 20, "INFO", "s", "b", {{}}, []).observed_ns
+    ref = _convert.capture_record_py(s, 1, 20, "INFO", "s", "b", {{}}, []).observed_ns
     c = _speedups.capture_record(s, 1, 20, "INFO", "s", "b", {{}}, []).observed_ns
     print(ref, c)
     """
@@ -253,7 +262,7 @@ def test_a_clock_patched_after_import_is_read_by_both() -> None:
         time_machine.travel(frozen / 1e9, tick=False),
     ):
         with travel:
-            for impl in (_frontend.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
+            for impl in (_convert.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
                 assert impl(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns == frozen, (travel, impl)
     now = time.time_ns()
     assert _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, []).observed_ns >= now - 256  # type: ignore[union-attr]
@@ -271,7 +280,7 @@ def test_many_extras_are_checked_for_duplicates_in_linear_time() -> None:
     p = pending(extras=many)
     limit = 10**6
     started = time.perf_counter()
-    c = _speedups.plain_logs([p], _encode._site_cache, _plain.levels, limit, _frontend.datetime_ns)  # type: ignore[union-attr]
+    c = _speedups.plain_logs([p], _encode._site_cache, _plain.levels, limit, _convert.datetime_ns)  # type: ignore[union-attr]
     took = time.perf_counter() - started
     assert c[0] is not None
     assert took < 2.0, f"{took:.3f} s: quadratic again?"
@@ -349,7 +358,7 @@ def test_a_keyboard_interrupt_from_the_settings_or_attributes_propagates_from_bo
             return dict.__len__(self)
 
     for make in (lambda: (Settingsish(), {}), lambda: (SETTINGS, Attributes())):
-        for impl in (_frontend.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
+        for impl in (_convert.capture_record_py, _speedups.capture_record):  # type: ignore[union-attr]
             settings, attributes = make()
             with pytest.raises(KeyboardInterrupt):
                 impl(settings, 1, 20, "INFO", "s", "b", attributes, [])  # type: ignore[arg-type]
@@ -372,7 +381,7 @@ def test_the_built_module_reads_the_pending_layout_of_record_py() -> None:
 
 def test_every_maker_of_a_pending_fills_each_field_of_its_declaration() -> None:
     """``capture_record`` builds the tuple positionally (one C call): it must have Pending's length."""
-    makers: list[Callable[..., Pending]] = [_frontend.capture_record_py]
+    makers: list[Callable[..., Pending]] = [_convert.capture_record_py]
     if _native.speedups is not None:
         makers.append(_native.speedups.capture_record)
     for make in makers:
@@ -386,14 +395,15 @@ def test_a_build_of_another_pending_layout_is_set_aside(tmp_path: Path) -> None:
     warning), the package runs pure Python, and no field is read as another."""
     package = tmp_path / "highlight_logging"
     shutil.copytree(ROOT / "highlight_logging", package, ignore=shutil.ignore_patterns("__pycache__"))
-    record = package / "_record.py"
+    record = package / "_core" / "record.py"
     source = record.read_text()
     moved = "    span_only: bool\n    logged_now: bool"
     assert moved in source
     record.write_text(source.replace(moved, "    logged_now: bool\n    span_only: bool"))
     code = """
         import highlight_logging
-        from highlight_logging import _native, _plain
+        from highlight_logging._core import native as _native
+        from highlight_logging._export import fastpath as _plain
         assert highlight_logging.__file__.startswith({root!r}), highlight_logging.__file__
         print(_native.speedups is None and _plain.plain_logs is None)
         """
@@ -412,7 +422,7 @@ def test_a_build_of_another_pending_layout_is_set_aside(tmp_path: Path) -> None:
     [
         "def plain_logs(a, b, c, d, e):\n    raise TypeError('plain_logs() takes 5 arguments')\n",
         "ABI = 1\n",
-        "raise AttributeError(\"module 'highlight_logging._record' has no attribute 'SITE_KEY_SET'\")\n",
+        "raise AttributeError(\"module 'highlight_logging._core.record' has no attribute 'SITE_KEY_SET'\")\n",
     ],
     ids=["no ABI", "old ABI", "fails to initialise"],
 )
@@ -445,11 +455,12 @@ def test_a_stale_build_beside_newer_code_logs_through_pure_python(tmp_path: Path
     code = """
         import logging
         import highlight_logging
-        from highlight_logging import _frontend, _native, _plain
+        from highlight_logging._core import convert as _convert, native as _native
+        from highlight_logging._export import fastpath as _plain
         from highlight_logging.testing import capture
         assert highlight_logging.__file__.startswith({root!r}), highlight_logging.__file__
         assert _native.speedups is None and _plain.plain_logs is None
-        assert _frontend.capture_record is _frontend.capture_record_py
+        assert _convert.capture_record is _convert.capture_record_py
         logger = logging.getLogger("app")
         logger.addHandler(highlight_logging.HighlightHandler())
         logger.setLevel(logging.INFO)

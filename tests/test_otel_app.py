@@ -21,9 +21,12 @@ from typing import Any
 
 import pytest
 
-from highlight_logging import HighlightHandler, _diag, _otel_duplicates, _otel_flush, _pipeline
-from highlight_logging._receiver import Receiver
-from highlight_logging._settings import Settings
+from highlight_logging import HighlightHandler, _pipeline
+from highlight_logging._core import diag as _diag
+from highlight_logging._core.settings import Settings
+from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._export import otel_flush as _otel_flush
+from highlight_logging._frontends import otel_duplicates as _otel_duplicates
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 

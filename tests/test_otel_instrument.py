@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from otlp_receiver import free_port
 
-from highlight_logging._receiver import ReceivedLog, Receiver
+from highlight_logging._devtools.receiver import ReceivedLog, Receiver
 
 pytest.importorskip("opentelemetry.distro")
 pytest.importorskip("opentelemetry.instrumentation.flask")

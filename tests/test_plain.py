@@ -17,9 +17,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from highlight_logging import _encode, _frontend, _highlight, _native, _pipeline, _plain
-from highlight_logging._record import INT64_MAX, INT64_MIN, SITE_KEYS, THREAD_KEYS, ExceptionInfo, Pending
-from highlight_logging._settings import Settings
+from highlight_logging import _pipeline
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import highlight as _highlight
+from highlight_logging._core import native as _native
+from highlight_logging._core.record import (
+    INT64_MAX,
+    INT64_MIN,
+    SITE_KEYS,
+    THREAD_KEYS,
+    ExceptionInfo,
+    Pending,
+)
+from highlight_logging._core.settings import Settings
+from highlight_logging._export import encode as _encode
+from highlight_logging._export import fastpath as _plain
 
 try:
     from highlight_logging import _speedups
@@ -27,7 +39,7 @@ except ImportError:
     _speedups = None
 
 SETTINGS = Settings()
-ROOM = SETTINGS.attribute_count_limit - _frontend._RESERVED
+ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
 NOW = time.time_ns()
 AWARE = datetime.now(timezone.utc)
@@ -59,7 +71,7 @@ def pending(
     **fields: Any,
 ) -> Pending:
     """A Pending as a front end leaves it; ``fields`` replaces any of its fields afterwards."""
-    p = _frontend.capture_record(
+    p = _convert.capture_record(
         SETTINGS,
         NOW - 5000 if when is None else when,
         level[0],
@@ -76,7 +88,7 @@ def pending(
 def general(make: Callable[[], Pending]) -> bytes:
     """What the general path makes of the record."""
     pipeline = _pipeline.Pipeline(SETTINGS)
-    record = _frontend.to_record(make(), SETTINGS)
+    record = _convert.to_record(make(), SETTINGS)
     return pipeline._encode(record, True)[0]
 
 
@@ -86,7 +98,7 @@ def fast(impl: Any, make: Callable[[], Pending], learn: bool = True) -> bytes | 
         _plain.learn(p)
         if p.site is not None:
             _encode.site_attributes(p.site)
-    [out] = impl([p], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns)
+    [out] = impl([p], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns)
     assert out is None or type(out) is bytes
     return out  # type: ignore[no-any-return]
 
@@ -105,7 +117,7 @@ PLAIN = {
     "old record": lambda: pending(when=NOW - 5 * 10**9),
     "future record": lambda: pending(when=NOW + 10**6),
     "not logged now": lambda: pending(logged_now=False),
-    "aware datetime": lambda: pending(when=AWARE, observed_ns=_frontend.datetime_ns(AWARE) + 1000),
+    "aware datetime": lambda: pending(when=AWARE, observed_ns=_convert.datetime_ns(AWARE) + 1000),
     "naive datetime": lambda: pending(when=NAIVE),
     "thread site": lambda: pending(site=(THREAD_KEYS, 99, "worker-1")),
     "custom level": lambda: pending(level=(25, "SUCCESS")),
@@ -165,7 +177,7 @@ def test_a_level_name_reused_with_another_number_is_declined(impl: Any) -> None:
     """``levels`` is keyed by name: a name logged at another number never borrows its encoding."""
     fast(impl, lambda: pending(level=(20, "INFO")))
     make = lambda: pending(level=(25, "INFO"))  # noqa: E731
-    [out] = impl([make()], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns)
+    [out] = impl([make()], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns)
     assert out is None
 
 
@@ -175,7 +187,7 @@ def test_a_batch_mixes_both_kinds_in_order(impl: Any) -> None:
     makers = [PLAIN["int extra"], NOT_PLAIN["exception"], PLAIN["scalars"], NOT_PLAIN["repeated key"]]
     for make in makers:
         fast(impl, make)  # learn levels and sites
-    out = impl([m() for m in makers], _encode._site_cache, _plain.levels, ROOM, _frontend.datetime_ns)
+    out = impl([m() for m in makers], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns)
     assert [o is None for o in out] == [False, True, False, True]
     assert out[0] == general(makers[0])
     assert out[2] == general(makers[2])
@@ -185,7 +197,7 @@ def test_the_c_path_uses_the_same_constants() -> None:
     """The C file's copy of the observed-time window is _frontend's."""
     if _speedups is None:
         pytest.skip("no C speedups in this install")
-    assert _speedups.SAME_MOMENT == _frontend._SAME_MOMENT
+    assert _speedups.SAME_MOMENT == _convert._SAME_MOMENT
 
 
 def test_the_c_path_is_built_where_a_compiler_is() -> None:
@@ -234,7 +246,7 @@ def test_any_plain_record_matches_the_general_path(
         surrogates = any(
             "\ud800" <= ch <= "\udfff" for s in (body, *extras, *map(str, extras.values())) for ch in s
         )
-        clash = not _frontend.SITE_KEY_SET.isdisjoint(extras)
+        clash = not _convert.SITE_KEY_SET.isdisjoint(extras)
         if not (surrogates or clash):
             assert out is not None
         if out is not None:
@@ -243,7 +255,7 @@ def test_any_plain_record_matches_the_general_path(
 
 def test_a_time_at_the_edge_of_the_window() -> None:
     """The observed-time rule's bounds are the general path's."""
-    for offset in (-0x100, -0xFF, 0, _frontend._SAME_MOMENT - 1, _frontend._SAME_MOMENT):
+    for offset in (-0x100, -0xFF, 0, _convert._SAME_MOMENT - 1, _convert._SAME_MOMENT):
         make = lambda offset=offset: pending(when=NOW + 0x1000 - offset, observed_ns=NOW + 0x1000)  # noqa: E731
         expected = general(make)
         for param in IMPLEMENTATIONS:
@@ -253,7 +265,7 @@ def test_a_time_at_the_edge_of_the_window() -> None:
 def test_loguru_time_is_converted_like_the_general_path() -> None:
     """A datetime time (loguru's) goes through the same conversion, and its odd values decline."""
     local = datetime.now().astimezone(timezone(timedelta(hours=5, minutes=30)))
-    make = lambda: pending(when=local, observed_ns=_frontend.datetime_ns(local) + 1000)  # noqa: E731
+    make = lambda: pending(when=local, observed_ns=_convert.datetime_ns(local) + 1000)  # noqa: E731
     for param in IMPLEMENTATIONS:
         assert fast(param.values[0], make) == general(make)
 
@@ -292,7 +304,7 @@ def test_malformed_cache_entries_are_declined_and_leave_them_intact() -> None:
     ):
         before = sys.getrefcount(held)
         for _ in range(5):
-            assert _speedups.plain_logs([p], sites, levels, ROOM, _frontend.datetime_ns) == [None]
+            assert _speedups.plain_logs([p], sites, levels, ROOM, _convert.datetime_ns) == [None]
         assert sys.getrefcount(held) == before
 
 
@@ -304,7 +316,7 @@ HL_SETTINGS = Settings(backend="highlight")
 def general_hl(make: Callable[[], Pending]) -> bytes:
     """What the general path makes of the record in the highlight shape."""
     pipeline = _pipeline.Pipeline(HL_SETTINGS)
-    return pipeline._encode(_frontend.to_record(make(), HL_SETTINGS), True)[0]
+    return pipeline._encode(_convert.to_record(make(), HL_SETTINGS), True)[0]
 
 
 def fast_hl(impl: Any, make: Callable[[], Pending]) -> bytes | None:
@@ -313,7 +325,7 @@ def fast_hl(impl: Any, make: Callable[[], Pending]) -> bytes | None:
     if p.site is not None:
         _encode.site_attributes(p.site)
     [out] = impl(
-        [p], _encode._site_cache, _plain.highlight_levels, ROOM, _frontend.datetime_ns, _plain.HIGHLIGHT_SHAPE
+        [p], _encode._site_cache, _plain.highlight_levels, ROOM, _convert.datetime_ns, _plain.HIGHLIGHT_SHAPE
     )
     return out  # type: ignore[no-any-return]
 
@@ -361,7 +373,7 @@ def test_highlight_shape_severity_texts() -> None:
         (50, "CRITICAL"): b"FATAL",
     }.items():
         make = lambda: pending(level=(levelno, name))  # noqa: E731,B023
-        assert _encode.severity(_frontend.severity_number(levelno), text.decode()) in general_hl(make)
+        assert _encode.severity(_convert.severity_number(levelno), text.decode()) in general_hl(make)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
@@ -391,7 +403,7 @@ def test_any_plain_record_matches_the_general_path_in_the_highlight_shape(
     surrogates = any(
         "\ud800" <= ch <= "\udfff" for s in (body, *extras, *map(str, extras.values())) for ch in s
     )
-    clash = not _frontend.SITE_KEY_SET.isdisjoint(extras)
+    clash = not _convert.SITE_KEY_SET.isdisjoint(extras)
     for param in IMPLEMENTATIONS:
         out = fast_hl(param.values[0], make)
         if not (shaped or surrogates or clash):

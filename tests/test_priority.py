@@ -10,9 +10,10 @@ import pytest
 from otlp_receiver import FaultyReceiver, handler_logger
 
 import highlight_logging
-from highlight_logging import _pipeline, _settings, _transport
-from highlight_logging._frontend import capture_record
-from highlight_logging._record import Pending
+from highlight_logging import _pipeline, _transport
+from highlight_logging._core import settings as _settings
+from highlight_logging._core.convert import capture_record
+from highlight_logging._core.record import Pending
 
 
 class FakeClock:

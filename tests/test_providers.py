@@ -27,11 +27,11 @@ from opentelemetry.util._once import Once
 
 import highlight_logging
 from highlight_logging import HighlightHandler, _pipeline, _providers
-from highlight_logging._frontend import capture_record, to_record
+from highlight_logging._core.convert import capture_record, to_record
+from highlight_logging._core.record import Pending, Record
+from highlight_logging._core.settings import Settings
+from highlight_logging._devtools.receiver import any_value_to_python, attributes_to_dict
 from highlight_logging._providers import ProviderPipeline, prepare, span_attributes
-from highlight_logging._receiver import any_value_to_python, attributes_to_dict
-from highlight_logging._record import Pending, Record
-from highlight_logging._settings import Settings
 
 
 class Otel:

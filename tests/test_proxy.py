@@ -23,10 +23,10 @@ from otlp_receiver import FaultyReceiver, free_port
 
 import highlight_logging
 from highlight_logging import _pipeline, _proxy, _transport
+from highlight_logging._core.settings import resolve
+from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._h2transport import H2Transport
 from highlight_logging._proxy import Proxy, UnsupportedProxy, for_grpc, for_http
-from highlight_logging._receiver import Receiver
-from highlight_logging._settings import resolve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "collector.internal"  # only the scripted proxy resolves it

@@ -35,7 +35,7 @@ from otlp_receiver import (
     status_details,
 )
 
-from highlight_logging import _cli
+from highlight_logging._devtools import cli as _cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRACE_ID = bytes(range(16))

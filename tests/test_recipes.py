@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from highlight_logging._receiver import ReceivedLog, Receiver
+from highlight_logging._devtools.receiver import ReceivedLog, Receiver
 
 pytestmark = pytest.mark.timeout(90)
 

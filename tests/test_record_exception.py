@@ -10,8 +10,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
-from highlight_logging._errors import record_exception
-from highlight_logging._receiver import ReceivedSpan, Receiver
+from highlight_logging._devtools.receiver import ReceivedSpan, Receiver
+from highlight_logging._frontends.errors import record_exception
 
 
 class PaymentError(Exception):

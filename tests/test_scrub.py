@@ -1,4 +1,4 @@
-"""Tests for the secret scrubber (highlight_logging._scrub)."""
+"""Tests for the secret scrubber (highlight_logging._core.scrub)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from highlight_logging import _scrub
-from highlight_logging._record import Attributes, Value
-from highlight_logging._scrub import DEFAULT_KEYS, MARKER, TOO_DEEP
-from highlight_logging._scrub import Scrubber as RuleScrubber
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.record import Attributes, Value
+from highlight_logging._core.scrub import DEFAULT_KEYS, MARKER, TOO_DEEP
+from highlight_logging._core.scrub import RuleScrubber as RuleScrubber
 
 
 def _paths(entries: list[str]) -> list[str]:
@@ -23,7 +23,7 @@ def _paths(entries: list[str]) -> list[str]:
     return list(dict.fromkeys(e.rsplit(":", 1)[0] for e in entries))
 
 
-class Scrubber(RuleScrubber):
+class RuleScrubber(RuleScrubber):
     """The scrubber, reporting paths only: these tests are about what is scrubbed where; the rule
     names are tested in test_secrets.py."""
 
@@ -38,7 +38,7 @@ class Scrubber(RuleScrubber):
         return out, _paths(entries)
 
 
-SCRUBBER = Scrubber()
+SCRUBBER = RuleScrubber()
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 VISA = "4111 1111 1111 1111"
@@ -273,7 +273,7 @@ def test_internal_error_replaces_value_with_marker(monkeypatch: pytest.MonkeyPat
         raise RuntimeError("boom")
 
     monkeypatch.setattr(_scrub, "_scrub_card_run", boom)
-    scrubber = Scrubber()
+    scrubber = RuleScrubber()
     assert scrubber.scrub_text(f"card {VISA}", "body") == (MARKER, ["body"])
     out, paths = scrubber.scrub_attributes(
         {"note": f"card {VISA}", "nested": {"n": f"card {VISA}"}, "ok": "fine"}
@@ -292,7 +292,7 @@ def test_non_string_keys_do_not_raise() -> None:
 
 def test_key_verdict_cache_is_bounded() -> None:
     """The per-key verdict caches are cleared rather than growing without bound."""
-    scrubber = Scrubber()
+    scrubber = RuleScrubber()
     for i in range(3 * _scrub._CACHE_MAX):
         scrubber.scrub_attributes({f"key_{i}": 1, f"token_{i}": 2, "outer": {f"inner_{i}": 3}})
     assert len(scrubber._safe_keys) + len(scrubber._deny_keys) <= _scrub._CACHE_MAX
@@ -398,7 +398,7 @@ def test_prose_is_untouched(text: str) -> None:
 
 def test_extra_keys_extend_the_defaults() -> None:
     """extra_keys adds to the default denylist."""
-    scrubber = Scrubber(extra_keys=["tenant", "Account-Number"])
+    scrubber = RuleScrubber(extra_keys=["tenant", "Account-Number"])
     out, paths = scrubber.scrub_attributes(
         {"tenant_id": "t", "accountNumber": "1", "password": "p", "user": "u"}
     )
@@ -408,7 +408,7 @@ def test_extra_keys_extend_the_defaults() -> None:
 
 def test_keys_replace_the_defaults() -> None:
     """keys replaces the default denylist, including the default substring rule."""
-    scrubber = Scrubber(keys=["tenant"])
+    scrubber = RuleScrubber(keys=["tenant"])
     out, paths = scrubber.scrub_attributes({"tenant": "t", "password": "p", "dbPassword": "q"})
     assert out == {"tenant": MARKER, "password": "p", "dbPassword": "q"}
     assert paths == ["tenant"]
@@ -416,14 +416,14 @@ def test_keys_replace_the_defaults() -> None:
 
 def test_empty_keys_disable_key_matching() -> None:
     """An empty key list scrubs by value only."""
-    scrubber = Scrubber(keys=[])
+    scrubber = RuleScrubber(keys=[])
     attrs: Attributes = {"password": "p"}
     assert scrubber.scrub_attributes(attrs) == ({"password": "p"}, [])
 
 
 def test_extra_patterns_extend_the_defaults() -> None:
     """extra_patterns are applied (whole match replaced) alongside the default patterns."""
-    scrubber = Scrubber(extra_patterns=[r"acct-\d+", re.compile(r"(?i)ssn:\s*\d{3}-\d{2}-\d{4}")])
+    scrubber = RuleScrubber(extra_patterns=[r"acct-\d+", re.compile(r"(?i)ssn:\s*\d{3}-\d{2}-\d{4}")])
     text = f"acct-42 paid {VISA}, SSN: 123-45-6789"
     assert scrubber.scrub_text(text, "body") == (f"{MARKER} paid {MARKER}, {MARKER}", ["body"])
     out, paths = scrubber.scrub_attributes({"note": "acct-7", "short": "acct-1"})
@@ -433,13 +433,13 @@ def test_extra_patterns_extend_the_defaults() -> None:
 
 def test_patterns_replace_the_defaults() -> None:
     """patterns replaces the default value patterns entirely."""
-    scrubber = Scrubber(patterns=[r"acct-\d+"])
+    scrubber = RuleScrubber(patterns=[r"acct-\d+"])
     assert scrubber.scrub_text(f"acct-42 paid {VISA}", "body") == (f"{MARKER} paid {VISA}", ["body"])
 
 
 def test_empty_patterns_disable_value_scrubbing() -> None:
     """An empty pattern list scrubs by key only."""
-    scrubber = Scrubber(patterns=[])
+    scrubber = RuleScrubber(patterns=[])
     text = f"Bearer {JWT}"
     assert scrubber.scrub_text(text, "body") == (text, [])
     assert scrubber.scrub_attributes({"note": text, "token": "t"}) == (
@@ -450,7 +450,7 @@ def test_empty_patterns_disable_value_scrubbing() -> None:
 
 def test_empty_matching_user_pattern_does_not_sprinkle_markers() -> None:
     """A user pattern that can match the empty string only replaces non-empty matches."""
-    scrubber = Scrubber(patterns=[r"x*"])
+    scrubber = RuleScrubber(patterns=[r"x*"])
     assert scrubber.scrub_text("abxxc", "body") == (f"ab{MARKER}c", ["body"])
     assert scrubber.scrub_text("abc", "body") == ("abc", [])
 
@@ -458,12 +458,12 @@ def test_empty_matching_user_pattern_does_not_sprinkle_markers() -> None:
 def test_invalid_user_pattern_is_rejected_at_construction() -> None:
     """A pattern that does not compile fails fast in __init__, not on the worker."""
     with pytest.raises(ValueError, match="invalid scrub pattern"):
-        Scrubber(extra_patterns=["("])
+        RuleScrubber(extra_patterns=["("])
 
 
 def test_disabled_scrubber_returns_inputs_untouched() -> None:
     """enabled=False returns the very same objects and no paths."""
-    scrubber = Scrubber(enabled=False)
+    scrubber = RuleScrubber(enabled=False)
     attrs: Attributes = {"password": "p", "note": VISA}
     text = f"Bearer {JWT}"
     out, paths = scrubber.scrub_attributes(attrs)
@@ -554,10 +554,10 @@ if _speedups is not None:
 
 
 def _queued(body: str, extras: tuple[tuple[Any, Any], ...] = ()) -> Any:
-    from highlight_logging import _frontend
-    from highlight_logging._settings import Settings
+    from highlight_logging._core import convert as _convert
+    from highlight_logging._core.settings import Settings
 
-    return _frontend.capture_record_py(Settings(), 1, 20, "INFO", "s", body, {}, [])._replace(extras=extras)
+    return _convert.capture_record_py(Settings(), 1, 20, "INFO", "s", body, {}, [])._replace(extras=extras)
 
 
 # Text made of the pre-filter's pieces, whole and split: pattern letters in both cases, digit runs
@@ -601,10 +601,10 @@ def test_the_chunk_check_reads_keys_values_and_text(check: Any, extras: Any, cle
 def test_the_scrubber_asks_the_chunk_check_only_when_it_applies() -> None:
     """Scrubbing off: every chunk is clear; user patterns: none is (no shared pre-filter)."""
     chunk = [_queued("Bearer abcdefgh")]
-    assert Scrubber(enabled=False).chunk_clean(chunk)
-    assert not Scrubber(extra_patterns=[r"\d+"]).chunk_clean([_queued("fine")])
-    assert not Scrubber().chunk_clean(chunk)
-    assert Scrubber().chunk_clean([_queued("fine")])
+    assert RuleScrubber(enabled=False).chunk_clean(chunk)
+    assert not RuleScrubber(extra_patterns=[r"\d+"]).chunk_clean([_queued("fine")])
+    assert not RuleScrubber().chunk_clean(chunk)
+    assert RuleScrubber().chunk_clean([_queued("fine")])
 
 
 def _legacy_str(text: str) -> str:

@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from secret_samples import Sample, corpus, look_alikes, positives
 
-from highlight_logging import _native, _scrub
-from highlight_logging._record import Attributes
-from highlight_logging._scrub import MARKER, OPTIONAL_RULES, RULES, TRIGGERS, Scrubber
+from highlight_logging._core import native as _native
+from highlight_logging._core import scrub as _scrub
+from highlight_logging._core.record import Attributes
+from highlight_logging._core.scrub import MARKER, OPTIONAL_RULES, RULES, TRIGGERS, RuleScrubber
 
-SCRUBBER = Scrubber()
+SCRUBBER = RuleScrubber()
 POSITIVES = positives()
 SEPARATORS = [" ", "\n", "\t", ", ", "; ", "(", ")", "'", '"', "<", ">", " | "]
 
@@ -141,7 +142,7 @@ def test_several_rules_in_one_text_are_all_named() -> None:
 
 def test_rules_can_be_turned_off_by_name() -> None:
     """disable_rules keeps every other rule."""
-    scrubber = Scrubber(disable_rules=["credit_card", "url_password"])
+    scrubber = RuleScrubber(disable_rules=["credit_card", "url_password"])
     text = "card 4111 1111 1111 1111 at postgres://a:b1234@h, password=x"
     assert (
         scrubber.scrub_text(text, "body")[0]
@@ -153,7 +154,7 @@ def test_optional_rules_are_off_by_default_and_can_be_turned_on() -> None:
     """E-mail and IP addresses are personal data, not secrets: opt-in."""
     text = "ada@example.com from 10.1.2.3 and 2001:db8::1"
     assert SCRUBBER.scrub_text(text, "body") == (text, [])
-    scrubber = Scrubber(enable_rules=["email", "ip_address"])
+    scrubber = RuleScrubber(enable_rules=["email", "ip_address"])
     out, entries = scrubber.scrub_text(text, "body")
     assert out == f"{MARKER} from {MARKER} and {MARKER}"
     assert entries == ["body:email", "body:ip_address"]
@@ -162,17 +163,17 @@ def test_optional_rules_are_off_by_default_and_can_be_turned_on() -> None:
 
 def test_user_patterns_are_named() -> None:
     """A (name, regex) pair or a {name: regex} dict reports its name; a bare regex reports custom."""
-    scrubber = Scrubber(extra_patterns={"order_secret": r"OS-\d{6}"})
+    scrubber = RuleScrubber(extra_patterns={"order_secret": r"OS-\d{6}"})
     assert scrubber.scrub_text("got OS-123456", "body") == (f"got {MARKER}", ["body:order_secret"])
-    scrubber = Scrubber(extra_patterns=[("pin", r"PIN \d{4}"), r"acct-\d+"])
+    scrubber = RuleScrubber(extra_patterns=[("pin", r"PIN \d{4}"), r"acct-\d+"])
     assert scrubber.scrub_text("PIN 1234 acct-9", "body")[1] == ["body:pin", "body:custom"]
 
 
 def test_unknown_rule_names_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown scrub rule"):
-        Scrubber(disable_rules=["github"])
+        RuleScrubber(disable_rules=["github"])
     with pytest.raises(ValueError, match="unknown scrub rule"):
-        Scrubber(enable_rules=["phone"])
+        RuleScrubber(enable_rules=["phone"])
 
 
 # -- property: a secret anywhere in any text never arrives -------------------------------------------

@@ -16,9 +16,9 @@ from secret_samples import corpus, positives
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
-from highlight_logging._receiver import Receiver
-from highlight_logging._scrub import RULES
-from highlight_logging._settings import resolve
+from highlight_logging._core.scrub import RULES
+from highlight_logging._core.settings import resolve
+from highlight_logging._devtools.receiver import Receiver
 
 SAMPLES = positives(51)
 

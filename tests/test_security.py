@@ -17,8 +17,8 @@ from loguru import logger as loguru_logger
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
-from highlight_logging._receiver import Receiver
-from highlight_logging._settings import is_plaintext, resolve
+from highlight_logging._core.settings import is_plaintext, resolve
+from highlight_logging._devtools.receiver import Receiver
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
     )
     rx = Receiver()  # reuse its servicers on a TLS port
     server = grpc.server(futures.ThreadPoolExecutor(4))
-    from highlight_logging import _receiver
+    from highlight_logging._devtools import receiver as _receiver
 
     server.add_generic_rpc_handlers(_receiver._grpc_handlers(rx))
     port = server.add_secure_port(

@@ -35,7 +35,7 @@ from test_recipes import (
     send_tasks,
 )
 
-from highlight_logging._receiver import ReceivedLog, Receiver
+from highlight_logging._devtools.receiver import ReceivedLog, Receiver
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,7 +6,7 @@ import pytest
 
 import highlight_logging
 from highlight_logging import HighlightHandler
-from highlight_logging._settings import resolve
+from highlight_logging._core.settings import resolve
 
 
 def test_defaults() -> None:

@@ -18,8 +18,8 @@ import textwrap
 
 import pytest
 
-from highlight_logging import _native
-from highlight_logging._receiver import Receiver
+from highlight_logging._core import native as _native
+from highlight_logging._devtools.receiver import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Without the C speedups the Python handler alone runs, as before the rescue: the race remains.

@@ -25,10 +25,11 @@ from structlog.stdlib import ProcessorFormatter
 from structlog.typing import Processor
 
 import highlight_logging
-from highlight_logging import _handler, _structlog
-from highlight_logging._handler import HighlightHandler
-from highlight_logging._receiver import ReceivedLog, Receiver
-from highlight_logging._structlog import StructlogProcessor, exported_by_structlog
+from highlight_logging._devtools.receiver import ReceivedLog, Receiver
+from highlight_logging._frontends import dedupe as _dedupe
+from highlight_logging._frontends.dedupe import exported_by_structlog
+from highlight_logging._frontends.handler import HighlightHandler
+from highlight_logging._frontends.structlog import StructlogProcessor
 
 NOW_SLACK = 30 * 10**9  # "about now", in ns
 
@@ -38,26 +39,12 @@ def _clean() -> Iterator[None]:
     """Each test starts with default structlog, no bound contextvars and an untouched root logger."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    _structlog._state.pending = _structlog._state.matched = None
+    _dedupe.state.pending = _dedupe.state.matched = None
     yield
     structlog.reset_defaults()
     clear_contextvars()
     root.handlers[:] = handlers
     root.setLevel(level)
-
-
-@pytest.fixture
-def hooked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HighlightHandler.emit consults exported_by_structlog (patched in until _handler.py does)."""
-    if hasattr(_handler, "exported_by_structlog"):
-        return
-    original = HighlightHandler.emit
-
-    def emit(self: HighlightHandler, record: logging.LogRecord) -> None:
-        if not exported_by_structlog(record):
-            original(self, record)
-
-    monkeypatch.setattr(HighlightHandler, "emit", emit)
 
 
 def received(receiver: Receiver, n: int) -> list[ReceivedLog]:
@@ -468,7 +455,7 @@ def test_imports_without_structlog() -> None:
     code = (
         "import sys; sys.modules['structlog'] = None\n"
         "import highlight_logging\n"
-        "from highlight_logging._structlog import StructlogProcessor\n"
+        "from highlight_logging._frontends.structlog import StructlogProcessor\n"
         "p = StructlogProcessor(disabled=True)\n"
         "e = {'event': 'x'}\n"
         "assert p(None, 'info', e) is e\n"
@@ -640,9 +627,7 @@ def test_foreign_pre_chain_exports_plain_logging(receiver: Receiver) -> None:
 
 
 @pytest.mark.parametrize("highlight_first", [True, False])
-def test_processor_formatter_and_handler_export_once(
-    receiver: Receiver, hooked: None, highlight_first: bool
-) -> None:
+def test_processor_formatter_and_handler_export_once(receiver: Receiver, highlight_first: bool) -> None:
     """Shared processors + ProcessorFormatter + HighlightHandler: every event out once, none lost."""
     proc = StructlogProcessor(endpoint=receiver.endpoint)
     shared: list[Processor] = [structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, proc]
@@ -685,7 +670,7 @@ def test_processor_formatter_and_handler_export_once(
     assert sorted(rendered) == sorted(logs)
 
 
-def test_rendered_stdlib_and_handler_export_once(receiver: Receiver, hooked: None) -> None:
+def test_rendered_stdlib_and_handler_export_once(receiver: Receiver) -> None:
     """JSONRenderer into stdlib plus HighlightHandler: structlog events once, plain records once."""
     structlog.configure(
         processors=[
@@ -711,7 +696,7 @@ def test_rendered_stdlib_and_handler_export_once(receiver: Receiver, hooked: Non
     assert "code.line.number" in logs["plain after a filtered event"].attributes
 
 
-def test_drop_next_to_handler_loses_nothing(receiver: Receiver, hooked: None) -> None:
+def test_drop_next_to_handler_loses_nothing(receiver: Receiver) -> None:
     """drop=True on a stdlib logger leaves no claim: the next plain record is still exported."""
     structlog.configure(
         processors=[StructlogProcessor(endpoint=receiver.endpoint, drop=True)],
@@ -728,11 +713,11 @@ def test_exported_by_structlog_ordinary_records() -> None:
     """The hook says no to ordinary records and yes only to the claimed one, for every handler."""
     record = logging.LogRecord("t.hook", logging.INFO, __file__, 1, "msg", None, None)
     assert not exported_by_structlog(record)
-    _structlog._state.pending = ("t.hook", logging.INFO)
+    _dedupe.state.pending = ("t.hook", logging.INFO)
     assert exported_by_structlog(record) and exported_by_structlog(record)  # two HighlightHandlers
     other = logging.LogRecord("t.hook", logging.INFO, __file__, 2, "msg", None, None)
     assert not exported_by_structlog(other)
-    _structlog._state.pending = ("t.hook", logging.WARNING)
+    _dedupe.state.pending = ("t.hook", logging.WARNING)
     assert not exported_by_structlog(other) and not exported_by_structlog(other)
 
 

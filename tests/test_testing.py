@@ -14,16 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
-from highlight_logging._errors import record_exception
-from highlight_logging._frontend import Binding
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._frontends.errors import record_exception
 from highlight_logging.testing import capture
-
-#: capture() needs Binding.get() to consult the hook (the lead's _frontend patch).
-pytestmark = pytest.mark.skipif(
-    "capture" not in Binding.get.__code__.co_names,
-    reason="needs the Binding.get() capture hook (_frontend patch)",
-)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from loguru import logger as loguru_logger
 
 import highlight_logging
 from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor, _pipeline
-from highlight_logging._receiver import Receiver
+from highlight_logging._devtools.receiver import Receiver
 
 
 def test_three_front_ends_share_requests_resource_and_worker(receiver: Receiver) -> None:

@@ -16,8 +16,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from otlp_receiver import FaultyReceiver
 
 import highlight_logging
-from highlight_logging import _encode, _pipeline, _receiver
-from highlight_logging._receiver import Reject, RequestInfo
+from highlight_logging import _pipeline
+from highlight_logging._devtools import receiver as _receiver
+from highlight_logging._devtools.receiver import Reject, RequestInfo
+from highlight_logging._export import encode as _encode
 
 LIMIT = 20_000  # bytes of protobuf a request may have
 
@@ -140,8 +142,8 @@ def _answer_413(index: int, conn: ScriptedConnection) -> None:
     ],
 )
 def test_a_proxys_http_413_is_too_large(client: str) -> None:
+    from highlight_logging._core.settings import resolve
     from highlight_logging._h2transport import H2Transport
-    from highlight_logging._settings import resolve
     from highlight_logging._transport import LOGS, GrpcTransport
 
     with ScriptedServer(_answer_413) as server:

@@ -23,11 +23,12 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _cli
+from highlight_logging import HighlightHandler
+from highlight_logging._devtools import cli as _cli
+from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._devtools.viewer import _group
 from highlight_logging._devtools.viewer._app import Viewer
 from highlight_logging._devtools.viewer._store import LogQuery, Store
-from highlight_logging._receiver import Receiver
 
 PY_STACK = """Traceback (most recent call last):
   File "/app/shop/views.py", line 12, in checkout

@@ -5,9 +5,9 @@ request's bytes (estimated), so large records in its hands stay near the queue's
 from __future__ import annotations
 
 from highlight_logging import _pipeline
-from highlight_logging._frontend import capture_record
-from highlight_logging._record import Pending
-from highlight_logging._settings import Settings
+from highlight_logging._core.convert import capture_record
+from highlight_logging._core.record import Pending
+from highlight_logging._core.settings import Settings
 
 
 def _queue(pipeline: _pipeline.Pipeline, count: int, length: int) -> list[Pending]:

@@ -23,8 +23,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from highlight_logging._devtools.receiver import PyValue, any_value_to_python
 from highlight_logging._devtools.viewer import _group
-from highlight_logging._receiver import PyValue, any_value_to_python
 
 __all__ = ["LEVELS", "LogQuery", "Store"]
 

@@ -1,7 +1,7 @@
 """The worker's fast path: a plain :class:`Pending` straight to its OTLP ``LogRecord`` bytes, in C.
 
 Most records are plain: no exception, no request context, no attributes of the front end's own,
-a handful of scalar extras under the count limit.  For those, ``_frontend.to_record`` followed by
+a handful of scalar extras under the count limit.  For those, ``_convert.to_record`` followed by
 ``_encode.log_record`` comes down to copying values into the wire format, which ``_speedups.c``
 (``plain_logs``) does in one pass over the pending tuple, where a compiler was there at install time.
 
@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-# _frontend by module: it imports _pipeline, which imports this.
-from highlight_logging import _encode, _frontend, _highlight, _native
-from highlight_logging._record import Pending
+from highlight_logging._core import convert as _convert
+from highlight_logging._core import highlight as _highlight
+from highlight_logging._core import native as _native
+from highlight_logging._core.record import Pending
+from highlight_logging._export import encode as _encode
 
 #: level name -> (levelno, encoded severity fields); filled by :func:`learn` for the C path too.
 levels: dict[Any, tuple[Any, bytes]] = {}
@@ -40,7 +42,7 @@ def learn(pending: Pending) -> None:
         if len(levels) >= _encode._CACHE_MAX:
             levels.clear()
             highlight_levels.clear()
-        number = _frontend.severity_number(levelno)
+        number = _convert.severity_number(levelno)
         levels[name] = (levelno, _encode.severity(number, name))
         highlight_levels[name] = (levelno, _encode.severity(number, _highlight.severity_text(number)))
 
@@ -51,7 +53,7 @@ class PlainLogs(Protocol):
 
     ``sites``: ``_encode._site_cache``; ``levels``: :data:`levels` (:data:`highlight_levels` for
     the highlight shape); ``room``: attributes a record may carry (the count limit less the
-    reserved slots); ``to_ns``: a non-int time to ns (``_frontend.datetime_ns``); ``shape``: None
+    reserved slots); ``to_ns``: a non-int time to ns (``_convert.datetime_ns``); ``shape``: None
     for the otel shape, :data:`HIGHLIGHT_SHAPE` for the highlight shape.
     """
 

@@ -16,8 +16,8 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from highlight_logging._coerce import safe_str
-from highlight_logging._record import ExceptionInfo
+from highlight_logging._core.coerce import safe_str
+from highlight_logging._core.record import ExceptionInfo
 
 ExcInfoTuple = tuple[type[BaseException], BaseException, TracebackType | None]
 

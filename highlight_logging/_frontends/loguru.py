@@ -20,8 +20,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from highlight_logging import _pipeline
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
-from highlight_logging._record import SITE_KEYS, Attributes
+from highlight_logging._core.convert import capture_record
+from highlight_logging._core.record import SITE_KEYS, Attributes
+from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
 
 if TYPE_CHECKING:
     from loguru import Message

@@ -10,7 +10,7 @@ import io
 import sys
 import time
 
-from highlight_logging import _osthread
+from highlight_logging._core import osthread as _osthread
 
 _lock = _osthread.Lock()  # a real lock also under gevent: the export worker's thread takes it too
 _last: dict[str, float] = {}

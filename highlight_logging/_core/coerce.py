@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from highlight_logging._record import Value
+from highlight_logging._core.record import Value
 
 _MAX_DEPTH = 16
 _PLAIN = (int, float)  # bool is an int subclass; handled by the type() fast path first

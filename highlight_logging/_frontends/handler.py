@@ -6,11 +6,13 @@ import logging
 import sys
 from typing import Any
 
-from highlight_logging import _otel_duplicates, _pipeline
-from highlight_logging._coerce import safe_str
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
-from highlight_logging._record import Attributes, logrecord_site
-from highlight_logging._structlog import exported_by_structlog
+from highlight_logging import _pipeline
+from highlight_logging._core.coerce import safe_str
+from highlight_logging._core.convert import capture_record
+from highlight_logging._core.record import Attributes, logrecord_site
+from highlight_logging._frontends import otel_duplicates as _otel_duplicates
+from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
+from highlight_logging._frontends.dedupe import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
 # of ``record.__dict__`` is what the user passed as ``extra``.
@@ -76,7 +78,7 @@ class HighlightHandler(logging.Handler):
         if self._check_otel:
             _otel_duplicates.check(self._binding.settings)
         if "celery" in sys.modules:  # a Celery worker may remove us: see _celery
-            from highlight_logging import _celery
+            from highlight_logging._frontends import celery as _celery
 
             _celery.watch(self)
 
@@ -137,3 +139,19 @@ class HighlightHandler(logging.Handler):
             pipeline.flush(0)
             return
         pipeline.flush()
+
+
+def reaches_highlight_handler(record: logging.LogRecord) -> bool:
+    logger: Any = logging.root
+    if record.name and record.name != "root":
+        found = logging.Logger.manager.loggerDict.get(record.name)
+        if isinstance(found, logging.Logger):
+            logger = found
+    while logger is not None:
+        for handler in logger.handlers:
+            if isinstance(handler, HighlightHandler) and record.levelno >= handler.level:
+                return True
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return False

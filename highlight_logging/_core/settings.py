@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from highlight_logging import _diag
+from highlight_logging._core import diag as _diag
 
 DEFAULT_ENDPOINT = "https://otel.highlight.io:4317"
 DEFAULT_HTTP_ENDPOINT = "https://otel.highlight.io:4318"

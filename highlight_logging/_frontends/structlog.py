@@ -1,7 +1,7 @@
 """``StructlogProcessor``: the structlog front end.
 
 Like the stdlib handler it only reads its native record (the event dict) and calls
-:func:`~highlight_logging._frontend.capture_record`.  structlog itself is never imported at module level,
+:func:`~highlight_logging._core.convert.capture_record`.  structlog itself is never imported at module level,
 so ``highlight_logging`` imports fine without it.
 """
 
@@ -12,17 +12,22 @@ import linecache
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from highlight_logging import _exceptions, _native, _otel_duplicates, _pipeline
-from highlight_logging._coerce import coerce, safe_str
-from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record, datetime_ns
-from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
+from highlight_logging import _pipeline
+from highlight_logging._core import exceptions as _exceptions
+from highlight_logging._core import native as _native
+from highlight_logging._core.coerce import coerce, safe_str
+from highlight_logging._core.convert import capture_record, datetime_ns
+from highlight_logging._core.record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
+from highlight_logging._frontends import dedupe as _dedupe
+from highlight_logging._frontends import otel_duplicates as _otel_duplicates
+from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
+from highlight_logging._frontends.handler import _STANDARD, reaches_highlight_handler
 
-__all__ = ["DEFAULT_SCOPE", "StructlogProcessor", "exported_by_structlog"]
+__all__ = ["DEFAULT_SCOPE", "StructlogProcessor"]
 
 EventDict = MutableMapping[str, Any]
 
@@ -232,67 +237,6 @@ def _rendered_exception(value: Any, include_message: bool) -> ExceptionInfo | No
     return info
 
 
-# --- one export per event: structlog events vs HighlightHandler ----------------------------------
-#
-# Structlog events belong to StructlogProcessor; records that start in stdlib ``logging`` belong to
-# HighlightHandler.  Both halves are decided on the logging thread, synchronously:
-#
-# * After exporting an event whose wrapped logger is a ``logging.Logger`` (so a LogRecord for the
-#   same event follows on this thread, unless something drops it), the processor leaves
-#   (logger name, level number) in a thread-local.  The next record that reaches a HighlightHandler
-#   on this thread consumes it: if name and level match, that record is the event's and is skipped
-#   (by every HighlightHandler it reaches, through a weak reference).  Whatever the outcome, the
-#   note is gone after one record, so a stale note can cost at most one check.
-# * Inside ProcessorFormatter (``_record`` in the event dict) a record that came from plain logging
-#   is skipped when a HighlightHandler that takes its level sits on its logger's path.
-
-
-class _State(threading.local):
-    exported: int = 0  # id() of the last event dict exported from a structlog chain on this thread
-    pending: tuple[str, int] | None = None  # (logger name, levelno) of the LogRecord to come
-    matched: weakref.ReferenceType[logging.LogRecord] | None = None
-
-
-_state = _State()
-
-
-def exported_by_structlog(record: logging.LogRecord) -> bool:
-    """True when ``record`` carries an event StructlogProcessor already exported.
-
-    HighlightHandler.emit calls this; for ordinary records it is two thread-local reads.
-    """
-    state = _state
-    pending = state.pending
-    if pending is None:
-        matched = state.matched
-        return matched is not None and matched() is record
-    state.pending = None
-    try:
-        hit = record.name == pending[0] and record.levelno == pending[1]
-        state.matched = weakref.ref(record) if hit else None
-    except Exception:
-        return False
-    return hit
-
-
-def _reaches_highlight_handler(record: logging.LogRecord) -> bool:
-    from highlight_logging._handler import HighlightHandler  # here: _handler imports this module
-
-    logger: Any = logging.root
-    if record.name and record.name != "root":
-        found = logging.Logger.manager.loggerDict.get(record.name)
-        if isinstance(found, logging.Logger):
-            logger = found
-    while logger is not None:
-        for handler in logger.handlers:
-            if isinstance(handler, HighlightHandler) and record.levelno >= handler.level:
-                return True
-        if not logger.propagate:
-            break
-        logger = logger.parent
-    return False
-
-
 def _calling_thread_var() -> contextvars.ContextVar[tuple[int, str]] | None:
     # structlog's async methods run the chain on an executor thread; this private ContextVar holds
     # the caller's thread.  Optional: absent in older structlog versions.
@@ -388,9 +332,9 @@ class StructlogProcessor:
             record = None
         elif get("_from_structlog"):
             # A structlog event again, in ProcessorFormatter.processors: once is enough.
-            if id(record.msg) == _state.exported:
+            if id(record.msg) == _dedupe.state.exported:
                 return
-        elif _reaches_highlight_handler(record):
+        elif reaches_highlight_handler(record):
             return  # a plain-logging record: the HighlightHandler on its path exports it
 
         level = get("level")
@@ -445,8 +389,6 @@ class StructlogProcessor:
 
         extras: Iterable[tuple[str, Any]]
         if record is not None and not get("_from_structlog"):
-            from highlight_logging._handler import _STANDARD  # what the stdlib handler calls extra
-
             extras = [
                 (k, v) for k, v in record.__dict__.items() if k not in _STANDARD and k not in event_dict
             ] + [(k, v) for k, v in list(event_dict.items()) if k not in _CONSUMED]
@@ -489,12 +431,12 @@ class StructlogProcessor:
         # Tell HighlightHandler which LogRecord will carry this event (see exported_by_structlog).
         if record is not None:
             if get("_from_structlog"):
-                _state.pending, _state.matched = (record.name, record.levelno), None
+                _dedupe.state.pending, _dedupe.state.matched = (record.name, record.levelno), None
         elif isinstance(logger, logging.Logger) and self._drop is None:
-            _state.exported = id(event_dict)
+            _dedupe.state.exported = id(event_dict)
             stdlib_level = _level(method_name)[0]
             if logger.isEnabledFor(stdlib_level):  # else no LogRecord follows
-                _state.pending, _state.matched = (logger.name, stdlib_level), None
+                _dedupe.state.pending, _dedupe.state.matched = (logger.name, stdlib_level), None
 
 
 def _not_stdlib(logger: Any) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
-from highlight_logging._record import INT64_MAX, INT64_MIN, Attributes, Site, Value
+from highlight_logging._core.record import INT64_MAX, INT64_MIN, Attributes, Site, Value
 
 _Q = struct.Struct("<Q")
 _D = struct.Struct("<d")
@@ -165,7 +165,7 @@ _site_cache: dict[Site, bytes] = {}
 
 
 def site_attributes(site: Site) -> bytes:
-    """A record's :data:`~highlight_logging._record.Site` as LogRecord attributes (field 6).
+    """A record's :data:`~highlight_logging._core.record.Site` as LogRecord attributes (field 6).
 
     Every record of a call site on one thread repeats the same five values, and the thread id
     alone is a 7-byte varint: encoded once here, they cost one dict lookup per record

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 
-from highlight_logging._coerce import truncate
-from highlight_logging._record import Value
+from highlight_logging._core.coerce import truncate
+from highlight_logging._core.record import Value
 
 #: Keys highlight.io takes out of a record's merged attributes (to fill its own fields), exactly.
 RESERVED = frozenset(

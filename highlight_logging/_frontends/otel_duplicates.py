@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 
-from highlight_logging import _diag
-from highlight_logging._settings import Settings
+from highlight_logging._core import diag as _diag
+from highlight_logging._core.settings import Settings
 
 # Their handler still converts every record when its export is off (measured: docs/performance.md).
 _OFF_COST = "each logging call then costs about twice as much"

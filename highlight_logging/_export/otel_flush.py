@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from highlight_logging import _diag, _osthread
-from highlight_logging._settings import Settings
+from highlight_logging._core import diag as _diag
+from highlight_logging._core import osthread as _osthread
+from highlight_logging._core.settings import Settings
 
 # (API module, its getter): importing neither; see the module docstring.
 _GLOBALS = (("opentelemetry.trace", "get_tracer_provider"), ("opentelemetry._logs", "get_logger_provider"))

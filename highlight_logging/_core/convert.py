@@ -1,91 +1,37 @@
-"""What all three front ends share: settings binding, severity mapping, and the one converter.
-
-A front end only reads its native record and calls :func:`capture_record`; a fix here fixes all three.
+"""The one converter, in two halves: :func:`capture_record` on the caller's thread (a snapshot into
+a :class:`Pending` tuple, nothing else) and :func:`to_record` on the export worker; with the
+severity mapping and the trace ids they share.  A fix here fixes all three front ends.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _context, _diag, _exceptions, _highlight, _native, _pipeline, _settings
-from highlight_logging._coerce import coerce, coerce_attributes, safe_str, truncate
-from highlight_logging._record import SITE_KEY_SET, Attributes, ExceptionInfo, Pending, Record, Site, Value
-from highlight_logging._settings import Settings
+from highlight_logging._core import context as _context
+from highlight_logging._core import exceptions as _exceptions
+from highlight_logging._core import highlight as _highlight
+from highlight_logging._core import native as _native
+from highlight_logging._core.coerce import coerce, coerce_attributes, safe_str, truncate
+from highlight_logging._core.record import (
+    SITE_KEY_SET,
+    Attributes,
+    ExceptionInfo,
+    Pending,
+    Record,
+    Site,
+    Value,
+)
+from highlight_logging._core.settings import Settings
 
-# Loggers that talk about exporting: never sent through a pipeline (no feedback loop).
-INTERNAL_LOGGERS = ("highlight_logging", "grpc._channel", "grpc._common", "grpc._cython")
 _RESERVED = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
-
-
-class Sink(Protocol):
-    """What a front end submits to: a Pipeline, a _providers.ProviderPipeline, a testing capture.
-    Each turns what it is given into a :class:`Record` with :func:`to_record`."""
-
-    settings: Settings
-
-    def submit(self, record: Pending) -> None: ...
-    def flush(self, timeout: float | None = None) -> bool: ...
-
-
-class Capturing(Protocol):
-    def sink(self, settings: Settings) -> Sink: ...
-
-
-#: Set by ``highlight_logging.testing.capture()``: while not None, every record goes to it.
-capture: Capturing | None = None
-
-
-class Binding:
-    """A front end's settings, resolved once and again only after ``configure()``."""
-
-    __slots__ = ("_generation", "keywords", "pipeline", "settings")
-
-    def __init__(self, keywords: Mapping[str, Any]) -> None:
-        self.keywords = _settings.check_keywords(keywords)
-        self._resolve()
-
-    def _resolve(self) -> None:
-        self.settings: Settings = _settings.resolve(self.keywords)
-        self.pipeline: Sink | None = None
-        s = self.settings
-        if not (s.disabled or s.use_otel_providers or s.project_id or _settings.project_header(s)) and (
-            _settings.sends_to_highlight(s)
-        ):
-            # highlight.io drops records without a project and still answers OK: say so now, once,
-            # since stats() will count them as exported.
-            _diag.warn(
-                "logs go to highlight.io but no project id is set (project_id= or "
-                "HIGHLIGHT_PROJECT_ID): highlight.io will drop every record",
-                key="no-project-id",
-            )
-        if self.settings.disabled:
-            pass
-        elif self.settings.use_otel_providers:
-            from highlight_logging import _providers
-
-            self.pipeline = _providers.get(self.settings)
-        else:
-            self.pipeline = _pipeline.get(self.settings)
-        self._generation = _settings.generation
-
-    def get(self) -> Sink | None:
-        """The pipeline to submit to, or None when disabled or on an export worker thread."""
-        if self._generation != _settings.generation:
-            self._resolve()
-        if threading.get_ident() in _pipeline.worker_threads:
-            return None
-        if capture is not None:
-            return capture.sink(self.settings)
-        return self.pipeline
 
 
 # --- severity ------------------------------------------------------------------------------------
@@ -204,7 +150,7 @@ def capture_record_py(
 
     ``when`` is int ns since the epoch or an aware/naive datetime; ``base_attributes`` are our own
     (code.*, thread.*, ...), already plain and owned by this record; ``site`` the code.* and
-    thread.* values as a :data:`~highlight_logging._record.Site` tuple, which the worker encodes
+    thread.* values as a :data:`~highlight_logging._core.record.Site` tuple, which the worker encodes
     once per distinct site.  ``extras`` are the user's, except keys in ``skip`` (the front end's
     own fields, when ``extras`` is its whole event).  ``exc`` is anything
     :func:`_exceptions.normalize` takes; ``exception`` an already-built :class:`ExceptionInfo`

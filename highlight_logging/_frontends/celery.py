@@ -14,7 +14,7 @@ import importlib
 import logging
 from typing import Any
 
-from highlight_logging import _diag
+from highlight_logging._core import diag as _diag
 
 # Strong references: a handler Celery took off the root is garbage otherwise, and it is exactly the
 # one whose absence must be named (a WeakSet lost it before worker_ready on CPython 3.12).

@@ -14,7 +14,7 @@ import importlib
 import os
 from types import ModuleType
 
-from highlight_logging import _diag
+from highlight_logging._core import diag as _diag
 
 #: The ``ABI`` the C module must declare (``#define ABI`` in ``_speedups.c``): raise both together
 #: whenever a C function's arguments, the Pending layout or a setup's contract change.

@@ -88,7 +88,7 @@ def _port(text: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here so ``--version`` works without grpc/protobuf being importable.
-    from highlight_logging._receiver import Receiver
+    from highlight_logging._devtools.receiver import Receiver
 
     stop = threading.Event()
     previous = _install_signal_handlers(stop)

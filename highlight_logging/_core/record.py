@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Union
 
 #: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
-#: Produced by :func:`highlight_logging._coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
+#: Produced by :func:`highlight_logging._core.coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
 Value = Union[str, bool, int, float, bytes, None, list["Value"], dict[str, "Value"]]  # noqa: UP007 (runtime alias on 3.10)
 Attributes = dict[str, Value]
 #: OTLP's AnyValue int is an int64: an int beyond these bounds is sent as its decimal text.
@@ -49,7 +49,7 @@ class ExceptionInfo:
 class Pending(NamedTuple):
     """A record as the caller's thread leaves it in the queue: what must be read there, nothing more.
 
-    Built by :func:`highlight_logging._frontend.capture_record` (one plain tuple, no further objects), it
+    Built by :func:`highlight_logging._core.convert.capture_record` (one plain tuple, no further objects), it
     becomes a :class:`Record` on the worker (``_frontend.to_record``), which also applies the
     limits: a tuple left on the caller's thread costs it much less than building the Record there
     (figures: docs/performance.md).  Its fields are declared here only: ``_speedups.c`` checks its

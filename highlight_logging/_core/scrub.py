@@ -29,7 +29,7 @@ Top-level keys starting with our semantic-convention prefixes (``highlight.``, `
 ``code.*`` and ``thread.*`` are not touched at all.
 
 **By value** (every string: attribute values at any depth, and texts such as the body, the
-exception message and stacktrace via :meth:`Scrubber.scrub_text`): the :data:`RULES`, each a
+exception message and stacktrace via :meth:`RuleScrubber.scrub_text`): the :data:`RULES`, each a
 named pattern.  Only the secret part of a match is replaced: a URL keeps its scheme, user and
 host, a ``Bearer`` header its scheme word, ``password=...`` its key.
 
@@ -47,12 +47,15 @@ import binascii
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from highlight_logging import _native
-from highlight_logging._record import Attributes, Pending, Value
+from highlight_logging._core import native as _native
+from highlight_logging._core.record import Attributes, Pending, Value
 
-__all__ = ["DEFAULT_KEYS", "MARKER", "OPTIONAL_RULES", "RULES", "TOO_DEEP", "Rule", "Scrubber"]
+if TYPE_CHECKING:
+    from highlight_logging._core.settings import Settings
+
+__all__ = ["DEFAULT_KEYS", "MARKER", "OPTIONAL_RULES", "RULES", "TOO_DEEP", "Rule", "RuleScrubber"]
 
 MARKER = "[scrubbed]"
 #: The rule name reported for a value replaced because of its key.
@@ -661,7 +664,30 @@ _ALWAYS, _BY_TRIGGERS, _BY_OWN_TRIGGERS = "always", "by triggers", "by own trigg
 RULE_NAMES = frozenset(r.name for r in (*RULES, *OPTIONAL_RULES))
 
 
-class Scrubber:
+class Scrubber(Protocol):
+    """What the encoder asks of a scrubber (one implementation: :class:`RuleScrubber`)."""
+
+    def batch_clean(self, texts: list[str], attribute_dicts: list[Attributes]) -> bool: ...
+    def chunk_clean(self, chunk: Sequence[Pending]) -> bool: ...
+    def scrub_attributes(self, attrs: Attributes) -> tuple[Attributes, list[str]]: ...
+    def scrub_text(self, text: str, path: str) -> tuple[str, list[str]]: ...
+
+
+def from_settings(settings: Settings) -> Scrubber | None:
+    """The scrubber a pipeline's settings ask for, or None with ``scrub=False``."""
+    if not settings.scrub:
+        return None
+    return RuleScrubber(
+        keys=settings.scrub_keys,
+        extra_keys=settings.scrub_extra_keys,
+        patterns=settings.scrub_patterns,
+        extra_patterns=settings.scrub_extra_patterns,
+        disable_rules=settings.scrub_disable_rules,
+        enable_rules=settings.scrub_enable_rules,
+    )
+
+
+class RuleScrubber:
     """Replaces secrets in attributes and texts with :data:`MARKER`; never raises, never mutates.
 
     ``keys`` replaces :data:`DEFAULT_KEYS` (and drops the default substring rule), ``extra_keys``

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from highlight_logging import _native, _osthread
+from highlight_logging._core import native as _native
+from highlight_logging._core import osthread as _osthread
 
 GRACE = 0.15  # how long the main thread has to start its handler before the watcher takes over
 

@@ -1,0 +1,1 @@
+"""Layer 2: the pipeline: queue, worker, batching, sending, retry policy, counters, process hooks."""
