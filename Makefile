@@ -27,15 +27,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict tests/typing_smoke.py
 
 # The front ends and both fast paths again without the C speedups, as an install without a compiler runs.
-PURE_TESTS := tests/test_handler.py tests/test_structlog.py tests/test_loguru.py tests/test_hostile.py \
-	tests/test_three_frontends.py tests/test_plain.py tests/test_capture.py tests/test_scrub.py tests/test_golden_otel.py \
-	tests/test_highlight_rules.py tests/test_secrets.py
+PURE_TESTS := tests/frontends/test_handler.py tests/frontends/test_structlog.py tests/frontends/test_loguru.py tests/frontends/test_hostile.py \
+	tests/frontends/test_three_frontends.py tests/export/test_plain.py tests/core/test_capture.py tests/core/test_scrub.py tests/test_golden_otel.py \
+	tests/core/test_highlight_rules.py tests/core/test_secrets.py
 
 # Debian's headless Chromium and its driver for the viewer's browser tests (idempotent; root installs them).
 browser:
 	@bash .ci/install-chromium.sh
 
-# Debian's tinyproxy, a CONNECT proxy nobody here wrote, for tests/test_proxy.py (idempotent).
+# Debian's tinyproxy, a CONNECT proxy nobody here wrote, for tests/transport/test_proxy.py (idempotent).
 proxy:
 	@bash tests/install-proxy.sh
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's headless Chromium and its WebDriver for the viewer's browser tests (tests/test_viewer_browser.py).
+# Installs Debian's headless Chromium and its WebDriver for the viewer's browser tests (tests/devtools/test_viewer_browser.py).
 # Idempotent: does nothing when both are there. Needs root (CI runs as root); otherwise it says so and leaves the
 # tests to skip with that reason. Never downloads a browser build of its own: only Debian's packages.
 set -euo pipefail

@@ -235,7 +235,7 @@ class ProviderPipeline:
 def prepare(record: Record, settings: Settings, scrubber: Any) -> tuple[str, Attributes, Attributes]:
     """(body, log attributes, exception event attributes), scrubbed and limited.
 
-    Mirrors ``Pipeline._encode`` up to the protobuf step; tests/test_providers.py checks the two
+    Mirrors ``Pipeline._encode`` up to the protobuf step; tests/frontends/test_providers.py checks the two
     agree through ``highlight_logging.testing`` (which runs the real one).
     """
     attrs = record.attributes

@@ -5,7 +5,7 @@ Not copied: each rule below is restated in Python from reading, in the highlight
 (``HandleLog``, ``HandleTrace``, ``getBackendError``), backend/clickhouse/log_row.go
 (``makeLogLevel``), sdk/highlight-go/log/util.go (``FormatAttributes``), sdk/highlight-go/otel.go
 (the attribute names), backend/stacktraces/stacktraces.go (``StructureOTELStackTrace``) and
-backend/public-graph/graph/resolver.go (``HandleErrorAndGroup``).  tests/test_highlight_rules.py
+backend/public-graph/graph/resolver.go (``HandleErrorAndGroup``).  tests/core/test_highlight_rules.py
 states the rules as facts, then feeds this model what our receiver got.
 
 What it gives: the log lines, errors and trace rows a highlight.io user would see.  What it leaves

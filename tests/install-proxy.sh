@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tinyproxy, the real HTTP CONNECT proxy tests/test_proxy.py runs against (skipped without it,
+# tinyproxy, the real HTTP CONNECT proxy tests/transport/test_proxy.py runs against (skipped without it,
 # except in CI).  Idempotent; installs only as root (CI and this project's machines run as root).
 set -euo pipefail
 if command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ]; then

@@ -2,7 +2,7 @@
 
 Pure rules, applied on the export worker (never on the caller's thread), read from highlight.io's
 public ingest code (backend/otel/extract.go and otel.go, backend/clickhouse/log_row.go,
-sdk/highlight-go/log/util.go, backend/stacktraces/stacktraces.go); tests/test_highlight_rules.py
+sdk/highlight-go/log/util.go, backend/stacktraces/stacktraces.go); tests/core/test_highlight_rules.py
 holds those rules as facts and checks what this module sends against them.  In short:
 
 * the level comes from the severity *text* only (trace, debug, warn/warning, error, fatal, panic,

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import ByteCounter
+from paths import ROOT
 
 import highlight_logging
 from highlight_logging import HighlightHandler
 from highlight_logging._devtools.receiver import Receiver
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(ROOT)
 
 
 @pytest.fixture

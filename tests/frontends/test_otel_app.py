@@ -16,10 +16,10 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import ROOT
 
 from highlight_logging import HighlightHandler, _pipeline
 from highlight_logging._core import diag as _diag
@@ -28,7 +28,7 @@ from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._export import otel_flush as _otel_flush
 from highlight_logging._frontends import otel_duplicates as _otel_duplicates
 
-ROOT = str(Path(__file__).resolve().parent.parent)
+ROOT = str(ROOT)
 
 
 def _child(code: str, receiver: Receiver, **env: str) -> subprocess.CompletedProcess[str]:

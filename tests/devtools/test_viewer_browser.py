@@ -22,13 +22,14 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from paths import TESTS
 
 _REASON = unavailable()
 if _REASON is not None and os.environ.get("CI"):
     raise RuntimeError(f"the browser tests must run in CI: {_REASON}")
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
-TESTS = Path(__file__).parent
+TESTS = TESTS
 WAIT = 20.0
 
 

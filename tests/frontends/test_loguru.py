@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from loguru import logger
 from opentelemetry.sdk.trace import TracerProvider
+from paths import ROOT
 
 import highlight_logging
 from highlight_logging import _pipeline
@@ -24,7 +25,7 @@ from highlight_logging._core.convert import datetime_ns
 from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._frontends.loguru import LoguruSink
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(ROOT)
 
 
 @pytest.fixture(autouse=True)

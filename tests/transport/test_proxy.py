@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 from connect_proxy import ConnectProxy, TinyProxy, tinyproxy_path
 from otlp_receiver import FaultyReceiver, free_port
+from paths import ROOT
 
 import highlight_logging
 from highlight_logging import _pipeline, _proxy, _transport
@@ -28,7 +29,7 @@ from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._h2transport import H2Transport
 from highlight_logging._proxy import Proxy, UnsupportedProxy, for_grpc, for_http
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(ROOT)
 NAME = "collector.internal"  # only the scripted proxy resolves it
 USER, PASSWORD = "svc", "p@ss w:rd-9f3k"  # characters that must be percent-encoded in a URL
 QUOTED = f"{USER}:{urllib.parse.quote(PASSWORD, safe='')}"

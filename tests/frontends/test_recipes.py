@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
+from paths import ROOT
 
 from highlight_logging._devtools.receiver import ReceivedLog, Receiver
 
 pytestmark = pytest.mark.timeout(90)
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 START_TIMEOUT = 30.0  # imports of grpc + a framework on a slow CI machine
 STOP_TIMEOUT = 20.0
 ARRIVAL_TIMEOUT = 20.0

@@ -33,6 +33,7 @@ from otlp_receiver import (
     span,
     spans_request,
 )
+from paths import TESTS
 
 from highlight_logging._core.settings import resolve
 from highlight_logging._devtools.receiver import Receiver
@@ -40,7 +41,7 @@ from highlight_logging._h2transport import H2Transport, _Conn
 from highlight_logging._h2wire import Answer, _frame
 from highlight_logging._transport import LOGS, TRACES, GrpcTransport, Outcome
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = TESTS
 REPO_ROOT = TESTS_DIR.parent
 
 

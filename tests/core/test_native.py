@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import ROOT
 
 from highlight_logging import _pipeline
 from highlight_logging._core import convert as _convert
@@ -40,7 +41,7 @@ needs_c = pytest.mark.skipif(_native.speedups is None, reason="no C speedups in 
 SETTINGS = Settings()
 ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 DATETIME_NS = _convert.datetime_ns  # the general path's, which general() replaces while it runs
 
 

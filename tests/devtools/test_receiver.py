@@ -34,10 +34,11 @@ from otlp_receiver import (
     spans_request,
     status_details,
 )
+from paths import ROOT
 
 from highlight_logging._devtools import cli as _cli
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = ROOT
 TRACE_ID = bytes(range(16))
 SPAN_ID = bytes(range(8))
 STACK = (
