@@ -1,7 +1,7 @@
 """Everything is in setup.cfg; this only adds the optional C speedup (see highlight_logging/_speedups.c).
 
-``optional=True``: without a compiler the install still succeeds, and the package uses the
-pure-Python path (``highlight_logging._export.fastpath``).
+``optional=True``: without a compiler the install still succeeds, and the package runs pure
+Python (see ``highlight_logging._core.native``).
 """
 
 from setuptools import Extension, setup

@@ -7,7 +7,7 @@
    export worker calls it: code.*/thread.* as a call-site tuple (encoded once per site), ``k`` as an attribute;
 3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``;
 4. the export worker's two paths from the queued ``Pending`` tuple: the general one (``to_record``, then
-   ``Pipeline._encode``) and the plain-record fast path (``_plain``: its Python reference and the C twin).
+   ``Pipeline._encode``) and, where the C speedups are built, the plain-record fast path (``_plain``).
 
 Every path encodes the same record: the one ``HighlightHandler`` sends for
 ``logger.info("user %s did %s", i, action, extra={"k": i})`` (body, severity, two timestamps, code.*,
@@ -150,25 +150,16 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
             "worker, general path: to_record + _encode",
             lambda: [pipeline._encode(_convert.to_record(p, settings), True) for p in general],
         ),
-        (
-            "worker, plain path: Python reference",
-            lambda: _plain.plain_logs_py(
-                plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns
-            ),
-        ),
     ]
-    if _plain.plain_logs is not _plain.plain_logs_py:
+    c_path = _plain.plain_logs
+    if c_path is not None:  # the C speedups built and in use (else every record takes the general path)
         out.append(
             (
                 "worker, plain path: C (_speedups)",
-                lambda: _plain.plain_logs(
-                    plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns
-                ),
+                lambda: c_path(plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns),
             )
         )
-    assert None not in _plain.plain_logs(
-        plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns
-    )
+        assert None not in c_path(plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns)
     return out
 
 

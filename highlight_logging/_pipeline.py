@@ -622,7 +622,7 @@ class Pipeline:
             # the others, and every record of a chunk that needs a closer look, take the general
             # path: to_record, then _encode.
             fast: list[bytes | None] | None = None
-            if scrubber is None or scrubber.chunk_clean(part):
+            if _plain.plain_logs is not None and (scrubber is None or scrubber.chunk_clean(part)):
                 fast = _plain.plain_logs(
                     part,
                     _encode._site_cache,

@@ -1,11 +1,10 @@
-/* highlight_logging._speedups: plain_logs() of _plain.py, and (below) capture_record() of _frontend.py, in C.
+/* highlight_logging._speedups: _plain's fast path, plain_logs(), and (below) capture_record() of _frontend.py, in C.
  *
- * Why: in the benchmark the export worker spent ~10 us a record under the GIL, most of it in
- * turning each pending tuple into LogRecord bytes, one bytecode at a time (to_record, then
- * _encode.log_record).  Here that is ~0.3 us.  _plain.plain_logs_py is the reference: this file
- * does the same, step for step, and returns None for a record wherever anything is unusual, so
- * every rule stays with the general Python path.  The tests compare both with the general path
- * byte for byte.
+ * Why: the export worker spent most of its time under the GIL turning each pending tuple into
+ * LogRecord bytes one bytecode at a time (to_record, then _encode.log_record); figures in
+ * docs/performance.md.  The general Python path is the reference, the rule's one copy: plain_logs()
+ * writes what it writes for a plain record, and returns None for a record wherever anything is
+ * unusual, so every rule stays with the general path.  The tests compare the two byte for byte.
  *
  * The field numbers are those of _encode.py (opentelemetry/proto/logs/v1/logs.proto):
  * time 1 (fixed64), body 5, attributes 6, flags 8 (fixed32), trace_id 9, span_id 10,
@@ -22,17 +21,25 @@
 #define HAVE_DLADDR 1
 #endif
 
-/* The Pending tuple's fields (_record.Pending). */
-enum {
-    P_WHEN, P_OBSERVED, P_LEVELNO, P_LEVEL_NAME, P_SCOPE, P_BODY, P_ATTRIBUTES, P_EXTRAS,
-    P_DROPPED, P_EXCEPTION, P_SITE, P_TRACE_ID, P_SPAN_ID, P_FLAGS, P_REQUEST, P_SIZE,
-    P_SPAN_ONLY, P_LOGGED_NOW, P_FIELDS
-};
+/* The Pending tuple's fields, in the order of _record.Pending, their one declaration: module init
+ * checks these names against Pending._fields, so that a build of another layout is set aside (pure
+ * Python, one warning) instead of reading one field as another. */
+#define PENDING_LAYOUT(X)                                                                            \
+    X(P_WHEN, "when") X(P_OBSERVED, "observed_ns") X(P_LEVELNO, "levelno")                            \
+    X(P_LEVEL_NAME, "level_name") X(P_SCOPE, "scope") X(P_BODY, "body")                              \
+    X(P_ATTRIBUTES, "attributes") X(P_EXTRAS, "extras") X(P_DROPPED, "dropped")                      \
+    X(P_EXCEPTION, "exception") X(P_SITE, "site") X(P_TRACE_ID, "trace_id")                           \
+    X(P_SPAN_ID, "span_id") X(P_FLAGS, "flags") X(P_REQUEST, "request") X(P_SIZE, "size")            \
+    X(P_SPAN_ONLY, "span_only") X(P_LOGGED_NOW, "logged_now")
+#define PENDING_INDEX(index, name) index,
+#define PENDING_NAME(index, name) name,
+enum { PENDING_LAYOUT(PENDING_INDEX) P_FIELDS };
+static const char *const pending_names[P_FIELDS] = {PENDING_LAYOUT(PENDING_NAME)};
 
 /* What the Python side expects of this module (_native.ABI): raise it with that one whenever a
  * function's arguments, the Pending layout or a setup's contract change, so that a stale build
  * beside newer Python code is set aside (pure Python) instead of being called the wrong way. */
-#define ABI 3
+#define ABI 4
 
 /* _frontend._SAME_MOMENT (ns); a test checks the two agree. */
 #define SAME_MOMENT 1000000000ULL
@@ -462,7 +469,7 @@ done:
 
 PyDoc_STRVAR(plain_logs_doc,
              "plain_logs(chunk, sites, levels, room, to_ns, shape=None) -> list[bytes | None]\n\n"
-             "_plain.plain_logs_py, in C: each plain record's LogRecord bytes, None for the others.");
+             "_plain's fast path: each plain record's LogRecord bytes (the general path's), None for the others.");
 
 static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -517,9 +524,8 @@ static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t 
 /* --- chunk_clean(): _scrub.chunk_clean_py, in C -------------------------------------------------
  *
  * Why: the export worker asks, for each chunk of 32 records, whether anything in it can need
- * scrubbing; in Python (joining the texts, folding them, four substring searches) that was ~0.9 us
- * a record, the worker's largest Python cost after the fast path.  Here one pass over each string,
- * no copies.  It may answer False where the reference answers True (an odd record): the records
+ * scrubbing; in Python (joining the texts, folding them, four substring searches) that was the
+ * worker's largest Python cost after the fast path.  Here one pass over each string, no copies.  It may answer False where the reference answers True (an odd record): the records
  * are then scrubbed one by one, with the same result. */
 
 /* A str's length and characters may be read: before 3.12 a string made by the legacy
@@ -541,7 +547,7 @@ static int unicode_ready(PyObject *text)
  *
  * The scan keeps the last 16 folded characters in two 64-bit registers, and a bitset of the
  * triggers' last two characters: most characters end no trigger's last two, and cost a table fold,
- * two shifts and one bit test (~1-2 ns); the others compare a few registers. */
+ * two shifts and one bit test; the others compare a few registers. */
 #define TRIG_MAX 250
 #define TRIG_LEN 16
 typedef struct {
@@ -774,9 +780,9 @@ static PyObject *chunk_clean(PyObject *module, PyObject *const *args, Py_ssize_t
 
 /* --- capture_record(): the caller's half of the converter (_frontend.capture_record_py) -------
  *
- * Why: on the application's thread, a record without an exception spent ~3.5 us in the Python
- * capture_record (the call with its keywords, the extras loop, the trace and request context, the
- * tuple); here ~0.4 us.  Same contract: whatever this does not handle goes to the Python
+ * Why: on the application's thread, the Python capture_record (the call with its keywords, the
+ * extras loop, the trace and request context, the tuple) was most of a plain record's cost; here
+ * a fraction of it.  Same contract: whatever this does not handle goes to the Python
  * reference with the very same arguments before anything is read (an exception to render, a
  * span-only report, a body that is not a str or is over max_body_length, unexpected arguments).
  * Past that point it does what the reference does, step for step, and raises where it raises. */
@@ -1180,7 +1186,7 @@ static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssiz
     }
     /* A queued record of plain values is left out of the cycle collector's work: with the queue
      * holding 20,000 of them, each full collection walked them all, and their number kept
-     * triggering more (~2 us a record in the structlog benchmark, with gc.disable() as the mark). */
+     * triggering more (measured in the structlog benchmark, with gc.disable() as the mark). */
     /* Safe: nothing the record holds can lead back to it (its attributes dict is the front end's
      * own, and to_record, the only code that changes it, adds strings and snapshots to it). */
     if (plain)
@@ -1262,8 +1268,7 @@ static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize
 /* --- structlog_event(): StructlogProcessor._export's common case, in C ----------------------
  *
  * Why: with capture_record() in C, the processor's own reads of a plain event (level, logger,
- * timestamp, event, the rare keys, the base attributes) were ~2.1 us of its ~4.5 us a call (best
- * of 30 x 2,000, the queue stubbed out).  This does them for a native event: an exact dict without
+ * timestamp, event, the rare keys, the base attributes) were about half of its call.  This does them for a native event: an exact dict without
  * any of the rare keys, a level name _LEVELS knows, a str logger name (or none: the caller passes
  * no stdlib logger), a float timestamp (TimeStamper(fmt=None)).  Anything else returns None before
  * anything is consumed, and _export takes its Python path, the reference.  Past the checks it
@@ -1410,7 +1415,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "highlight_logging._speedups", "plain_logs() of _plain.py and capture_record() of _frontend.py, in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "highlight_logging._speedups", "_plain's fast path and capture_record() of _frontend.py, in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
@@ -1421,16 +1426,41 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return NULL;
+    PyObject *layout = PyTuple_New(P_FIELDS); /* PENDING_FIELDS: this build's Pending layout */
+    if (layout == NULL)
+        return NULL;
+    for (int i = 0; i < P_FIELDS; i++) {
+        PyObject *name = PyUnicode_InternFromString(pending_names[i]);
+        if (name == NULL) {
+            Py_DECREF(layout);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(layout, i, name);
+    }
     PyObject *record = PyImport_ImportModule("highlight_logging._core.record");
-    if (record == NULL)
+    PyObject *fields = NULL;
+    int same = -1;
+    if (record != NULL && (site_key_set = PyObject_GetAttrString(record, "SITE_KEY_SET")) != NULL) {
+        PyObject *pending = PyObject_GetAttrString(record, "Pending");
+        fields = pending == NULL ? NULL : PyObject_GetAttrString(pending, "_fields");
+        Py_XDECREF(pending);
+        if (fields != NULL)
+            same = PyObject_RichCompareBool(fields, layout, Py_EQ);
+    }
+    Py_XDECREF(record);
+    if (same == 0) /* RuntimeError, not ImportError: _native.load() warns, then runs pure Python */
+        PyErr_Format(PyExc_RuntimeError, "built for another Pending layout: %R, not %R", layout, fields);
+    Py_XDECREF(fields);
+    if (same != 1) {
+        Py_DECREF(layout);
         return NULL;
-    site_key_set = PyObject_GetAttrString(record, "SITE_KEY_SET");
-    Py_DECREF(record);
-    if (site_key_set == NULL)
-        return NULL;
+    }
     PyObject *module = PyModule_Create(&module_def);
-    if (module == NULL)
+    if (module == NULL || PyModule_AddObject(module, "PENDING_FIELDS", layout) < 0) {
+        Py_DECREF(layout);
+        Py_XDECREF(module);
         return NULL;
+    }
     if ((str_tzinfo = PyUnicode_InternFromString("tzinfo")) == NULL ||
         PyModule_AddIntConstant(module, "SAME_MOMENT", (long)SAME_MOMENT) < 0 ||
         PyModule_AddIntConstant(module, "ABI", ABI) < 0 || rescue_add(module) < 0) {

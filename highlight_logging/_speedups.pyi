@@ -1,4 +1,5 @@
-# The C twins of highlight_logging._export.fastpath.plain_logs_py, _frontend.capture_record_py, _scrub and _structlog (see _speedups.c).
+# _plain's fast path (its reference: the general path), and the C twins of _frontend.capture_record_py,
+# _scrub and _structlog (see _speedups.c).
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -7,6 +8,9 @@ from highlight_logging._core.settings import Settings
 
 SAME_MOMENT: int
 ABI: int
+PENDING_FIELDS: tuple[
+    str, ...
+]  # the Pending layout this build reads; checked against _record.Pending at import
 
 def plain_logs(
     chunk: list[Pending],

@@ -2,9 +2,10 @@
 ``_frontend``, ``_scrub``, ``_structlog``): one place decides whether it is used.
 
 ``speedups`` is None when it was not built (no compiler at install time: the Python references
-run), when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at import, or when the built module is not
-the one this Python code expects (a stale build, e.g. an old ``.so`` left beside newer sources in
-an editable install): then one warning, and the Python references run instead of a crash later.
+run, and for ``_plain`` the general path), when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at
+import, or when the built module is not the one this Python code expects (a stale build, e.g. an
+old ``.so`` left beside newer sources in an editable install, or one of another ``Pending``
+layout): then one warning, and the Python references run instead of a crash later.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from highlight_logging._core import diag as _diag
 
 #: The ``ABI`` the C module must declare (``#define ABI`` in ``_speedups.c``): raise both together
 #: whenever a C function's arguments, the Pending layout or a setup's contract change.
-ABI = 3
+ABI = 4
 
 #: HIGHLIGHT_LOGGING_PURE_PYTHON was set at import: the C path is not used even where it was built.
 pure_python = bool(os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"))

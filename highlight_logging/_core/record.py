@@ -14,6 +14,9 @@ from typing import Any, NamedTuple, Union
 #: Produced by :func:`highlight_logging._core.coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
 Value = Union[str, bool, int, float, bytes, None, list["Value"], dict[str, "Value"]]  # noqa: UP007 (runtime alias on 3.10)
 Attributes = dict[str, Value]
+#: OTLP's AnyValue int is an int64: an int beyond these bounds is sent as its decimal text.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 
 #: Where a record was logged: ``(names, value, value, ...)``, ``names`` being one of the constant
 #: tuples below and the values plain (str, int or None).  Kept raw so that the worker encodes each
@@ -22,6 +25,9 @@ Site = tuple[Any, ...]
 SITE_KEYS = ("code.file.path", "code.function.name", "code.line.number", "thread.id", "thread.name")
 THREAD_KEYS = ("thread.id", "thread.name")
 SITE_KEY_SET = frozenset(SITE_KEYS)  # every name a site may carry (THREAD_KEYS are among them)
+#: The log's attributes that its exception span carries too (code.*, thread.*, and highlight.*:
+#: session and request ids, what was scrubbed); the others stay on the log.
+SPAN_ATTR_PREFIXES = ("code.", "thread.", "highlight.")
 
 
 def logrecord_site(record: Any) -> Site:
@@ -45,9 +51,9 @@ class Pending(NamedTuple):
 
     Built by :func:`highlight_logging._core.convert.capture_record` (one plain tuple, no further objects), it
     becomes a :class:`Record` on the worker (``_frontend.to_record``), which also applies the
-    limits.  Measured in the stdlib benchmark loop (medians of 9 x 20,000 calls, worker idle): a
-    call cost ~17.5 us building the Record on the caller's thread, ~13 us leaving a tuple, against
-    ~10 us for the deque.append floor.
+    limits: a tuple left on the caller's thread costs it much less than building the Record there
+    (figures: docs/performance.md).  Its fields are declared here only: ``_speedups.c`` checks its
+    own indices against :attr:`_fields` when it loads.
     """
 
     when: Any  # int ns since the epoch, or a datetime (loguru's), converted on the worker
@@ -77,7 +83,7 @@ class Record(NamedTuple):
     ``exception`` is set (then ``parent_span_id`` is the active span's, or ``b""``).
     ``span_only`` (``record_exception``): send the exception span, with every attribute, and no log.
     A tuple, built by ``_frontend.to_record`` in one C call: the worker makes one per record, and a
-    class with ``__slots__`` and an ``__init__`` cost ~0.5 us more each (measured, 20,480 records).
+    class with ``__slots__`` and an ``__init__`` cost measurably more each (docs/performance.md).
     """
 
     time_ns: int

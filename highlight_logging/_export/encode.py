@@ -1,14 +1,11 @@
 """OTLP protobuf, written directly on the wire format.
 
-Why not the generated message classes: building an OTLP ``LogRecord`` through them costs about
-18 us per record plus 1.5 us to serialize, and the OTel SDK's ``encode_logs()`` about 27 us, all
-under the GIL in the worker, which is most of the SDK handler's CPU per record.  Writing the few
-fields we need straight to bytes costs about 2 us (request framing included), because keys,
-severities, the resource and each call site's ``code.*``/``thread.*`` attributes are encoded once
-and reused (6 us when every attribute is encoded per record).  Measured by ``benchmarks/encode.py``
-(512-record batches, best of 15, Python 3.11, upb protobuf, the 2-core benchmark machine).  The
-tests decode every request with the opentelemetry-proto classes, so the two can never drift apart
-unnoticed.
+Why not the generated message classes: building an OTLP ``LogRecord`` through them, or the OTel
+SDK's ``encode_logs()``, costs several times more, under the GIL in the worker.  Writing the few
+fields we need straight to bytes is cheap because keys, severities, the resource and each call
+site's ``code.*``/``thread.*`` attributes are encoded once and reused (``benchmarks/encode.py``;
+figures in docs/performance.md).  The tests decode every request with the opentelemetry-proto
+classes, so the two can never drift apart unnoticed.
 
 Field numbers are from opentelemetry/proto/{common,resource,logs,trace}/v1/*.proto.
 """
@@ -18,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
-from highlight_logging._core.record import Attributes, Site, Value
+from highlight_logging._core.record import INT64_MAX, INT64_MIN, Attributes, Site, Value
 
 _Q = struct.Struct("<Q")
 _D = struct.Struct("<d")
@@ -26,8 +23,6 @@ _I = struct.Struct("<I")
 _TIMES = struct.Struct("<BQBQ")  # LogRecord.time_unix_nano (1) and observed_time_unix_nano (11)
 _SPAN_TIMES = struct.Struct("<BQBQ")  # Span.start (7) and end (8)
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
 _SMALL = [bytes([i]) for i in range(128)]
 _CACHE_MAX = 4096  # entries per cache below; cleared when full (keys repeat, so a rare reset is cheap)
 
@@ -71,7 +66,7 @@ def any_value(value: Value) -> bytes:
     if kind is bool:
         return b"\x10\x01" if value else b"\x10\x00"
     if kind is int:
-        if _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+        if INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
             return b"\x18" + varint(value)  # type: ignore[arg-type]
         return field(b"\x0a", str(value).encode())  # beyond int64: keep every digit, as text
     if kind is float:
@@ -146,7 +141,7 @@ def add_attributes(parts: list[bytes], tag: bytes, attrs: Attributes) -> None:
                 parts += (tag, _SMALL[len(head) + 3 + n], head, _STRING_HEAD[n], raw)
                 continue
             value = field(b"\x0a", raw)
-        elif kind is int and 0 <= v <= _INT64_MAX:  # type: ignore[operator]
+        elif kind is int and 0 <= v <= INT64_MAX:  # type: ignore[operator]
             number: int = v  # type: ignore[assignment]
             if number < 128:
                 digits = _SMALL[number]

@@ -1,7 +1,8 @@
 """The C extension's holes found by the audit of issue 18, each closed, and a stale build set aside.
 
-Every test here compares the C twin with its Python reference on input the C code once misread:
-the twin may decline (None: the general path) but never answer otherwise than the reference.
+Every test here compares the C code with its Python reference on input the C code once misread:
+the C path may decline (None: the general path) but never answer otherwise than the reference.  For
+``plain_logs`` the reference is the general path itself (``to_record``, then ``Pipeline._encode``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from paths import ROOT
 
+from highlight_logging import _pipeline
 from highlight_logging._core import convert as _convert
 from highlight_logging._core import diag as _diag
 from highlight_logging._core import native as _native
@@ -40,6 +42,7 @@ SETTINGS = Settings()
 ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
 ROOT = ROOT
+DATETIME_NS = _convert.datetime_ns  # the general path's, which general() replaces while it runs
 
 
 @pytest.fixture(autouse=True)
@@ -63,16 +66,38 @@ def pending(when: Any = None, extras: Any = (("k", 7),), site: Any = SITE) -> Pe
     return p
 
 
-def both(chunk: list[Pending], to_ns: Callable[[Any], int] = _convert.datetime_ns) -> list[Any]:
-    """What the reference and the C twin answer, or the exception type each raised."""
-    answers: list[Any] = []
+def general(chunk: list[Pending], to_ns: Callable[[Any], int], room: int = ROOM) -> list[bytes] | type:
+    """The general path's LogRecords (``to_ns`` standing in for ``datetime_ns``), or the type of
+    the exception it raised."""
+    settings = Settings(attribute_count_limit=room + _convert._RESERVED)
+    pipeline = _pipeline.Pipeline(settings)
+    saved = _convert.datetime_ns
+    _convert.datetime_ns = to_ns  # type: ignore[assignment]
+    try:
+        return [pipeline._encode(_convert.to_record(p, settings), True)[0] for p in chunk]
+    except BaseException as exc:  # KeyboardInterrupt is what is compared
+        return type(exc)
+    finally:
+        _convert.datetime_ns = saved  # type: ignore[assignment]
+
+
+def both(
+    chunk: list[Pending], to_ns: Callable[[Any], int] = _convert.datetime_ns, room: int = ROOM
+) -> list[Any]:
+    """What the general path and the C path answer (LogRecords, None where C declines), or the
+    exception type each raised; C's bytes must be the general path's wherever it gives any."""
     assert _speedups is not None
-    for impl in (_plain.plain_logs_py, _speedups.plain_logs):
-        try:
-            answers.append(impl(list(chunk), _encode._site_cache, _plain.levels, ROOM, to_ns))
-        except BaseException as exc:  # KeyboardInterrupt is what is compared
-            answers.append(type(exc))
-    return answers
+    # to_record adds the extras to a record's attributes dict: the general path gets copies
+    copies = [p._replace(attributes=dict(p.attributes), extras=tuple(p.extras)) for p in chunk]
+    reference = general(copies, to_ns, room)
+    try:
+        c: Any = _speedups.plain_logs(list(chunk), _encode._site_cache, _plain.levels, room, to_ns)
+    except BaseException as exc:
+        return [reference, type(exc)]
+    if isinstance(reference, list):
+        for ref, out in zip(reference, c, strict=True):
+            assert out is None or out == ref
+    return [reference, c]
 
 
 def run_python(
@@ -123,11 +148,10 @@ def test_a_list_of_extras_changed_by_python_code_is_not_read_as_a_tuple() -> Non
 
 @needs_c
 def test_both_paths_decline_extras_that_are_not_a_tuple() -> None:
-    """Front ends always leave a tuple; anything else is the general path's, in both twins."""
+    """Front ends always leave a tuple; anything else is the general path's."""
     for extras in ([("k", 1)], (("k", 1),)):
-        ref, c = both([pending(extras=extras)])
-        assert ref == c
-        assert (ref[0] is None) is (type(extras) is list)
+        _, c = both([pending(extras=extras)])
+        assert (c[0] is None) is (type(extras) is list)
 
 
 # --- 2. a datetime subclass read as its fields ----------------------------------------------------
@@ -168,11 +192,7 @@ def test_a_datetime_subclass_overriding_its_arithmetic_converts_as_the_python_pa
 ) -> None:
     when = kind(2024, 5, 17, 12, 30, 15, 123456, tzinfo=timezone.utc)
     ref, c = both([pending(when=when)])
-    assert ref == c and ref[0] is not None
-    # and what the general path makes of it
-    assert _plain.plain_logs_py(
-        [pending(when=when)], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns
-    )
+    assert ref == c and c[0] is not None
 
 
 @needs_c
@@ -185,13 +205,13 @@ def test_loguru_time_keeps_the_c_read_and_a_python_tzinfo_gets_the_python_path()
 
     def spy(when: Any) -> int:
         calls.append(when)
-        return _convert.datetime_ns(when)
+        return DATETIME_NS(when)
 
     loguru_time = aware_now()
     assert type(loguru_time) is not datetime and type(loguru_time.tzinfo) is timezone
     ref, c = both([pending(when=loguru_time)], spy)
-    assert ref == c and ref[0] is not None
-    assert len(calls) == 1  # the reference's call only
+    assert ref == c and c[0] is not None
+    assert len(calls) == 1  # the general path's call only
     calls.clear()
     ref, c = both([pending(when=datetime(2024, 5, 17, 12, 30, tzinfo=Plus2()))], spy)
     assert ref == c and len(calls) == 2
@@ -254,22 +274,21 @@ def test_a_clock_patched_after_import_is_read_by_both() -> None:
 
 @needs_c
 def test_many_extras_are_checked_for_duplicates_in_linear_time() -> None:
-    """The duplicate-key check was pairwise with the GIL held: 20,000 extras took ~1.6 s in C
-    (~30 ms in Python).  50,000 (~10 s pairwise, ~3 ms now): a bound 600 times the linear time, a
-    guard against O(n^2) rather than a speed goal.  A duplicate is found on either side of the
-    pairwise range."""
+    """The duplicate-key check was pairwise with the GIL held.  50,000 extras within a bound far
+    above the linear time and far below the quadratic one: a guard against O(n^2) rather than a
+    speed goal.  A duplicate is found on either side of the pairwise range."""
     many = tuple((f"k{i}", i) for i in range(50_000))
     p = pending(extras=many)
     limit = 10**6
-    ref = _plain.plain_logs_py([p], _encode._site_cache, _plain.levels, limit, _convert.datetime_ns)
     started = time.perf_counter()
     c = _speedups.plain_logs([p], _encode._site_cache, _plain.levels, limit, _convert.datetime_ns)  # type: ignore[union-attr]
     took = time.perf_counter() - started
-    assert ref == c and c[0] is not None
+    assert c[0] is not None
     assert took < 2.0, f"{took:.3f} s: quadratic again?"
+    assert both([p], room=limit) == [c, c]
     for n in (3, 16, 17, 40):
         dup = (*((f"k{i}", i) for i in range(n)), ("k1", "again"))
-        assert both([pending(extras=dup)]) == [[None], [None]], n
+        assert both([pending(extras=dup)])[1] == [None], n
 
 
 # --- 5. only Exception is swallowed -------------------------------------------------------------------
@@ -297,8 +316,8 @@ def test_a_keyboard_interrupt_in_to_ns_or_a_site_propagates_from_both() -> None:
 
     naive = datetime(2024, 5, 17, 12, 30)
     assert both([pending(when=naive)], interrupted) == [KeyboardInterrupt, KeyboardInterrupt]
-    failing = lambda when: 1 // 0  # noqa: E731 - an Exception: declined, as the reference does
-    assert both([pending(when=naive)], failing) == [[None], [None]]
+    failing = lambda when: 1 // 0  # noqa: E731 - an Exception: declined (the general path has its own fallback)
+    assert both([pending(when=naive)], failing)[1] == [None]
     site = (SITE_KEYS, Interrupting("x", hash_raises=True), "checkout", 42, 1234, "MainThread")
     assert both([pending(site=site)]) == [KeyboardInterrupt, KeyboardInterrupt]
 
@@ -355,6 +374,50 @@ def test_the_built_module_declares_the_abi_the_python_side_expects() -> None:
     assert _native.speedups is _speedups or _native.pure_python
 
 
+@needs_c
+def test_the_built_module_reads_the_pending_layout_of_record_py() -> None:
+    """The C code's field indices name the fields of ``_record.Pending``, their one declaration."""
+    assert Pending._fields == _speedups.PENDING_FIELDS  # type: ignore[union-attr]
+
+
+def test_every_maker_of_a_pending_fills_each_field_of_its_declaration() -> None:
+    """``capture_record`` builds the tuple positionally (one C call): it must have Pending's length."""
+    makers: list[Callable[..., Pending]] = [_convert.capture_record_py]
+    if _native.speedups is not None:
+        makers.append(_native.speedups.capture_record)
+    for make in makers:
+        p = make(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", 1)], site=SITE)
+        assert type(p) is Pending and len(p) == len(Pending._fields), make
+
+
+@needs_c
+def test_a_build_of_another_pending_layout_is_set_aside(tmp_path: Path) -> None:
+    """A Pending whose fields moved, beside a build of the old layout: the build fails to load (one
+    warning), the package runs pure Python, and no field is read as another."""
+    package = tmp_path / "highlight_logging"
+    shutil.copytree(ROOT / "highlight_logging", package, ignore=shutil.ignore_patterns("__pycache__"))
+    record = package / "_core" / "record.py"
+    source = record.read_text()
+    moved = "    span_only: bool\n    logged_now: bool"
+    assert moved in source
+    record.write_text(source.replace(moved, "    logged_now: bool\n    span_only: bool"))
+    code = """
+        import highlight_logging
+        from highlight_logging._core import native as _native
+        from highlight_logging._export import fastpath as _plain
+        assert highlight_logging.__file__.startswith({root!r}), highlight_logging.__file__
+        print(_native.speedups is None and _plain.plain_logs is None)
+        """
+    done = run_python(
+        code.format(root=str(tmp_path)),
+        env={"PYTHONPATH": str(tmp_path), "HIGHLIGHT_LOGGING_PURE_PYTHON": ""},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["True"]
+    assert done.stderr.count("another Pending layout") == 1, done.stderr
+
+
 @pytest.mark.parametrize(
     "source",
     [
@@ -397,7 +460,7 @@ def test_a_stale_build_beside_newer_code_logs_through_pure_python(tmp_path: Path
         from highlight_logging._export import fastpath as _plain
         from highlight_logging.testing import capture
         assert highlight_logging.__file__.startswith({root!r}), highlight_logging.__file__
-        assert _native.speedups is None and _plain.plain_logs is _plain.plain_logs_py
+        assert _native.speedups is None and _plain.plain_logs is None
         assert _convert.capture_record is _convert.capture_record_py
         logger = logging.getLogger("app")
         logger.addHandler(highlight_logging.HighlightHandler())
