@@ -7,7 +7,7 @@
    export worker calls it: code.*/thread.* as a call-site tuple (encoded once per site), ``k`` as an attribute;
 3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``;
 4. the export worker's two paths from the queued ``Pending`` tuple: the general one (``to_record``, then
-   ``Pipeline._encode``) and the plain-record fast path (``_plain``: its Python reference and the C twin).
+   ``RecordEncoder.encode``) and the plain-record fast path (``_plain``: its Python reference and the C twin).
 
 Every path encodes the same record: the one ``HighlightHandler`` sends for
 ``logger.info("user %s did %s", i, action, extra={"k": i})`` (body, severity, two timestamps, code.*,
@@ -125,11 +125,12 @@ def best(cases: list[tuple[str, Callable[[], object]]], n: int, repeat: int) -> 
 
 def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
     """The worker's paths from the queued record, as the stdlib handler leaves it."""
-    from highlight_logging import _frontend, _pipeline, _plain
+    from highlight_logging import _frontend, _plain
+    from highlight_logging._export.prepare import RecordEncoder
     from highlight_logging._settings import Settings
 
     settings = Settings()
-    pipeline = _pipeline.Pipeline(settings)
+    encoder = RecordEncoder(settings)
     room = settings.attribute_count_limit - _frontend._RESERVED
 
     def queued() -> list[Any]:
@@ -146,7 +147,7 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
     out: list[tuple[str, Callable[[], object]]] = [
         (
             "worker, general path: to_record + _encode",
-            lambda: [pipeline._encode(_frontend.to_record(p, settings), True) for p in general],
+            lambda: [encoder.encode(_frontend.to_record(p, settings), True) for p in general],
         ),
         (
             "worker, plain path: Python reference",

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _context, _diag, _exceptions, _highlight, _native, _pipeline, _settings
+from highlight_logging import _context, _diag, _exceptions, _highlight, _native, _settings
 from highlight_logging._coerce import coerce, coerce_attributes, safe_str, truncate
+from highlight_logging._export import process as _process
+from highlight_logging._export import threads as _threads
 from highlight_logging._record import SITE_KEY_SET, Attributes, ExceptionInfo, Pending, Record, Site, Value
 from highlight_logging._settings import Settings
 
@@ -74,14 +76,14 @@ class Binding:
 
             self.pipeline = _providers.get(self.settings)
         else:
-            self.pipeline = _pipeline.get(self.settings)
+            self.pipeline = _process.get(self.settings)
         self._generation = _settings.generation
 
     def get(self) -> Sink | None:
         """The pipeline to submit to, or None when disabled or on an export worker thread."""
         if self._generation != _settings.generation:
             self._resolve()
-        if threading.get_ident() in _pipeline.worker_threads:
+        if threading.get_ident() in _threads.worker_threads:
             return None
         if capture is not None:
             return capture.sink(self.settings)

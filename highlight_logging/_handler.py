@@ -6,8 +6,9 @@ import logging
 import sys
 from typing import Any
 
-from highlight_logging import _otel_duplicates, _pipeline
+from highlight_logging import _otel_duplicates
 from highlight_logging._coerce import safe_str
+from highlight_logging._export import process as _process
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record
 from highlight_logging._record import Attributes, logrecord_site
 from highlight_logging._structlog import exported_by_structlog
@@ -121,7 +122,7 @@ class HighlightHandler(logging.Handler):
         except RecursionError:
             raise
         except Exception as exc:
-            _pipeline.count_frontend_loss("HighlightHandler", exc)
+            _process.count_frontend_loss("HighlightHandler", exc)
             self.handleError(record)
 
     def flush(self) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-# _frontend by module: it imports _pipeline, which imports this.
+# _frontend by module: it imports _export, which imports this.
 from highlight_logging import _encode, _frontend, _highlight, _native
 from highlight_logging._record import SITE_KEY_SET, Pending
 

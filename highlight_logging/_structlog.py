@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from highlight_logging import _exceptions, _native, _otel_duplicates, _pipeline
+from highlight_logging import _exceptions, _native, _otel_duplicates
 from highlight_logging._coerce import coerce, safe_str
+from highlight_logging._export import process as _process
 from highlight_logging._frontend import INTERNAL_LOGGERS, Binding, capture_record, datetime_ns
 from highlight_logging._record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
 
@@ -353,7 +354,7 @@ class StructlogProcessor:
         try:
             self._export(logger, method_name, event_dict)
         except Exception as exc:  # structlog does not shield the caller: never raise into it
-            _pipeline.count_frontend_loss("StructlogProcessor", exc)
+            _process.count_frontend_loss("StructlogProcessor", exc)
         if self._drop is not None:
             raise self._drop
         return event_dict

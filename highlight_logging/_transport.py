@@ -289,7 +289,7 @@ class GrpcTransport:
 
     def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
         """Send the request; the returned call waits for its outcome.  The worker keeps a few
-        requests in flight (``_pipeline._MAX_IN_FLIGHT``) and encodes meanwhile."""
+        requests in flight (``_export.sender.MAX_IN_FLIGHT``) and encodes meanwhile."""
         timeout = max(timeout, 0.001)
         if self._no_threads or getattr(threading, "_SHUTTING_DOWN", False):
             # At interpreter exit: call.future() may need a new grpcio thread (see _abandon).

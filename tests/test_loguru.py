@@ -19,7 +19,7 @@ from loguru import logger
 from opentelemetry.sdk.trace import TracerProvider
 
 import highlight_logging
-from highlight_logging import _pipeline
+from highlight_logging._export import process as _process
 from highlight_logging._frontend import datetime_ns
 from highlight_logging._loguru import LoguruSink
 from highlight_logging._receiver import Receiver
@@ -369,7 +369,7 @@ def test_internal_scope_and_disabled_are_skipped(rx: Receiver) -> None:
     logger.info("kept")
     (rec,) = sent(rx)
     assert rec.body == "kept"
-    assert len(_pipeline.pipelines()) == 1
+    assert len(_process.pipelines()) == 1
 
 
 def test_imports_without_loguru() -> None:

@@ -1,5 +1,5 @@
 """The fast path for plain records (``_plain``, and its C twin ``_speedups``) gives, byte for byte,
-what the general path (``to_record`` then ``Pipeline._encode``) gives, and declines everything else."""
+what the general path (``to_record`` then ``RecordEncoder.encode``) gives, and declines everything else."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from highlight_logging import _encode, _frontend, _pipeline, _plain
+from highlight_logging import _encode, _frontend, _plain
+from highlight_logging._export.prepare import RecordEncoder
 from highlight_logging._record import SITE_KEYS, THREAD_KEYS, ExceptionInfo, Pending
 from highlight_logging._settings import Settings
 
@@ -73,9 +74,9 @@ def pending(
 
 def general(make: Callable[[], Pending]) -> bytes:
     """What the general path makes of the record."""
-    pipeline = _pipeline.Pipeline(SETTINGS)
+    encoder = RecordEncoder(SETTINGS)
     record = _frontend.to_record(make(), SETTINGS)
-    return pipeline._encode(record, True)[0]
+    return encoder.encode(record, True)[0]
 
 
 def fast(impl: Any, make: Callable[[], Pending], learn: bool = True) -> bytes | None:
@@ -291,8 +292,8 @@ HL_SETTINGS = Settings(backend="highlight")
 
 def general_hl(make: Callable[[], Pending]) -> bytes:
     """What the general path makes of the record in the highlight shape."""
-    pipeline = _pipeline.Pipeline(HL_SETTINGS)
-    return pipeline._encode(_frontend.to_record(make(), HL_SETTINGS), True)[0]
+    encoder = RecordEncoder(HL_SETTINGS)
+    return encoder.encode(_frontend.to_record(make(), HL_SETTINGS), True)[0]
 
 
 def fast_hl(impl: Any, make: Callable[[], Pending]) -> bytes | None:
