@@ -32,7 +32,7 @@ from typing import Any
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _diag
+from highlight_logging import _diag, _encode
 from highlight_logging._export import process
 from highlight_logging._export.counters import new_counters
 from highlight_logging._export.prepare import RecordEncoder, span_attributes
@@ -41,8 +41,6 @@ from highlight_logging._record import Attributes, Pending, Record, Value
 from highlight_logging._settings import Settings
 
 __all__ = ["ProviderPipeline", "get"]
-
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class _Busy(threading.local):
@@ -250,7 +248,7 @@ def _context_for(trace_id: int, span_id: int, flags: int) -> Any:
 def _plain(value: Value) -> Any:
     """A log attribute value any exporter can encode: integers beyond 64 bits become their digits."""
     if type(value) is int:
-        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+        return value if _encode._INT64_MIN <= value <= _encode._INT64_MAX else str(value)
     if type(value) is list:
         return [_plain(v) for v in value]
     if type(value) is dict:

@@ -4,5 +4,6 @@
 request packing) and ``sender`` (requests in flight, answers in order), which asks the pure
 ``retry.RetryPolicy`` what to do with each answer; ``prepare`` turns a record into bytes,
 ``priority`` keeps the worker behind the application, ``counters`` counts every loss by reason,
-and ``process`` holds the registry and the exit, SIGTERM and fork hooks.
+``threads`` knows where a worker thread may run (uWSGI), and ``process`` holds the registry and
+the exit, SIGTERM and fork hooks.
 """

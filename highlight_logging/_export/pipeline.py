@@ -56,6 +56,7 @@ class Pipeline:
         # The highlight shape (_highlight): exceptions travel on their log records only, so every
         # record is one log and none is a span.
         self.highlight = settings.backend == "highlight"
+        self._encoder = RecordEncoder(settings)  # its scrubber is built once, kept across a fork
         self._reset()
 
     # --- state that a forked child must rebuild ---------------------------------------------------
@@ -96,7 +97,7 @@ class Pipeline:
         # Drops of records refused at the door (never accepted, so never queued): see _give_up.
         self._refused = {"logs": 0, "spans": 0}
         self._gave_up = False  # shutdown() counted what the worker held as lost: it counts no more
-        self._encoder = RecordEncoder(self.settings)  # a new resource: process.pid changed
+        self._encoder.renew()  # a new resource: process.pid changed
         self._sender = Sender(self, self._abort)
         self._batch = Batcher(self, self._encoder)
 

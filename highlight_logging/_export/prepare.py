@@ -117,7 +117,13 @@ class RecordEncoder:
         # record is one log and none is a span.
         self.highlight = settings.backend == "highlight"
         self.scrubbed = 0  # values scrubbed (written by the worker only; read by stats())
-        self.resource = _encode.resource(resource_attributes(settings))  # pid: rebuilt after a fork
+        self.resource = b""
+        self.renew()
+
+    def renew(self) -> None:
+        """In a new process (after fork): its own process.pid, and nothing scrubbed here yet."""
+        self.scrubbed = 0
+        self.resource = _encode.resource(resource_attributes(self.settings))
 
     def scope(self, name: str) -> bytes:
         """An InstrumentationScope; in the highlight shape its name is also an attribute, ``logger``
