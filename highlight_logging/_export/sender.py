@@ -14,7 +14,7 @@ from highlight_logging._settings import Settings
 from highlight_logging._transport import Outcome
 
 from .counters import DROP_WARNING_EVERY
-from .retry import Action, RetryPolicy
+from .retry import Action, Decision, RetryPolicy
 
 # Requests on their way at once: one at a time, delivery over a WAN is capped at one batch a
 # round trip (docs/performance.md, Requests in flight).
@@ -169,18 +169,8 @@ class Sender:
                 return
             outcome = self._read(send)
             self.last_error = "" if outcome.ok else outcome.detail
-            decision = self.policy.decide(
-                outcome,
-                count=count,
-                attempt=attempt,
-                now=time.monotonic(),
-                deadline=send.deadline,
-                shutdown_deadline=host.shutdown_deadline,
-                stopping=host.stopping,
-                aborted=self.abort.is_set(),
-                has_room=host.has_room(),
-                jitter=random.uniform(0.5, 1.0),
-            )
+            jitter = random.uniform(0.5, 1.0)
+            decision = self._decide(outcome, send, attempt, jitter)
             action = decision.action
             if action is Action.DONE:
                 host.count_exported(counter, decision.exported)
@@ -222,12 +212,15 @@ class Sender:
                         other.outcome = self._read(other)
                 if decision.reconnect and self.transport is not None:
                     self.transport.reconnect()
-                attempt += 1
                 _diag.warn(
                     f"export failing ({outcome.detail}); retrying, records are kept in the buffer",
                     key=f"retry:{id(host)}",
                     every=DROP_WARNING_EVERY,
                 )
+                # Those answers may have taken a while: decide again from now (the same draw).
+                decision = self._decide(outcome, send, attempt, jitter)
+                action = decision.action
+                attempt += 1
             if action is Action.DROP:
                 host.count_drop(counter, decision.reason, count)
                 return
@@ -235,6 +228,21 @@ class Sender:
                 host.count_drop(counter, "shutdown", count)
                 return
             send = self.start_send(signal, counter, payload, count, decision.deadline)
+
+    def _decide(self, outcome: Outcome, send: Send, attempt: int, jitter: float) -> Decision:
+        host = self.host
+        return self.policy.decide(
+            outcome,
+            count=send.count,
+            attempt=attempt,
+            now=time.monotonic(),
+            deadline=send.deadline,
+            shutdown_deadline=host.shutdown_deadline,
+            stopping=host.stopping,
+            aborted=self.abort.is_set(),
+            has_room=host.has_room(),
+            jitter=jitter,
+        )
 
     def _send_in_halves(self, send: Send, detail: str) -> bool:
         """A request refused for its size goes again as two halves (each halved again as need be,
