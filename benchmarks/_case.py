@@ -412,9 +412,9 @@ def measure_bound(args: argparse.Namespace) -> dict[str, Any]:
     logger.addHandler(handler)
     logger.info("warm-up")  # starts the worker, which starts failing
     filler = "x" * (BOUND_RECORD - 9)
-    from highlight_logging import _pipeline
+    from highlight_logging._export import process as _process
 
-    pipeline = _pipeline.pipelines()[0]
+    pipeline = _process.pipelines()[0]
     bound, request = pipeline.settings.max_queue_bytes, pipeline.settings.max_request_bytes
     rss0, peak0 = current_rss_mb(), peak_rss_mb()
     queued = 0

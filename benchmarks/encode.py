@@ -7,7 +7,7 @@
    export worker calls it: code.*/thread.* as a call-site tuple (encoded once per site), ``k`` as an attribute;
 3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``;
 4. the export worker's two paths from the queued ``Pending`` tuple: the general one (``to_record``, then
-   ``Pipeline._encode``) and, where the C speedups are built, the plain-record fast path (``_plain``).
+   ``RecordEncoder.encode``) and, where the C speedups are built, the plain-record fast path (``_plain``).
 
 Every path encodes the same record: the one ``HighlightHandler`` sends for
 ``logger.info("user %s did %s", i, action, extra={"k": i})`` (body, severity, two timestamps, code.*,
@@ -125,13 +125,13 @@ def best(cases: list[tuple[str, Callable[[], object]]], n: int, repeat: int) -> 
 
 def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
     """The worker's paths from the queued record, as the stdlib handler leaves it."""
-    from highlight_logging import _pipeline
     from highlight_logging._core import convert as _convert
     from highlight_logging._core.settings import Settings
     from highlight_logging._export import fastpath as _plain
+    from highlight_logging._export.prepare import RecordEncoder
 
     settings = Settings()
-    pipeline = _pipeline.Pipeline(settings)
+    encoder = RecordEncoder(settings)
     room = settings.attribute_count_limit - _convert._RESERVED
 
     def queued() -> list[Any]:
@@ -148,7 +148,7 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
     out: list[tuple[str, Callable[[], object]]] = [
         (
             "worker, general path: to_record + _encode",
-            lambda: [pipeline._encode(_convert.to_record(p, settings), True) for p in general],
+            lambda: [encoder.encode(_convert.to_record(p, settings), True) for p in general],
         ),
     ]
     c_path = _plain.plain_logs

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from highlight_logging import _pipeline
 from highlight_logging._core import settings as _settings
 from highlight_logging._core.context import context
+from highlight_logging._export import process as _process
 from highlight_logging._frontends.errors import record_exception
 from highlight_logging._frontends.handler import HighlightHandler
 from highlight_logging._frontends.loguru import LoguruSink
@@ -50,7 +50,7 @@ def flush(timeout: float | None = None) -> bool:
     Call it before ``os._exit()`` (which skips the exit hook), e.g. at the end of a
     ``multiprocessing`` child that exits that way.  ``timeout`` defaults to ``shutdown_timeout``.
     """
-    return _pipeline.flush_all(timeout)
+    return _process.flush_all(timeout)
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -58,9 +58,9 @@ def shutdown(timeout: float | None = None) -> bool:
 
     Runs by itself at interpreter exit; True when nothing was lost.
     """
-    return _pipeline.shutdown_all(timeout)
+    return _process.shutdown_all(timeout)
 
 
 def stats() -> dict[str, Any]:
     """Counters for ``logs`` and ``spans``: queued, exported, and dropped by reason."""
-    return _pipeline.stats()
+    return _process.stats()

@@ -32,17 +32,15 @@ from typing import Any
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
 
-from highlight_logging import _pipeline
 from highlight_logging._core import diag as _diag
 from highlight_logging._core.convert import to_record
-from highlight_logging._core.record import Attributes, Pending, Record, Value
+from highlight_logging._core.record import INT64_MAX, INT64_MIN, Attributes, Pending, Record, Value
 from highlight_logging._core.settings import Settings
-from highlight_logging._pipeline import exception_attributes
+from highlight_logging._export import process
+from highlight_logging._export.counters import new_counters
+from highlight_logging._export.prepare import RecordEncoder, span_attributes
 
 __all__ = ["ProviderPipeline", "get"]
-
-_SPAN_ATTR_PREFIXES = ("code.", "thread.", "highlight.")
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class _Busy(threading.local):
@@ -61,9 +59,9 @@ class ProviderPipeline:
         self, settings: Settings, *, logger_provider: Any = None, tracer_provider: Any = None
     ) -> None:
         self.settings = settings
-        self._scrubber = _pipeline._make_scrubber(settings)
+        self._encoder = RecordEncoder(settings)  # the same attributes as our own pipeline sends
         self._lock = threading.Lock()
-        self.counters = _pipeline._new_counters()
+        self.counters = new_counters()
         self._fixed_lp = logger_provider  # explicit providers: for tests and embedding
         self._fixed_tp = tracer_provider
         self._lp: Any = None
@@ -140,7 +138,7 @@ class ProviderPipeline:
                     c["exported"] += n
 
     def _emit(self, record: Record, logs: int) -> None:
-        body, attrs, event_attrs = prepare(record, self.settings, self._scrubber)
+        body, attrs, event_attrs = self._encoder.prepare(record)
         if self.settings.project_id:
             attrs["highlight.project_id"] = self.settings.project_id
         trace_id = int.from_bytes(record.trace_id, "big") if record.trace_id else 0
@@ -232,43 +230,6 @@ class ProviderPipeline:
         return ok
 
 
-def prepare(record: Record, settings: Settings, scrubber: Any) -> tuple[str, Attributes, Attributes]:
-    """(body, log attributes, exception event attributes), scrubbed and limited.
-
-    Mirrors ``Pipeline._encode`` up to the protobuf step; tests/frontends/test_providers.py checks the two
-    agree through ``highlight_logging.testing`` (which runs the real one).
-    """
-    attrs = record.attributes
-    body = record.body
-    scrubbed: list[str] = []
-    if scrubber is not None:
-        attrs, found = scrubber.scrub_attributes(attrs)
-        body, found_body = scrubber.scrub_text(body, "body")
-        scrubbed = found + found_body
-    site = getattr(record, "site", None)  # code.*/thread.* kept apart by the front ends; never scrubbed
-    if site:
-        attrs = {**dict(zip(site[0], site[1:], strict=False)), **attrs}
-    exc = record.exception
-    event_attrs: Attributes = {}
-    if exc is not None:
-        event_attrs, found = exception_attributes(exc, settings, scrubber)
-        scrubbed += found
-        attrs = {**attrs, **event_attrs}
-    else:
-        attrs = dict(attrs)
-    if scrubbed:
-        attrs["highlight.scrubbed"] = list[Value](scrubbed)
-    return body, attrs, event_attrs
-
-
-def span_attributes(attrs: Attributes, report: bool) -> Attributes:
-    """The exception span's attributes: ours (code.*, thread.*, highlight.*), or for an error
-    report (``span_only``), whose span is all there is, every attribute but exception.*."""
-    if report:
-        return {k: v for k, v in attrs.items() if not k.startswith("exception.")}
-    return {k: v for k, v in attrs.items() if k.startswith(_SPAN_ATTR_PREFIXES)}
-
-
 def _context_for(trace_id: int, span_id: int, flags: int) -> Any:
     """A Context whose current span has these ids: the active one when it matches (keeping its
     trace state), else a non-recording stand-in; an explicitly invalid span when there are none."""
@@ -287,7 +248,7 @@ def _context_for(trace_id: int, span_id: int, flags: int) -> Any:
 def _plain(value: Value) -> Any:
     """A log attribute value any exporter can encode: integers beyond 64 bits become their digits."""
     if type(value) is int:
-        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)
     if type(value) is list:
         return [_plain(v) for v in value]
     if type(value) is dict:
@@ -365,8 +326,8 @@ def get(settings: Settings) -> ProviderPipeline:
             if pipeline is None:
                 pipeline = _registry[settings] = ProviderPipeline(settings)
                 # Exit and SIGTERM flush the app's providers (_otel_flush), as for our own pipeline.
-                _pipeline._ensure_exit_hook()
-                _pipeline._hook_sigterm()
+                process.ensure_exit_hook()
+                process.hook_sigterm()
     return pipeline
 
 

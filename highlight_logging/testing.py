@@ -35,10 +35,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
-from highlight_logging import _pipeline
 from highlight_logging._core import convert as _convert
 from highlight_logging._core.record import Pending
 from highlight_logging._core.settings import Settings
+from highlight_logging._export.prepare import RecordEncoder
 from highlight_logging._frontends import binding as _binding
 
 __all__ = ["Capture", "CapturedEvent", "CapturedLog", "CapturedSpan", "capture"]
@@ -128,13 +128,12 @@ class _Sink:
     def __init__(self, capture: Capture, settings: Settings) -> None:
         self.capture = capture
         self.settings = settings
-        # Never started or registered: used only for its encoder (scrubber, limits).
-        self._encoder = _pipeline.Pipeline(settings)
+        self._encoder = RecordEncoder(settings)  # what the export worker's general path sends
 
     def submit(self, pending: Pending) -> None:
         try:
             record = _convert.to_record(pending, self.settings)
-            log_bytes, span_bytes = self._encoder._encode(record)
+            log_bytes, span_bytes = self._encoder.encode(record)
             # An error report is a span only, except in the highlight shape (a log carries it).
             sent_log = not record.span_only or self._encoder.highlight
             log = _decode_log(record.scope, log_bytes) if sent_log else None

@@ -12,9 +12,9 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 from otlp_receiver import FaultyReceiver  # noqa: E402
 
-from highlight_logging import _pipeline  # noqa: E402
 from highlight_logging._core import settings as _settings  # noqa: E402
 from highlight_logging._devtools.receiver import Receiver  # noqa: E402
+from highlight_logging._export import process as _process  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def _isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(name)
     _settings.configure()
     yield
-    _pipeline.reset_for_tests()
+    _process.reset_for_tests()
     _settings.configure()
 
 
@@ -37,7 +37,7 @@ def receiver() -> Iterator[Receiver]:
     """A real in-process OTLP/gRPC receiver on a free loopback port (``receiver.endpoint``)."""
     with Receiver() as rx:
         yield rx
-        _pipeline.reset_for_tests()  # deliver before the receiver goes away
+        _process.reset_for_tests()  # deliver before the receiver goes away
 
 
 @pytest.fixture
@@ -46,4 +46,4 @@ def faulty() -> Iterator[FaultyReceiver]:
     with FaultyReceiver() as rx:
         yield rx
         rx.clear_faults()
-        _pipeline.reset_for_tests()  # deliver before the receiver goes away
+        _process.reset_for_tests()  # deliver before the receiver goes away

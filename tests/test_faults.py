@@ -18,7 +18,8 @@ import pytest
 from otlp_receiver import Blackhole, FaultyReceiver, free_port, handler_logger
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _pipeline, _transport
+from highlight_logging import HighlightHandler, _transport
+from highlight_logging._export import process as _process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -332,7 +333,7 @@ def test_the_export_worker_never_takes_sigterm_or_sigint(faulty: FaultyReceiver)
     log = handler_logger("faults.signals", endpoint=faulty.endpoint)
     log.info("start the worker")
     assert highlight_logging.flush(10)
-    (pipeline,) = _pipeline.pipelines()
+    (pipeline,) = _process.pipelines()
     assert pipeline._worker is not None and pipeline._worker.native_id is not None
     with open(f"/proc/self/task/{pipeline._worker.native_id}/status") as f:
         line = next(line for line in f if line.startswith("SigBlk:"))
@@ -400,7 +401,7 @@ def test_grpcio_with_no_thread_for_its_calls_delivers_and_never_hangs(
     assert not highlight_logging.flush(10)  # done with, but counted as lost
     log.info("r5")
     assert highlight_logging.flush(10)
-    assert not _pipeline.shutdown_all(timeout=5)  # not a clean run, but nothing waits on the old channel
+    assert not _process.shutdown_all(timeout=5)  # not a clean run, but nothing waits on the old channel
     bodies = [str(r.body) for r in faulty.log_records()]
     assert len(bodies) == len(set(bodies)) and "r5" in bodies  # once each; blocking calls work
     stats = highlight_logging.stats()["logs"]
@@ -467,14 +468,14 @@ def test_records_held_by_a_worker_stuck_past_the_deadline_are_counted_once_as_lo
         log.exception("held 4")
     highlight_logging.flush(0.01)  # wakes the worker, which takes the five and blocks
     assert made[0].stuck.wait(10)
-    assert not _pipeline.shutdown_all(timeout=0.2)
+    assert not _process.shutdown_all(timeout=0.2)
     stats = highlight_logging.stats()
     assert (stats["logs"]["queued"], stats["logs"]["exported"]) == (8, 3)
     assert stats["logs"]["dropped"]["shutdown"] == stats["logs"]["dropped_total"] == 5
     assert stats["spans"]["dropped"]["shutdown"] == stats["spans"]["dropped_total"] == 1
     assert "at exit: 5 logs lost (shutdown: 5); 1 spans lost (shutdown: 1)" in capfd.readouterr().err
     made[0].release.set()
-    worker = _pipeline.pipelines()[0]._worker
+    worker = _process.pipelines()[0]._worker
     assert worker is not None
     worker.join(15)
     assert not worker.is_alive()

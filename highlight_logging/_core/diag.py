@@ -42,6 +42,12 @@ def warn(message: str, *, key: str | None = None, every: float = 0.0) -> None:
         pass
 
 
+def after_fork_in_child() -> None:
+    """A forked child's own lock: the parent's may have been held by a thread that is gone."""
+    global _lock
+    _lock = _osthread.Lock()
+
+
 def reset() -> None:
     """Forget which warnings were given (tests, and a forked child that should warn afresh)."""
     with _lock:

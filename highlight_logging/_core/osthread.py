@@ -166,7 +166,7 @@ class Event:
 
 class Worker:
     """A real OS thread with the part of ``threading.Thread``'s interface the pipeline uses.
-    ``threading.enumerate()`` does not list it: ``highlight_logging._pipeline.pipelines()`` does."""
+    ``threading.enumerate()`` does not list it: ``highlight_logging._export.process.pipelines()`` does."""
 
     daemon = True
 

@@ -4,7 +4,7 @@ Our log records and exception spans point to spans the app's ``TracerProvider`` 
 ``BatchSpanProcessor`` (a request's server span is exported up to 5 s after it ends), and with
 ``use_otel_providers=True`` our records wait in the app's ``LoggerProvider``.  SIGTERM with its
 default action skips the SDK's own exit hook, so without this the backend gets logs whose trace
-never arrives.  :func:`begin` is called by ``_pipeline.shutdown_all`` (exit, SIGTERM, ``shutdown()``).
+never arrives.  :func:`begin` is called by ``_export.process.shutdown_all`` (exit, SIGTERM, ``shutdown()``).
 
 * Only providers the app has set are flushed: nothing is imported here, and an API module that was
   never imported cannot hold a provider; a provider without ``force_flush`` (the API's proxies and

@@ -10,11 +10,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from highlight_logging import _pipeline, _providers
+from highlight_logging import _providers
 from highlight_logging._core import diag as _diag
 from highlight_logging._core import settings as _settings
 from highlight_logging._core.record import Pending
 from highlight_logging._core.settings import Settings
+from highlight_logging._export import process as _process
+from highlight_logging._export import threads as _threads
 
 # Loggers that talk about exporting: never sent through a pipeline (no feedback loop).
 INTERNAL_LOGGERS = ("highlight_logging", "grpc._channel", "grpc._common", "grpc._cython")
@@ -66,14 +68,14 @@ class Binding:
         elif self.settings.use_otel_providers:
             self.pipeline = _providers.get(self.settings)
         else:
-            self.pipeline = _pipeline.get(self.settings)
+            self.pipeline = _process.get(self.settings)
         self._generation = _settings.generation
 
     def get(self) -> Sink | None:
         """The pipeline to submit to, or None when disabled or on an export worker thread."""
         if self._generation != _settings.generation:
             self._resolve()
-        if threading.get_ident() in _pipeline.worker_threads:
+        if threading.get_ident() in _threads.worker_threads:
             return None
         if capture is not None:
             return capture.sink(self.settings)

@@ -6,10 +6,10 @@ import logging
 import sys
 from typing import Any
 
-from highlight_logging import _pipeline
 from highlight_logging._core.coerce import safe_str
 from highlight_logging._core.convert import capture_record
 from highlight_logging._core.record import Attributes, logrecord_site
+from highlight_logging._export import process as _process
 from highlight_logging._frontends import otel_duplicates as _otel_duplicates
 from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
 from highlight_logging._frontends.dedupe import exported_by_structlog
@@ -123,7 +123,7 @@ class HighlightHandler(logging.Handler):
         except RecursionError:
             raise
         except Exception as exc:
-            _pipeline.count_frontend_loss("HighlightHandler", exc)
+            _process.count_frontend_loss("HighlightHandler", exc)
             self.handleError(record)
 
     def flush(self) -> None:

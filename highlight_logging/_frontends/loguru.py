@@ -19,9 +19,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from highlight_logging import _pipeline
 from highlight_logging._core.convert import capture_record
 from highlight_logging._core.record import SITE_KEYS, Attributes
+from highlight_logging._export import process as _process
+from highlight_logging._export import threads as _threads
 from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
 
 if TYPE_CHECKING:
@@ -90,14 +91,14 @@ class LoguruSink:
         except Exception as exc:
             # A raise here would make loguru print "Logging error in Loguru Handler"; the
             # converter already guards user values, so this only catches the unforeseen.
-            _pipeline.count_frontend_loss("LoguruSink", exc)
+            _process.count_frontend_loss("LoguruSink", exc)
 
     def stop(self) -> None:
         """Called by ``logger.remove()``: deliver what was handed over, within ``shutdown_timeout``."""
         try:
             pipeline = self._binding.pipeline
             # On an export worker a flush would wait for itself until the timeout.
-            if pipeline is not None and threading.get_ident() not in _pipeline.worker_threads:
+            if pipeline is not None and threading.get_ident() not in _threads.worker_threads:
                 pipeline.flush()
         except Exception:
             pass

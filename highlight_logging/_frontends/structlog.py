@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from highlight_logging import _pipeline
 from highlight_logging._core import exceptions as _exceptions
 from highlight_logging._core import native as _native
 from highlight_logging._core.coerce import coerce, safe_str
 from highlight_logging._core.convert import capture_record, datetime_ns
 from highlight_logging._core.record import THREAD_KEYS, Attributes, ExceptionInfo, Site, logrecord_site
+from highlight_logging._export import process as _process
 from highlight_logging._frontends import dedupe as _dedupe
 from highlight_logging._frontends import otel_duplicates as _otel_duplicates
 from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
@@ -297,7 +297,7 @@ class StructlogProcessor:
         try:
             self._export(logger, method_name, event_dict)
         except Exception as exc:  # structlog does not shield the caller: never raise into it
-            _pipeline.count_frontend_loss("StructlogProcessor", exc)
+            _process.count_frontend_loss("StructlogProcessor", exc)
         if self._drop is not None:
             raise self._drop
         return event_dict

@@ -207,7 +207,7 @@ class H2Transport:
 
     def start(self, signal: str, payload: bytes, timeout: float) -> Callable[[], Outcome]:
         """Send the request; the returned call reads the answer.  A few requests may be on their
-        way at once, each on its own stream of one connection;
+        way at once (``_export.sender.MAX_IN_FLIGHT``), each on its own stream of one connection;
         whichever call reads the socket hands every stream its part.  A stream the collector
         refused (REFUSED_STREAM, or above its GOAWAY's last stream id) was never processed
         (RFC 9113 section 8.7): it is sent again at once, as grpcio does, not failed."""

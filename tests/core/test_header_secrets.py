@@ -14,8 +14,9 @@ import grpc
 import pytest
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _pipeline
+from highlight_logging import HighlightHandler
 from highlight_logging._core.settings import Settings, resolve
+from highlight_logging._export import process as _process
 from highlight_logging._transport import LOGS
 from highlight_logging._transport.http import HttpTransport
 
@@ -62,7 +63,7 @@ def collector(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], 
         thread.start()
         settings = {"endpoint": f"http://127.0.0.1:{server.server_address[1]}", "protocol": "http/protobuf"}
         yield settings, server.headers_seen  # type: ignore[misc]
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
         server.shutdown()
         server.server_close()
         return
@@ -71,7 +72,7 @@ def collector(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], 
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     grpc_server.start()
     yield {"endpoint": f"http://127.0.0.1:{port}", "grpc_client": request.param}, recorder.metadata
-    _pipeline.reset_for_tests()
+    _process.reset_for_tests()
     grpc_server.stop(0)
 
 

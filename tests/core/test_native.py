@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from paths import ROOT
 
-from highlight_logging import _pipeline
 from highlight_logging._core import convert as _convert
 from highlight_logging._core import diag as _diag
 from highlight_logging._core import native as _native
@@ -30,6 +29,7 @@ from highlight_logging._core.record import SITE_KEYS, Pending
 from highlight_logging._core.settings import Settings
 from highlight_logging._export import encode as _encode
 from highlight_logging._export import fastpath as _plain
+from highlight_logging._export.prepare import RecordEncoder
 
 try:
     from highlight_logging import _speedups
@@ -70,11 +70,11 @@ def general(chunk: list[Pending], to_ns: Callable[[Any], int], room: int = ROOM)
     """The general path's LogRecords (``to_ns`` standing in for ``datetime_ns``), or the type of
     the exception it raised."""
     settings = Settings(attribute_count_limit=room + _convert._RESERVED)
-    pipeline = _pipeline.Pipeline(settings)
+    encoder = RecordEncoder(settings)
     saved = _convert.datetime_ns
     _convert.datetime_ns = to_ns  # type: ignore[assignment]
     try:
-        return [pipeline._encode(_convert.to_record(p, settings), True)[0] for p in chunk]
+        return [encoder.encode(_convert.to_record(p, settings), True)[0] for p in chunk]
     except BaseException as exc:  # KeyboardInterrupt is what is compared
         return type(exc)
     finally:

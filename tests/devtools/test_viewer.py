@@ -67,9 +67,9 @@ def served() -> Iterator[Served]:
     try:
         yield Served(viewer, rx)
     finally:
-        from highlight_logging import _pipeline
+        from highlight_logging._export import process as _process
 
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
         rx.stop()
         viewer.close()
 

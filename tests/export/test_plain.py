@@ -1,5 +1,5 @@
 """The fast path for plain records (``_plain``: ``_speedups.plain_logs``, in C) gives, byte for byte,
-what the general path (``to_record`` then ``Pipeline._encode``) gives, and declines everything else.
+what the general path (``to_record`` then ``RecordEncoder.encode``) gives, and declines everything else.
 
 The general path is the rule's one copy in Python, and the reference here: without the C speedups
 there is no fast path, and every record takes it."""
@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from highlight_logging import _pipeline
 from highlight_logging._core import convert as _convert
 from highlight_logging._core import highlight as _highlight
 from highlight_logging._core import native as _native
@@ -32,6 +31,7 @@ from highlight_logging._core.record import (
 from highlight_logging._core.settings import Settings
 from highlight_logging._export import encode as _encode
 from highlight_logging._export import fastpath as _plain
+from highlight_logging._export.prepare import RecordEncoder
 
 try:
     from highlight_logging import _speedups
@@ -87,9 +87,9 @@ def pending(
 
 def general(make: Callable[[], Pending]) -> bytes:
     """What the general path makes of the record."""
-    pipeline = _pipeline.Pipeline(SETTINGS)
+    encoder = RecordEncoder(SETTINGS)
     record = _convert.to_record(make(), SETTINGS)
-    return pipeline._encode(record, True)[0]
+    return encoder.encode(record, True)[0]
 
 
 def fast(impl: Any, make: Callable[[], Pending], learn: bool = True) -> bytes | None:
@@ -315,8 +315,8 @@ HL_SETTINGS = Settings(backend="highlight")
 
 def general_hl(make: Callable[[], Pending]) -> bytes:
     """What the general path makes of the record in the highlight shape."""
-    pipeline = _pipeline.Pipeline(HL_SETTINGS)
-    return pipeline._encode(_convert.to_record(make(), HL_SETTINGS), True)[0]
+    encoder = RecordEncoder(HL_SETTINGS)
+    return encoder.encode(_convert.to_record(make(), HL_SETTINGS), True)[0]
 
 
 def fast_hl(impl: Any, make: Callable[[], Pending]) -> bytes | None:

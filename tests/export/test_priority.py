@@ -10,17 +10,22 @@ import pytest
 from otlp_receiver import FaultyReceiver, handler_logger
 
 import highlight_logging
-from highlight_logging import _pipeline, _transport
+from highlight_logging import _transport
 from highlight_logging._core import settings as _settings
 from highlight_logging._core.convert import capture_record
-from highlight_logging._core.record import Pending
+from highlight_logging._core.record import ExceptionInfo, Pending
+from highlight_logging._export import batch as _batch
+from highlight_logging._export import priority as _priority
+from highlight_logging._export import process as _process
+from highlight_logging._export import sender as _sender
+from highlight_logging._export.pipeline import Pipeline
 
 
 class FakeClock:
-    """Stands in for the ``time`` module inside _pipeline: each sleep advances the clock and lets
+    """Stands in for the ``time`` module inside _export.priority: each sleep advances the clock and lets
     ``rate`` records per second arrive, so a burst is simulated without racing a real thread."""
 
-    def __init__(self, pipeline: _pipeline.Pipeline, rate: float) -> None:
+    def __init__(self, pipeline: Pipeline, rate: float) -> None:
         self.now = 100.0
         self.pipeline = pipeline
         self.rate = rate
@@ -39,8 +44,8 @@ class FakeClock:
         self.pipeline._queue.extend(record(self.now) for _ in range(round(self.rate * seconds)))
 
 
-def pipeline(**keywords: Any) -> _pipeline.Pipeline:
-    return _pipeline.Pipeline(_settings.resolve({"endpoint": "http://127.0.0.1:9", **keywords}))
+def pipeline(**keywords: Any) -> Pipeline:
+    return Pipeline(_settings.resolve({"endpoint": "http://127.0.0.1:9", **keywords}))
 
 
 def record(observed_s: float = 100.0) -> Pending:
@@ -53,11 +58,11 @@ def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch:
     """At 20,000 records/s the worker waits until the oldest queued record is schedule_delay old."""
     p = pipeline(schedule_delay=0.5)
     clock = FakeClock(p, 20_000)
-    monkeypatch.setattr(_pipeline, "time", clock)
+    monkeypatch.setattr(_priority, "time", clock)
     p._queue.append(record(observed_s=99.8))  # logged 0.2 s ago
     p._step_back_during_burst()
-    assert 0.3 <= clock.now - 100.0 <= 0.3 + 2 * _pipeline._BURST_SLICE
-    assert clock.sleeps >= 0.3 / _pipeline._BURST_SLICE - 1
+    assert 0.3 <= clock.now - 100.0 <= 0.3 + 2 * _priority.BURST_SLICE
+    assert clock.sleeps >= 0.3 / _priority.BURST_SLICE - 1
     clock.sleeps = 0
     p._step_back_during_burst()  # the same record is now due: no second wait
     assert clock.sleeps == 0
@@ -65,7 +70,7 @@ def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch:
 
 def test_a_flush_cuts_the_burst_pause_short(monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush() starting while the worker pauses in a burst wakes it at once, not after the slice."""
-    monkeypatch.setattr(_pipeline, "_BURST_SLICE", 30.0)
+    monkeypatch.setattr(_priority, "BURST_SLICE", 30.0)
     p = pipeline()
     p._queue.append(record(time.time()))
     paused = threading.Thread(target=p._step_back_during_burst, daemon=True)
@@ -81,7 +86,7 @@ def test_nothing_queued_nothing_held_back(monkeypatch: pytest.MonkeyPatch) -> No
     """An empty queue returns at once."""
     p = pipeline()
     clock = FakeClock(p, 20_000)
-    monkeypatch.setattr(_pipeline, "time", clock)
+    monkeypatch.setattr(_priority, "time", clock)
     p._step_back_during_burst()
     assert clock.sleeps == 0
 
@@ -90,7 +95,7 @@ def test_a_steady_trickle_is_not_a_burst(monkeypatch: pytest.MonkeyPatch) -> Non
     """At 2,000 records/s (a busy service's usual pace) the worker goes on after one look."""
     p = pipeline(schedule_delay=0.5)
     clock = FakeClock(p, 2_000)
-    monkeypatch.setattr(_pipeline, "time", clock)
+    monkeypatch.setattr(_priority, "time", clock)
     p._queue.append(record())
     p._step_back_during_burst()
     assert clock.sleeps == 1
@@ -100,7 +105,7 @@ def test_never_steps_back_while_someone_waits_on_flush(monkeypatch: pytest.Monke
     """A pending flush() (or shutdown) makes the worker export at once."""
     p = pipeline()
     clock = FakeClock(p, 20_000)
-    monkeypatch.setattr(_pipeline, "time", clock)
+    monkeypatch.setattr(_priority, "time", clock)
     p._queue.append(record())
     p._flushers = 1
     p._step_back_during_burst()
@@ -113,13 +118,13 @@ def test_never_steps_back_with_a_quarter_of_the_buffer_in_use(monkeypatch: pytes
     """Memory stays bounded: with a quarter of the records or bytes queued, the worker exports."""
     p = pipeline(max_queue_size=40, max_export_batch_size=8)
     clock = FakeClock(p, 20_000)
-    monkeypatch.setattr(_pipeline, "time", clock)
+    monkeypatch.setattr(_priority, "time", clock)
     p._queue.extend(record() for _ in range(10))
     p._step_back_during_burst()
     assert clock.sleeps == 0
     q = pipeline(max_queue_bytes=4096)
     clock = FakeClock(q, 20_000)
-    monkeypatch.setattr(_pipeline, "time", clock)
+    monkeypatch.setattr(_priority, "time", clock)
     q._queue.append(record())
     q._bytes_in = 1024
     q._step_back_during_burst()
@@ -181,7 +186,7 @@ def test_plain_records_never_wait_on_the_pipeline_lock(faulty: FaultyReceiver) -
     """submit() takes no lock for a record without an exception: a held lock blocks no logging call."""
     log = handler_logger("priority.lockfree", endpoint=faulty.endpoint)
     log.info("start")  # creates the pipeline
-    (p,) = _pipeline.pipelines()
+    (p,) = _process.pipelines()
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -221,7 +226,7 @@ def test_a_record_that_meets_a_shutdown_is_counted_once() -> None:
 def test_shutdown_counts_what_it_leaves_and_keeps_the_accepted_count() -> None:
     """Records still queued at shutdown are counted as lost, and stay counted as accepted."""
     p = pipeline()
-    exc = _pipeline.ExceptionInfo("ValueError", "x", "trace")
+    exc = ExceptionInfo("ValueError", "x", "trace")
     p._worker = threading.current_thread()  # as if started: submit() must not start a worker
     p.submit(record())
     p.submit(record()._replace(exception=exc))
@@ -274,13 +279,13 @@ def _flush_behind_the_gate(rx: GatedReceiver, client: str, batches: int, name: s
     )
     for i in range(8 * batches):
         log.info("r%d", i)
-    (p,) = _pipeline.pipelines()
+    (p,) = _process.pipelines()
     flushed: list[bool] = []
     flusher = threading.Thread(target=lambda: flushed.append(highlight_logging.flush(30)))
     flusher.start()
     try:
         assert rx.entered.wait(10), "the first request never arrived"
-        limit = _pipeline._MAX_IN_FLIGHT
+        limit = _sender.MAX_IN_FLIGHT
         assert _until(lambda: rx.held == limit and p._in_hand == 8 * batches and not p._queue)
         assert rx.log_records() == [] and not flushed
     finally:
@@ -294,7 +299,7 @@ def test_requests_stay_in_flight_while_the_next_batches_are_encoded(client: str)
     """While the collector reads requests the worker goes on taking and encoding batches, with at
     most _MAX_IN_FLIGHT requests on their way; each request keeps its batch's order, and flush()
     returns once every one is answered."""
-    limit = _pipeline._MAX_IN_FLIGHT
+    limit = _sender.MAX_IN_FLIGHT
     batches = limit + 1
     with GatedReceiver() as rx:
         flushed = _flush_behind_the_gate(rx, client, batches, "priority.inflight")
@@ -308,21 +313,21 @@ def test_requests_stay_in_flight_while_the_next_batches_are_encoded(client: str)
             [f"r{i}" for i in range(8 * k, 8 * k + 8)] for k in range(batches)
         ]
         assert highlight_logging.stats()["logs"]["exported"] == 8 * batches
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
 
 
 @pytest.mark.parametrize("client", ["h2", "grpcio"])
 def test_a_retry_never_cuts_off_the_other_requests_in_flight(client: str) -> None:
     """When one of the requests in flight fails and is retried (reconnecting first), the others'
     answers are read before: none is cut off and sent twice, none is lost."""
-    batches = _pipeline._MAX_IN_FLIGHT + 1
+    batches = _sender.MAX_IN_FLIGHT + 1
     with GatedReceiver() as rx:
         rx.fail_next(1, retry_delay=0.01)  # UNAVAILABLE: retried after a reconnect
         assert _flush_behind_the_gate(rx, client, batches, "priority.retry") == [True]
         assert sorted(r.body for r in rx.log_records()) == sorted(f"r{i}" for i in range(8 * batches))
         stats = highlight_logging.stats()["logs"]
         assert stats["exported"] == 8 * batches and stats["dropped_total"] == 0
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
 
 
 class GatedTransport:
@@ -386,7 +391,7 @@ def test_flush_waits_for_the_request_in_flight_behind_a_dropped_batch() -> None:
 def test_exception_spans_of_queued_batches_share_one_traces_request() -> None:
     """While more records are queued, a batch's exception spans ride with the next batch's traces
     request, and its records are finished only then: flush() returns with every span there."""
-    exc = _pipeline.ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
+    exc = ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
     with FaultyReceiver() as rx:
         p = pipeline(endpoint=rx.endpoint, max_export_batch_size=8, schedule_delay=30)
         p._worker = threading.current_thread()  # queue five batches before the worker starts
@@ -416,7 +421,7 @@ def test_exception_spans_of_queued_batches_share_one_traces_request() -> None:
 
 def test_held_spans_leave_before_the_worker_waits() -> None:
     """Spans held for a next batch that is not due yet leave before the worker goes back to wait."""
-    exc = _pipeline.ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
+    exc = ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
     with FaultyReceiver() as rx:
         p = pipeline(endpoint=rx.endpoint, max_export_batch_size=8, schedule_delay=30)
         p._worker = threading.current_thread()
@@ -439,20 +444,20 @@ def test_held_spans_leave_before_the_worker_waits() -> None:
 def test_spans_are_held_over_a_bounded_number_of_batches() -> None:
     """With the queue never empty (steady logging), a batch's span waits for at most
     _SPAN_HOLD_BATCHES later batches, so a flush() waiting for its record ends."""
-    exc = _pipeline.ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
+    exc = ExceptionInfo("ValueError", "bad", "Traceback (most recent call last): ...")
     p = pipeline(max_export_batch_size=4, schedule_delay=30)
     transport = p._transport = GatedTransport(lambda: None)
     transport.gate.set()
     p._queue.append(record())  # never taken here: "another batch follows" stays true
-    flight, count = p._export([record()._replace(exception=exc)])
-    p._settle(flight, count)
-    assert count == 0 and p._held_count == 1 and p._held_batches == 1
+    flight, count = p._batch.export([record()._replace(exception=exc)])
+    p._sender.settle(flight, count)
+    assert count == 0 and p._batch.hold.count == 1 and p._batch.hold.batches == 1
     batches = 1
-    while p._held_spans and batches < 100:
-        flight, count = p._export([record()])
-        p._settle(flight, count)
+    while p._batch.hold.spans and batches < 100:
+        flight, count = p._batch.export([record()])
+        p._sender.settle(flight, count)
         batches += 1
-    assert batches == _pipeline._SPAN_HOLD_BATCHES + 1
+    assert batches == _batch.SPAN_HOLD_BATCHES + 1
     assert count == batches  # every held batch is finished with the request that carried the span
-    p._complete_in_flight()
+    p._sender.complete_in_flight()
     assert p.counters["spans"]["exported"] == 1 and p._finished == batches

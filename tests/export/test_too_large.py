@@ -16,10 +16,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from otlp_receiver import FaultyReceiver
 
 import highlight_logging
-from highlight_logging import _pipeline
 from highlight_logging._devtools import receiver as _receiver
 from highlight_logging._devtools.receiver import Reject, RequestInfo
 from highlight_logging._export import encode as _encode
+from highlight_logging._export import process as _process
 
 LIMIT = 20_000  # bytes of protobuf a request may have
 
@@ -64,7 +64,7 @@ def test_split_request_keeps_every_record_in_order_with_its_resource_and_scope()
 def limited() -> Iterator[SizeLimited]:
     with SizeLimited() as rx:
         yield rx
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
 
 
 def _run(endpoint: str, **settings: object) -> logging.Logger:
@@ -122,7 +122,7 @@ def test_grpcio_server_limit_as_grpcio_words_it(capfd: pytest.CaptureFixture[str
             assert len(got) == len(set(got)) == 300, client
         assert highlight_logging.stats()["logs"]["dropped_total"] == 0
     finally:
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
         server.stop(0)
 
 

@@ -4,13 +4,13 @@ request's bytes (estimated), so large records in its hands stay near the queue's
 
 from __future__ import annotations
 
-from highlight_logging import _pipeline
 from highlight_logging._core.convert import capture_record
 from highlight_logging._core.record import Pending
 from highlight_logging._core.settings import Settings
+from highlight_logging._export.pipeline import Pipeline
 
 
-def _queue(pipeline: _pipeline.Pipeline, count: int, length: int) -> list[Pending]:
+def _queue(pipeline: Pipeline, count: int, length: int) -> list[Pending]:
     records = []
     for i in range(count):
         record = capture_record(
@@ -23,7 +23,7 @@ def _queue(pipeline: _pipeline.Pipeline, count: int, length: int) -> list[Pendin
 
 
 def test_a_batch_of_large_records_stays_within_about_one_request() -> None:
-    pipeline = _pipeline.Pipeline(Settings(endpoint="http://127.0.0.1:9", max_request_bytes=100_000))
+    pipeline = Pipeline(Settings(endpoint="http://127.0.0.1:9", max_request_bytes=100_000))
     records = _queue(pipeline, 50, 10_000)
     batch = pipeline._take(512)
     sizes = [r.size for r in batch]
@@ -41,7 +41,7 @@ def test_a_batch_of_large_records_stays_within_about_one_request() -> None:
 
 
 def test_small_records_still_come_a_full_batch_at_a_time() -> None:
-    pipeline = _pipeline.Pipeline(Settings(endpoint="http://127.0.0.1:9"))
+    pipeline = Pipeline(Settings(endpoint="http://127.0.0.1:9"))
     records = _queue(pipeline, 600, 30)
     assert pipeline._take(512) == records[:512]
     assert pipeline._take(512) == records[512:]

@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from paths import ROOT
 
 import highlight_logging
-from highlight_logging import _pipeline
 from highlight_logging._core.convert import datetime_ns
 from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._export import process as _process
 from highlight_logging._frontends.loguru import LoguruSink
 
 ROOT = str(ROOT)
@@ -370,7 +370,7 @@ def test_internal_scope_and_disabled_are_skipped(rx: Receiver) -> None:
     logger.info("kept")
     (rec,) = sent(rx)
     assert rec.body == "kept"
-    assert len(_pipeline.pipelines()) == 1
+    assert len(_process.pipelines()) == 1
 
 
 def test_imports_without_loguru() -> None:

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 from paths import ROOT
 
-from highlight_logging import HighlightHandler, _pipeline
+from highlight_logging import HighlightHandler
 from highlight_logging._core import diag as _diag
 from highlight_logging._core.settings import Settings
 from highlight_logging._devtools.receiver import Receiver
 from highlight_logging._export import otel_flush as _otel_flush
+from highlight_logging._export import process as _process
 from highlight_logging._frontends import otel_duplicates as _otel_duplicates
 
 ROOT = str(ROOT)
@@ -124,7 +125,7 @@ def providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 def test_flush_gets_the_remaining_budget(providers: list[Any]) -> None:
     quick = _Provider(lambda: True)
     providers.append(quick)
-    assert _pipeline.shutdown_all(timeout=2.0)
+    assert _process.shutdown_all(timeout=2.0)
     (timeout,) = quick.timeouts
     assert 1000 < timeout <= 2000
 
@@ -137,7 +138,7 @@ def test_a_hanging_flush_is_left_at_the_deadline(
     providers.append(_Provider(lambda: release.wait(30)))
     providers.append(_Provider(lambda: 1 / 0))  # raises: never into the app
     start = time.monotonic()
-    _pipeline.shutdown_all(timeout=0.3)
+    _process.shutdown_all(timeout=0.3)
     took = time.monotonic() - start
     release.set()
     assert 0.25 < took < 2.0

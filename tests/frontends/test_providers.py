@@ -26,12 +26,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 import highlight_logging
-from highlight_logging import HighlightHandler, _pipeline, _providers
+from highlight_logging import HighlightHandler, _providers
 from highlight_logging._core.convert import capture_record, to_record
 from highlight_logging._core.record import Pending, Record
 from highlight_logging._core.settings import Settings
 from highlight_logging._devtools.receiver import any_value_to_python, attributes_to_dict
-from highlight_logging._providers import ProviderPipeline, prepare, span_attributes
+from highlight_logging._export import process as _process
+from highlight_logging._export.pipeline import Pipeline
+from highlight_logging._export.prepare import RecordEncoder, span_attributes
+from highlight_logging._providers import ProviderPipeline
 
 
 class Otel:
@@ -198,10 +201,10 @@ def test_same_scrubbing_and_limits_as_the_export_worker() -> None:
     finally:
         logger.removeHandler(handler)
     settings = recorder.settings
-    encoder = _pipeline.Pipeline(settings)
+    encoder = RecordEncoder(settings)
     for record in recorder.records:
-        body, attrs, event_attrs = prepare(record, settings, _pipeline._make_scrubber(settings))
-        log_bytes, span_bytes = encoder._encode(record)
+        body, attrs, event_attrs = encoder.prepare(record)
+        log_bytes, span_bytes = encoder.encode(record)
         encoded = LogRecord.FromString(log_bytes)
         assert body == any_value_to_python(encoded.body)
         assert attrs == attributes_to_dict(encoded.attributes)
@@ -220,10 +223,10 @@ def test_settings_select_the_provider_pipeline_via_env(otel: Otel, monkeypatch: 
     monkeypatch.setenv("HIGHLIGHT_USE_OTEL_PROVIDERS", "true")
     handler = HighlightHandler()
     assert isinstance(handler._binding.get(), ProviderPipeline)
-    assert isinstance(HighlightHandler(use_otel_providers=False)._binding.get(), _pipeline.Pipeline)
+    assert isinstance(HighlightHandler(use_otel_providers=False)._binding.get(), Pipeline)
     handler.handle(logging.LogRecord("tests.env", logging.INFO, __file__, 1, "via env", None, None))
     assert [d.log_record.body for d in otel.finished_logs()] == ["via env"]
-    assert handler._binding.settings not in {p.settings for p in _pipeline.pipelines()}  # no exporter of ours
+    assert handler._binding.settings not in {p.settings for p in _process.pipelines()}  # no exporter of ours
 
 
 def test_record_exception_sends_only_the_span(otel: Otel) -> None:

@@ -8,8 +8,9 @@ import structlog
 from loguru import logger as loguru_logger
 
 import highlight_logging
-from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor, _pipeline
+from highlight_logging import HighlightHandler, LoguruSink, StructlogProcessor
 from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._export import process as _process
 
 
 def test_three_front_ends_share_requests_resource_and_worker(receiver: Receiver) -> None:
@@ -34,8 +35,8 @@ def test_three_front_ends_share_requests_resource_and_worker(receiver: Receiver)
         std.warning("from logging")
         structlog.get_logger("three.structlog").warning("from structlog")
         loguru_logger.warning("from loguru")
-        assert len(_pipeline.pipelines()) == 1
-        (pipeline,) = _pipeline.pipelines()
+        assert len(_process.pipelines()) == 1
+        (pipeline,) = _process.pipelines()
         assert pipeline._worker is not None and pipeline._worker.is_alive()
         assert highlight_logging.flush(10)
         requests = receiver.requests_logs

@@ -22,9 +22,10 @@ from connect_proxy import ConnectProxy, TinyProxy, tinyproxy_path
 from otlp_receiver import FaultyReceiver, free_port
 
 import highlight_logging
-from highlight_logging import _pipeline, _transport
+from highlight_logging import _transport
 from highlight_logging._core.settings import resolve
 from highlight_logging._devtools.receiver import Receiver
+from highlight_logging._export import process as _process
 from highlight_logging._transport import proxy as _proxy
 from highlight_logging._transport.grpcio import GrpcTransport
 from highlight_logging._transport.h2 import H2Transport
@@ -156,7 +157,7 @@ CLIENTS = ["auto", "grpcio"]
 def rx() -> Iterator[FaultyReceiver]:
     with FaultyReceiver() as receiver:
         yield receiver
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
 
 
 def _logger(name: str, **settings: object) -> logging.Logger:
@@ -194,7 +195,7 @@ def test_every_spelling_delivers_through_the_proxy(
         assert sorted(_bodies(rx)) == sorted(f"rec {i}" for i in range(300))
         assert proxy.tunnels and all(t == f"{NAME}:{rx.port}" for t in proxy.tunnels)
         assert proxy.accepted == 1  # one connection, kept
-        transport = _pipeline.pipelines()[0]._transport
+        transport = _process.pipelines()[0]._transport
         assert isinstance(transport, H2Transport if client == "auto" else GrpcTransport)
     err = capfd.readouterr().err
     assert PASSWORD not in err and "p%40ss" not in err
@@ -219,7 +220,7 @@ def test_no_proxy_goes_direct_without_switching_clients(
         log.info("direct %d", i)
     assert highlight_logging.flush(10)
     assert len(_bodies(rx)) == 50
-    transport = _pipeline.pipelines()[0]._transport
+    transport = _process.pipelines()[0]._transport
     assert isinstance(transport, H2Transport if client == "auto" else GrpcTransport)
     assert capfd.readouterr().err == ""
 
@@ -272,7 +273,7 @@ def test_a_proxy_that_never_answers_is_named_at_exit(
         log = _logger(f"silent.{client}", endpoint=f"http://{NAME}:{rx.port}", grpc_client=client)
         log.info("lost at exit")
         assert proxy.wait_for_connections(1, 10)
-        _pipeline.shutdown_all(1.0)
+        _process.shutdown_all(1.0)
     err = capfd.readouterr().err
     line = next(line for line in err.splitlines() if "at exit" in line)
     assert "1 logs lost (shutdown: 1)" in line and f"proxy http://{proxy.address}" in line, err
@@ -439,7 +440,7 @@ def test_tinyproxy(
             assert highlight_logging.stats()["logs"]["dropped"]["non_retryable"] == 100
         else:
             assert delivered and len(_bodies(receiver)) == 100
-        _pipeline.reset_for_tests()
+        _process.reset_for_tests()
     err = capfd.readouterr().err
     assert "bad" not in err and "s3cret" not in err
     if auth == "wrong" and client != "http":
