@@ -169,6 +169,12 @@ class ViewerProcess:
         with self._cond:
             self._dead = True
             self._cond.notify_all()
+            if not self._closing:
+                print(
+                    f"highlight-logging: the viewer's process exited ({self._proc.wait()}); records are no longer stored",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -207,6 +213,8 @@ def child_main() -> int:
     from highlight_logging._devtools.viewer._server import ViewerServer
     from highlight_logging._devtools.viewer._store import Store
 
+    # The page's threads wait at most 1 ms (not 5) for the GIL while the main thread files a batch.
+    sys.setswitchinterval(0.001)
     host, port, keep, db = sys.argv[1:5]
     # The protocol owns stdout; anything printed goes to stderr.
     acks = os.fdopen(os.dup(1), "w", encoding="ascii", buffering=1)
@@ -271,7 +279,10 @@ def _ingest(store: Store, fd: int, acks: TextIO) -> None:
                 batch = []
                 while store.index(_INDEX_RECORDS):
                     pass
-                acks.write(f"flushed {n}\n")
+                try:
+                    acks.write(f"flushed {n}\n")
+                except OSError:  # the parent is gone: its pipe ends next
+                    pass
                 continue
             batch.append((tag == b"L", bytes(buf[start:pos]), n))
         del buf[:pos]
