@@ -4,7 +4,9 @@
    run.py, plus one exception in 100) into ``highlight-logging serve --ui`` (another process); the rate
    is N / (time from the first call until the viewer's store holds all N). Beside it, interleaved, the
    same process into the bundled receiver alone (benchmarks/_receiver_proc.py, which keeps nothing):
-   the package's own delivery rate. A ratio near 1 means the viewer keeps up.
+   the package's own delivery rate. A ratio near 1 means the viewer keeps up. "Stored": in the
+   store and the Logs view (the requests kept as they came); "filed": also in rows, indexes, error
+   groups and requests, which the store's process does while its input is quiet.
 2. Queries: with the store full (the default 100,000 records), each API call the page makes, median
    of 7, in milliseconds.
 
@@ -23,6 +25,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,9 +98,12 @@ class _Viewer:
         self.ui = lines[2].split()[1]
 
     def stored(self) -> int:
+        return int(self.stats()["last_id"])
+
+    def stats(self) -> dict[str, int]:
         stats = _get(self.ui + "api/stats")
         assert isinstance(stats, dict)
-        return int(stats["last_id"])
+        return stats
 
     def close(self) -> None:
         self.proc.terminate()
@@ -125,8 +131,9 @@ class _Plain:
         self.proc.wait(30)
 
 
-def ingest_round(n: int) -> tuple[float, float, float]:
-    """(package's rate into the plain receiver, rate into the viewer's store, store's lag after delivery)."""
+def ingest_round(n: int) -> tuple[float, float, float, float]:
+    """(package's rate into the plain receiver, rate into the viewer's store, store's lag after delivery,
+    the lag until all is filed)."""
     plain = _Plain()
     try:
         r = _client(plain.endpoint, n)
@@ -141,46 +148,57 @@ def ingest_round(n: int) -> tuple[float, float, float]:
         while viewer.stored() < target:
             time.sleep(0.02)
         stored = time.time()
+        while viewer.stats()["unindexed"]:
+            time.sleep(0.02)
+        filed = time.time() - r["delivered"]
         viewer_rate = n / (stored - r["start"])
         lag = stored - r["delivered"]
         print(
             f"  round: receiver alone {plain_rate:,.0f}/s; serve --ui: delivered {n / (r['delivered'] - r['start']):,.0f}/s,"
-            f" stored {viewer_rate:,.0f}/s, {lag * 1000:.0f} ms after the last was delivered",
+            f" stored {viewer_rate:,.0f}/s, {lag * 1000:.0f} ms after the last was delivered, all filed"
+            f" {filed * 1000:.0f} ms after",
             flush=True,
         )
     finally:
         viewer.close()
-    return plain_rate, viewer_rate, lag
+    return plain_rate, viewer_rate, lag, filed
 
 
 STORE_ALONE = WORKLOAD + textwrap.dedent(
     """
     from highlight_logging._devtools.receiver import Receiver
-    from highlight_logging._devtools.viewer import Store
+    from highlight_logging._devtools.viewer._store import LogQuery, Store
     n = int(sys.argv[1])
-    with Receiver() as rx:
+    raws = []
+    with Receiver(on_raw=lambda signal, raw, k: raws.append((signal == "logs", raw, k)), retain=False) as rx:
         workload(rx.endpoint, n)
-        logs, spans = rx.requests_logs, rx.requests_spans
-    store = Store(keep=100_000)
+    store = Store(keep=100_000, writer=False)
     start = time.perf_counter()
-    for r in logs:
-        store.submit_logs(r)
-    for r in spans:
-        store.submit_spans(r)
-    assert store.flush(120)
-    took = time.perf_counter() - start
-    print(json.dumps({"rate": n / took, "writer_rate": n / store.ingest_seconds}))
+    for i in range(0, len(raws), 10):  # about what the store's process reads from its pipe at once
+        store.ingest(raws[i : i + 10])
+    kept = time.perf_counter()
+    reads = {}
+    for name, q in (("newest", LogQuery(limit=100)), ("no match", LogQuery(text="no-such-text")),
+                    ("tail", LogQuery(after_id=store.last_id() - 10))):
+        t = time.perf_counter()
+        store.logs(q)
+        reads[name] = (time.perf_counter() - t) * 1000
+    filing = time.perf_counter()
+    while store.index():
+        pass
+    filed = time.perf_counter()
+    print(json.dumps({"keep": n / (kept - start), "file": n / (filed - filing), "reads": reads}))
     store.close()
     """
 )
 
 
-def store_alone(n: int) -> dict[str, float]:
-    """The store by itself, in one process: the same records, already received, written."""
+def store_alone(n: int) -> dict[str, Any]:
+    """The store by itself, in one process: the same records, already received, kept then filed."""
     out = subprocess.run(
         [sys.executable, "-c", STORE_ALONE, str(n)], check=True, capture_output=True, text=True
     )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -204,8 +222,8 @@ def queries(n: int) -> list[tuple[str, float]]:
     viewer = _Viewer(keep=100_000)
     try:
         _client(viewer.endpoint, n)
-        target = min(100_000, n + n // 100)
-        while viewer.stored() < target:
+        target = n + n // 100
+        while viewer.stored() < target or viewer.stats()["unindexed"]:
             time.sleep(0.05)
         first = _get(viewer.ui + "api/logs?limit=1&level=ERROR")
         assert isinstance(first, dict)
@@ -225,9 +243,13 @@ def queries(n: int) -> list[tuple[str, float]]:
                 _get(viewer.ui + str(path))
                 times.append((time.perf_counter() - t) * 1000)
             out.append((name, statistics.median(times)))
-        with open(f"/proc/{viewer.proc.pid}/status") as f:  # Linux: the serve process's resident memory
-            rss = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
-        print(f"  serve --ui resident memory with the store full: {rss / 1024:.0f} MB")
+        rss = 0
+        with open(f"/proc/{viewer.proc.pid}/task/{viewer.proc.pid}/children") as f:  # Linux
+            pids = [viewer.proc.pid, *map(int, f.read().split())]
+        for pid in pids:  # the receiver's process and the store's
+            with open(f"/proc/{pid}/status") as f:
+                rss += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        print(f"  serve --ui resident memory (both processes) with the store full: {rss / 1024:.0f} MB")
         return out
     finally:
         viewer.close()
@@ -247,12 +269,17 @@ def main() -> None:
     print(f"ingest, N={args.n} (1 in 100 with an exception), medians of {args.rounds} interleaved rounds:")
     print(f"  package -> receiver alone:  {plain:>9,.0f} records/s")
     print(f"  package -> serve --ui store: {viewer:>8,.0f} records/s  ({ratio:.2f}x; stored "
-          f"{statistics.median(r[2] for r in rows) * 1000:.0f} ms after the last was delivered)")  # fmt: skip
+          f"{statistics.median(r[2] for r in rows) * 1000:.0f} ms after the last was delivered, all filed "
+          f"{statistics.median(r[3] for r in rows) * 1000:.0f} ms after)")  # fmt: skip
     alone = [store_alone(args.n) for _ in range(args.rounds)]
     print(
-        f"  the store alone (same records, already received): {statistics.median(a['rate'] for a in alone):,.0f}"
-        f" records/s ({statistics.median(a['writer_rate'] for a in alone):,.0f}/s counting the writer's transactions only)"
+        f"  the store alone (same records, already received): kept {statistics.median(a['keep'] for a in alone):,.0f}"
+        f" records/s, filed {statistics.median(a['file'] for a in alone):,.0f} records/s"
     )
+    reads = ", ".join(
+        f"{name} {statistics.median(a['reads'][name] for a in alone):.1f} ms" for name in alone[0]["reads"]
+    )
+    print(f"  the Logs view with all {args.n:,} kept and none filed yet: {reads}")
     print("queries with the store full (100,000 records), median of 7, ms:")
     for name, ms in queries(max(args.n, 100_000)):
         print(f"  {name:<30} {ms:8.1f}")

@@ -100,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.http_port = 4318
         try:
             viewer = Viewer(args.host, args.ui_port, keep=args.keep, db=args.db)
-        except Exception as exc:  # sqlite3.Error for a bad --db; OSError for a busy --ui-port
+        except (RuntimeError, OSError) as exc:  # the viewer's process says why (a bad --db, a busy --ui-port)
             print(f"highlight-logging: cannot start the viewer: {exc}", file=sys.stderr)
             _restore_signal_handlers(previous)
             return 1
@@ -110,8 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.http_port,
         printer=_print_line if viewer is None or args.print else None,
         jsonl_path=args.jsonl,
-        on_logs=viewer.store.submit_logs if viewer is not None else None,
-        on_spans=viewer.store.submit_spans if viewer is not None else None,
+        on_raw=viewer.submit_raw if viewer is not None else None,
         retain=viewer is None,
     )
     try:

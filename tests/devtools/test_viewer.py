@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,7 +44,8 @@ shop.pay.CardError: declined for order 42
 
 class Served:
     def __init__(self, viewer: Viewer, receiver: Receiver) -> None:
-        self.viewer, self.receiver, self.store = viewer, receiver, viewer.store
+        # The store lives in the viewer's process: submit and flush go down its pipe.
+        self.viewer, self.receiver, self.store = viewer, receiver, viewer
 
     def get(self, path: str, **headers: str) -> Any:
         req = urllib.request.Request(self.viewer.url + path.lstrip("/"), headers=headers)
@@ -55,14 +59,7 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     viewer = Viewer("127.0.0.1", 0, keep=1000)
-    rx = Receiver(
-        "127.0.0.1",
-        0,
-        0,
-        on_logs=viewer.store.submit_logs,
-        on_spans=viewer.store.submit_spans,
-        retain=False,
-    )
+    rx = Receiver("127.0.0.1", 0, 0, on_raw=viewer.submit_raw, retain=False)
     rx.start()
     try:
         yield Served(viewer, rx)
@@ -409,7 +406,7 @@ def test_page_headers_static_files_and_errors(served: Served) -> None:
     assert _status(served, "/api/item/999")[0] == 404
     # DNS rebinding: a page on another name that resolves to 127.0.0.1 must not read the records.
     assert _status(served, "/api/stats", Host="attacker.example:8686")[0] == 421
-    assert _status(served, "/api/stats", Host=f"localhost:{served.viewer.server.port}")[0] == 200
+    assert _status(served, "/api/stats", Host=f"localhost:{served.viewer.port}")[0] == 200
 
 
 def test_values_json_cannot_carry_are_text(served: Served) -> None:
@@ -510,3 +507,191 @@ def test_otlp_json_client(served: Served) -> None:
         and items[0]["span_kind"] == "CLIENT"
     )
     assert items[1]["level"] == "WARN" and items[1]["severity"] == 13
+
+
+# -- ingest in two halves, and the viewer's process ---------------------------------------------
+
+
+def test_records_read_the_same_before_and_after_they_are_filed() -> None:
+    """``serve --ui`` keeps each request as it came at once and files its records while the pipe is
+    quiet: in between, the Logs view and a record's page read them from the kept requests."""
+    base = time.time_ns()
+    trace_id = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+    logs = [
+        _logs(
+            _record("debug line", 5, base),
+            _record("50% off_sale", 9, base + 2, user="ada"),
+            _record("warn line", 13, base + 1, highlight__session_id="s-9"),  # out of order: ids follow time
+        ),
+        _logs(
+            _record("error line", 17, base + 4, highlight__trace_id="r-1"),
+            _record("boom", 17, base + 5, exception__type="E", exception__message="m 1"),
+            LogRecord(time_unix_nano=base + 6, severity_text="CRITICAL", body=AnyValue(string_value="lvl")),
+            LogRecord(
+                time_unix_nano=base + 7,
+                severity_number=9,
+                trace_id=trace_id,
+                body=AnyValue(string_value="traced"),
+            ),
+            service="other",
+            scope="lib",
+        ),
+    ]
+    span = trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                scope_spans=[ScopeSpans(spans=[Span(trace_id=trace_id, span_id=b"\x02" * 8, name="GET /")])]
+            )
+        ]
+    )
+    queries = [
+        LogQuery(),
+        LogQuery(limit=2),
+        LogQuery(min_severity=13),
+        LogQuery(service="other"),
+        LogQuery(scope="app"),
+        LogQuery(text="%"),
+        LogQuery(text="OFF"),
+        LogQuery(text="ada"),
+        LogQuery(text="nothing-like-this"),
+        LogQuery(session="s-9"),
+        LogQuery(trace="r-1"),
+        LogQuery(trace=trace_id.hex().upper()),
+        LogQuery(since_ns=base + 1, until_ns=base + 4),
+        LogQuery(after_id=3),
+        LogQuery(before_id=3),
+        LogQuery(after_id=2, before_id=6, limit=1),
+    ]
+    shown = ("id", "body", "level", "severity", "scope", "service", "trace_id", "attributes", "exception")
+
+    def read(store: Store) -> tuple[list[list[dict[str, object]]], list[dict[str, object] | None]]:
+        pages = [[{k: i.get(k) for k in shown} for i in store.logs(q)] for q in queries]
+        items = [store.item(i) for i in range(1, 10)]
+        for it in items:
+            if it is not None:
+                it.pop("group_id", None), it.pop("error_id", None)  # the error group comes with filing
+        return pages, items
+
+    store = Store(keep=100, writer=False)
+    try:
+        store.ingest([(True, r.SerializeToString(), 3 if i == 0 else 4) for i, r in enumerate(logs)])
+        store.ingest([(False, span.SerializeToString(), 1)])
+        assert store.stats() == {
+            "logs": 7,
+            "spans": 1,
+            "errors": 0,
+            "last_id": 8,
+            "keep": 100,
+            "unindexed": 8,
+        }
+        kept = read(store)
+        assert [i["body"] for i in kept[0][0]] == [
+            "traced", "lvl", "boom", "error line", "50% off_sale", "warn line", "debug line",
+        ]  # fmt: skip
+        assert store.item(8) is not None and store.item(9) is None  # the span, then nothing
+        while store.index(2):
+            pass
+        assert store.stats()["unindexed"] == 0 and store.stats()["errors"] == 1
+        assert read(store) == kept
+        store.ingest([(True, _logs(_record("newest", 9, base + 9)).SerializeToString(), 1)])
+        # Half filed, half kept: one page, in id order, without a gap or a repeat.
+        assert [i["id"] for i in store.logs(LogQuery(limit=3))] == [9, 7, 6]
+    finally:
+        store.close()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True  # exited; its parent has not reaped it yet
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _serve_ui(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``serve --ui`` in a session of its own (a terminal's Ctrl-C reaches its whole process group);
+    returns it, its OTLP/HTTP base and its page's address."""
+    ready = tmp_path / "ready"
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "highlight_logging", "serve", "--ui", "--port", "0", "--http-port", "0",
+         "--ui-port", "0", "--ready-file", str(ready), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = ready.read_text().splitlines()
+    return proc, f"http://127.0.0.1:{lines[1].split()[1]}", lines[2].split()[1]
+
+
+def _stats(ui: str) -> dict[str, int]:
+    with urllib.request.urlopen(ui + "api/stats", timeout=10) as r:
+        stats: dict[str, int] = json.load(r)
+        return stats
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads a process's children from /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cli_store_process_stops_cleanly_and_db_persists(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C (to the whole process group) or SIGTERM: both processes end, no traceback, records kept."""
+    db = str(tmp_path / "viewer.sqlite3")
+    proc, http, ui = _serve_ui(tmp_path, "--db", db)
+    try:
+        (child,) = _children(proc.pid)
+        assert _post(f"{http}/v1/logs", _logs(_record("kept across restarts", 9)).SerializeToString()) == 200
+        deadline = time.monotonic() + 20
+        while _stats(ui)["logs"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "received 1 log records, 0 spans" in out, (out, err)
+    assert _gone(child, 10)
+    proc, http, ui = _serve_ui(tmp_path, "--db", db)
+    try:
+        assert _stats(ui)["logs"] == 1
+        with urllib.request.urlopen(ui + "api/logs", timeout=10) as r:
+            assert [i["body"] for i in json.load(r)["items"]] == ["kept across restarts"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads a process's children from /proc")
+def test_store_process_ends_with_a_killed_parent(tmp_path: Path) -> None:
+    proc, _, _ = _serve_ui(tmp_path)
+    (child,) = _children(proc.pid)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert _gone(child, 10)  # its input ends with its parent
+
+
+def test_busy_ui_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "highlight_logging", "serve", "--ui", "--port", "0", "--http-port", "0",
+             "--ui-port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1 and "cannot start the viewer" in out.stderr and "Traceback" not in out.stderr

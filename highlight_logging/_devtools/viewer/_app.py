@@ -1,31 +1,11 @@
-"""The viewer put together: a store and the page's server (the receiver feeds the store)."""
+"""The viewer put together for ``serve --ui``: its own process (store and page), fed by the receiver."""
 
 from __future__ import annotations
 
-from highlight_logging._devtools.viewer._server import ViewerServer
-from highlight_logging._devtools.viewer._store import Store
+from highlight_logging._devtools.viewer._process import ViewerProcess
 
 __all__ = ["Viewer"]
 
-
-class Viewer:
-    """Opens the store (``db`` None: in memory) and starts serving the page on ``host:port``."""
-
-    def __init__(
-        self, host: str = "127.0.0.1", port: int = 8686, *, keep: int = 100_000, db: str | None = None
-    ):
-        self.store = Store(db, keep)
-        self.server = ViewerServer(self.store, host, port)
-        try:
-            self.server.start()
-        except BaseException:
-            self.store.close()
-            raise
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def close(self) -> None:
-        self.server.stop()
-        self.store.close()
+#: Opens the store (``db`` None: in memory) and serves the page on ``host:port``, in a child process;
+#: ``Receiver(on_raw=viewer.submit_raw)`` feeds it.
+Viewer = ViewerProcess

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from highlight_logging._devtools.viewer._store import LEVELS, LogQuery, Store, json_default
 
-__all__ = ["ViewerServer"]
+__all__ = ["ViewerServer", "url_for"]
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -63,12 +63,16 @@ class ViewerServer:
 
     @property
     def url(self) -> str:
-        host = self.host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        return url_for(self.host, self.port)
+
+
+def url_for(host: str, port: int) -> str:
+    """The page's address for a bind address (a wildcard bind: the loopback one)."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
 
 
 def is_loopback(host: str) -> bool:

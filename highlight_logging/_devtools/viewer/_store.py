@@ -1,8 +1,10 @@
 """The viewer's store: every log record and span the receiver accepts, in SQLite, bounded.
 
-The receiver's threads only queue decoded requests (:meth:`Store.submit_logs`); one writer thread
-turns everything queued into rows and commits it in one transaction, then drops what is past the
-newest ``keep`` records. One connection, one lock: readers wait at most one batch.
+In process, the receiver's threads only queue requests (:meth:`Store.submit_logs`); one writer
+thread turns everything queued into rows and commits it in one transaction, then drops what is past
+the newest ``keep`` records. ``serve --ui`` runs the store in its own process instead
+(``_process``), whose main thread hands batches of request bytes to :meth:`Store.ingest`.
+One connection, one lock: readers wait at most one batch.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -73,6 +76,10 @@ CREATE INDEX IF NOT EXISTS items_trace ON items (trace_id) WHERE trace_id != '';
 CREATE INDEX IF NOT EXISTS items_request ON items (request_id) WHERE request_id != '';
 CREATE INDEX IF NOT EXISTS items_session ON items (session_id) WHERE session_id != '';
 CREATE INDEX IF NOT EXISTS items_req_key ON items (req_key, id) WHERE req_key != '';
+-- Requests kept as they came, their records not yet filed as items: ids first_id .. first_id + n - 1.
+CREATE TABLE IF NOT EXISTS incoming (
+    first_id INTEGER PRIMARY KEY, n INTEGER NOT NULL, kind INTEGER NOT NULL, raw BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS groups (
     id INTEGER PRIMARY KEY, fp TEXT UNIQUE NOT NULL, type TEXT NOT NULL, pattern TEXT NOT NULL, frame TEXT NOT NULL
 );
@@ -102,8 +109,8 @@ _ITEM_COLUMNS = (
     "parent_id, request_id, session_id, raw"
 )
 _INSERT_ITEM = (
-    "INSERT INTO items (kind, time_ns, end_ns, severity, level, body, scope, service, resource_id, trace_id, "
-    "span_id, parent_id, request_id, session_id, req_key, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO items (id, kind, time_ns, end_ns, severity, level, body, scope, service, resource_id, trace_id, "
+    "span_id, parent_id, request_id, session_id, req_key, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 # severity number (0-24) -> level name, for records that send no severity_text
@@ -132,6 +139,14 @@ class LogQuery:
 _Row = tuple[tuple[Any, ...], "dict[str, PyValue] | None"]
 
 
+def _numbered(
+    rows: list[_Row], first_id: int, n: int
+) -> list[tuple[int, tuple[Any, ...], dict[str, PyValue] | None]]:
+    """A request's rows with the ids it reserved (a request that decoded to more records than it
+    declared keeps only those it has ids for)."""
+    return [(first_id + i, item, exc) for i, (item, exc) in enumerate(rows[:n])]
+
+
 def _row_time(row: _Row) -> int:
     t: int = row[0][1]
     return t
@@ -152,24 +167,26 @@ def _attributes(attributes: Any) -> dict[str, PyValue]:
     return out
 
 
+_Request = logs_service_pb2.ExportLogsServiceRequest | trace_service_pb2.ExportTraceServiceRequest
+
+
 class _Pending:
-    """A queued request and its record count."""
+    """A queued request (decoded, or its protobuf bytes and whether it holds logs) and its record count."""
 
-    __slots__ = ("n", "request")
+    __slots__ = ("logs", "n", "raw", "request")
 
-    def __init__(
-        self,
-        request: logs_service_pb2.ExportLogsServiceRequest | trace_service_pb2.ExportTraceServiceRequest,
-        n: int,
-    ) -> None:
+    def __init__(self, request: _Request | None, n: int, raw: bytes = b"", logs: bool = True) -> None:
         self.request = request
         self.n = n
+        self.raw = raw
+        self.logs = logs
 
 
 class Store:
     """Logs, spans and error groups in SQLite (in memory, or ``path``), the newest ``keep`` records."""
 
-    def __init__(self, path: str | None = None, keep: int = 100_000) -> None:
+    def __init__(self, path: str | None = None, keep: int = 100_000, *, writer: bool = True) -> None:
+        """``writer=False``: no writer thread; the owner calls :meth:`ingest` (the viewer's process)."""
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.keep = keep
@@ -180,6 +197,13 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._counts = self._count(self._db)
+        # Ids are handed out here (each kept request reserves its records' ids), never reused.
+        next_id, logs, spans = self._db.execute(
+            "SELECT coalesce(max(first_id + n), 1), coalesce(sum(n * (kind = 0)), 0), coalesce(sum(n * (kind = 1)), 0)"
+            " FROM incoming"
+        ).fetchone()
+        self._next_id: int = max(int(next_id), self._counts[3] + 1)
+        self._unindexed = (int(logs), int(spans))
         self._lock = threading.Lock()  # the connection: the writer's batches and the readers' queries
         self._cond = threading.Condition()  # the queue and the counters below
         self._queue: deque[_Pending] = deque()
@@ -194,8 +218,12 @@ class Store:
         self._links: dict[str, str] = {}
         self._new_links: list[tuple[str, str]] = []
         self.ingest_seconds = 0.0  #: writer time spent in transactions (for the benchmark)
-        self._writer = threading.Thread(target=self._run, name="highlight-logging-viewer-store", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        if writer:
+            self._writer = threading.Thread(
+                target=self._run, name="highlight-logging-viewer-store", daemon=True
+            )
+            self._writer.start()
 
     # -- ingest ----------------------------------------------------------------------------------
 
@@ -209,11 +237,32 @@ class Store:
         """Queue an accepted trace export request (called on the receiver's threads)."""
         self._submit(request, sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
 
-    def _submit(
-        self,
-        request: logs_service_pb2.ExportLogsServiceRequest | trace_service_pb2.ExportTraceServiceRequest,
-        n: int,
-    ) -> None:
+    def ingest(self, batch: Sequence[tuple[bool, bytes, int]]) -> None:
+        """Keep requests given as (holds logs, protobuf bytes, record count) as they came, in the caller's
+        thread: their records are in the store (and in the Logs view) now; :meth:`index` files them."""
+        try:
+            self._append(batch)
+        except sqlite3.Error as exc:  # a full disk must not stop ingest: report and go on
+            import sys
+
+            print(f"highlight-logging viewer: store write failed: {exc}", file=sys.stderr)
+
+    def unindexed(self) -> int:
+        """Records kept as they came and not yet filed by :meth:`index`."""
+        return self._unindexed[0] + self._unindexed[1]
+
+    def index(self, records: int = _BATCH_RECORDS) -> int:
+        """File the oldest kept requests (at least ``records`` records' worth, if there are so many)
+        into rows, errors and requests, in one transaction; returns the records filed."""
+        try:
+            return self._index(records)
+        except sqlite3.Error as exc:
+            import sys
+
+            print(f"highlight-logging viewer: store write failed: {exc}", file=sys.stderr)
+            return 0
+
+    def _submit(self, request: _Request, n: int) -> None:
         with self._cond:
             # Backpressure: a slow store slows the answers, so the client's own buffering takes over.
             self._cond.wait_for(lambda: self._pending < _MAX_PENDING or self._closed, 30)
@@ -235,11 +284,14 @@ class Store:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._writer.join(30)
+        if self._writer is not None:
+            self._writer.join(30)
         with self._lock:
             self._db.close()
 
     def _run(self) -> None:
+        while self.index():  # what a previous run kept and did not file (--db)
+            pass
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._queue) or self._closed)
@@ -263,24 +315,72 @@ class Store:
                 self._cond.notify_all()
 
     def _write(self, batch: list[_Pending]) -> None:
+        """In process: keep the batch and file it at once."""
+        self._append(
+            [
+                (p.logs, p.raw, p.n)
+                if p.request is None
+                else (
+                    isinstance(p.request, logs_service_pb2.ExportLogsServiceRequest),
+                    p.request.SerializeToString(),
+                    p.n,
+                )
+                for p in batch
+            ]
+        )
+        while self._index(_BATCH_RECORDS):
+            pass
+
+    def _append(self, batch: Sequence[tuple[bool, bytes, int]]) -> None:
+        # One row per request, ids reserved for its records: the cheap half of ingest, so that a burst
+        # is in the store as fast as it arrives; the costly half (rows, indexes, errors) follows.
+        started = time.perf_counter()
+        with self._lock:
+            first = self._next_id
+            rows = []
+            unindexed = list(self._unindexed)
+            for logs, raw, n in batch:
+                if n > 0:
+                    rows.append((first, n, LOG if logs else SPAN, raw))
+                    unindexed[0 if logs else 1] += n
+                    first += n
+            if not rows:
+                return
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT INTO incoming (first_id, n, kind, raw) VALUES (?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._next_id = first
+            self._unindexed = (unindexed[0], unindexed[1])
+        self.ingest_seconds += time.perf_counter() - started
+
+    def _index(self, records: int) -> int:
         started = time.perf_counter()
         with self._lock:
             db = self._db
+            todo: list[tuple[int, int, int, bytes]] = []
+            n_todo = 0
+            for first_id, n, kind, raw in db.execute(
+                "SELECT first_id, n, kind, raw FROM incoming ORDER BY first_id LIMIT 256"
+            ):
+                todo.append((first_id, n, kind, raw))
+                n_todo += n
+                if n_todo >= records:
+                    break
+            if not todo:
+                return 0
             db.execute("BEGIN")
             try:
-                rows: list[_Row] = []
-                for p in batch:
-                    if isinstance(p.request, logs_service_pb2.ExportLogsServiceRequest):
-                        self._log_rows(db, p.request, rows)
-                    else:
-                        self._span_rows(db, p.request, rows)
-                # Ids in time order within a batch: the Logs view pages by id, which is then time order
-                # but for records that arrive late.
-                rows.sort(key=_row_time)
+                rows: list[tuple[int, tuple[Any, ...], dict[str, PyValue] | None]] = []
+                for first_id, n, kind, raw in todo:
+                    rows += _numbered(self._rows(db, kind, raw), first_id, n)
                 self._insert(db, rows)
                 # Kept as counts, so that the page's status line costs no scan of the table.
                 counts = [self._counts[0], self._counts[1]]
-                for item, _ in rows:
+                for _, item, _ in rows:
                     counts[item[0]] += 1
                 if self._new_links:
                     # Records of these traces that came before the link was seen join the request.
@@ -288,8 +388,9 @@ class Store:
                         "UPDATE items SET req_key = ? WHERE req_key = ? AND req_key != ''", self._new_links
                     )
                     self._new_links = []
-                last = db.execute("SELECT max(id) FROM items").fetchone()[0]
-                if last is not None and last > self.keep:
+                db.execute("DELETE FROM incoming WHERE first_id <= ?", (todo[-1][0],))
+                last = todo[-1][0] + todo[-1][1] - 1
+                if last > self.keep:
                     cutoff = last - self.keep
                     for kind, n in db.execute(
                         "SELECT kind, count(*) FROM items WHERE id <= ? GROUP BY kind", (cutoff,)
@@ -299,23 +400,49 @@ class Store:
                     db.execute("DELETE FROM errors WHERE first_item <= ?", (cutoff,))
                 errors = db.execute("SELECT count(*) FROM errors").fetchone()[0]
                 db.execute("COMMIT")
-                self._counts = (counts[0], counts[1], errors, last or 0)
             except BaseException:
                 db.execute("ROLLBACK")
+                self._new_links = []
                 raise
+            unindexed = list(self._unindexed)
+            for _, n, kind, _ in todo:
+                unindexed[kind] -= n
+            self._unindexed = (unindexed[0], unindexed[1])
+            self._counts = (counts[0], counts[1], errors, last)
         self.ingest_seconds += time.perf_counter() - started
+        return n_todo
 
-    def _resource_id(self, db: sqlite3.Connection, attrs: dict[str, PyValue]) -> tuple[int, str]:
+    def _rows(self, db: sqlite3.Connection | None, kind: int, raw: bytes) -> list[_Row]:
+        """A kept request's records as rows, in time order (``db`` None: only to show them, nothing filed)."""
+        rows: list[_Row] = []
+        try:
+            if kind == LOG:
+                self._log_rows(db, logs_service_pb2.ExportLogsServiceRequest.FromString(raw), rows)
+            else:
+                self._span_rows(db, trace_service_pb2.ExportTraceServiceRequest.FromString(raw), rows)
+        except DecodeError:  # the receiver decoded it already: not expected
+            return []
+        # Ids in time order within a request: the Logs view pages by id, which is then time order but
+        # for records that arrive late.
+        rows.sort(key=_row_time)
+        return rows
+
+    def _resource_id(self, db: sqlite3.Connection | None, attrs: dict[str, PyValue]) -> tuple[int | str, str]:
+        """The resource's row id and service; ``db`` None: its JSON instead of an id, nothing filed."""
         key = _dumps(attrs)
-        rid = self._resources.get(key)
         service = _text(attrs.get("service.name", "")) if attrs.get("service.name") is not None else ""
+        if db is None:
+            return key, service
+        rid = self._resources.get(key)
         if rid is None:
             db.execute("INSERT OR IGNORE INTO resources (json, service) VALUES (?, ?)", (key, service))
             rid = int(db.execute("SELECT id FROM resources WHERE json = ?", (key,)).fetchone()[0])
             self._resources[key] = rid
         return rid, service
 
-    def _req_key(self, trace_id: str, request_id: str) -> str:
+    def _req_key(self, db: sqlite3.Connection | None, trace_id: str, request_id: str) -> str:
+        if db is None:
+            return ""
         if not request_id:
             return self._links.get(trace_id, trace_id) if trace_id else ""
         if trace_id and self._links.get(trace_id) != request_id:
@@ -326,7 +453,10 @@ class Store:
         return request_id
 
     def _log_rows(
-        self, db: sqlite3.Connection, request: logs_service_pb2.ExportLogsServiceRequest, out: list[_Row]
+        self,
+        db: sqlite3.Connection | None,
+        request: logs_service_pb2.ExportLogsServiceRequest,
+        out: list[_Row],
     ) -> None:
         # The writer's hot loop: columns read straight from the message, the record kept as its bytes,
         # and attributes decoded only when they may hold highlight ids or an exception.
@@ -365,13 +495,16 @@ class Store:
                         "",
                         request_id,
                         session_id,
-                        self._req_key(trace_id, request_id) if trace_id or request_id else "",
+                        self._req_key(db, trace_id, request_id) if trace_id or request_id else "",
                         raw,
                     )
                     out.append((item, exc))
 
     def _span_rows(
-        self, db: sqlite3.Connection, request: trace_service_pb2.ExportTraceServiceRequest, out: list[_Row]
+        self,
+        db: sqlite3.Connection | None,
+        request: trace_service_pb2.ExportTraceServiceRequest,
+        out: list[_Row],
     ) -> None:
         for rs in request.resource_spans:
             rid, service = self._resource_id(db, _attributes(rs.resource.attributes))
@@ -400,7 +533,7 @@ class Store:
                         span.parent_span_id.hex(),
                         request_id,
                         _text(attrs.get("highlight.session_id", "")),
-                        self._req_key(trace_id, request_id),
+                        self._req_key(db, trace_id, request_id),
                         raw,
                     )
                     exc: dict[str, PyValue] | None = None
@@ -410,21 +543,13 @@ class Store:
                             break
                     out.append((item, exc))
 
-    def _insert(self, db: sqlite3.Connection, rows: list[_Row]) -> None:
-        """Runs of plain records in one executemany each; a record with an exception alone (its id is needed)."""
-        run: list[tuple[Any, ...]] = []
-        for item, exc in rows:
-            if exc is None:
-                run.append(item)
-                continue
-            if run:
-                db.executemany(_INSERT_ITEM, run)
-                run = []
-            item_id = db.execute(_INSERT_ITEM, item).lastrowid
-            if item_id is not None:
+    def _insert(
+        self, db: sqlite3.Connection, rows: list[tuple[int, tuple[Any, ...], dict[str, PyValue] | None]]
+    ) -> None:
+        db.executemany(_INSERT_ITEM, [(item_id, *item) for item_id, item, _ in rows])
+        for item_id, item, exc in rows:
+            if exc is not None:
                 self._insert_error(db, item_id, item, exc, log=item[0] == LOG)
-        if run:
-            db.executemany(_INSERT_ITEM, run)
 
     def _insert_error(
         self,
@@ -491,13 +616,56 @@ class Store:
         return int(logs), int(spans), int(errors), int(last)
 
     def stats(self) -> dict[str, object]:
-        """Counts for the status line (as of the last batch written)."""
-        logs, spans, errors, last = self._counts
-        return {"logs": logs, "spans": spans, "errors": errors, "last_id": last, "keep": self.keep}
+        """Counts for the status line (as of the last batch kept; ``unindexed``: not yet in errors and requests)."""
+        with self._lock:
+            logs, spans, errors, _ = self._counts
+            unindexed = self._unindexed
+            last = self._next_id - 1
+        return {
+            "logs": logs + unindexed[0],
+            "spans": spans + unindexed[1],
+            "errors": errors,
+            "last_id": last,
+            "keep": self.keep,
+            "unindexed": unindexed[0] + unindexed[1],
+        }
 
     def last_id(self) -> int:
         """The newest record's id (ids grow with arrival)."""
-        return int(self._query("SELECT coalesce(max(id), 0) FROM items")[0][0])
+        with self._lock:
+            return self._next_id - 1
+
+    def _kept(
+        self, kind: int, after_id: int | None = None, before_id: int | None = None, text: str = ""
+    ) -> Iterator[Sequence[Any]]:
+        """The records of kept, not yet filed requests of ``kind`` (only those that may hold an id
+        between ``after_id`` and ``before_id``, or ``text``), newest first, as item rows
+        (``_ITEM_COLUMNS``, with the resource's JSON in place of its id)."""
+        spans = self._query(
+            "SELECT first_id, n FROM incoming WHERE kind = ? AND first_id + n > ? AND first_id < ?"
+            " ORDER BY first_id DESC",
+            (kind, after_id or 0, before_id if before_id is not None else 1 << 62),
+        )
+        # A request without the text in its bytes (in any ASCII case, as LIKE matches) has no record
+        # that matches; a non-string body's JSON may, and then shows once it is filed.
+        needle = text.encode("utf-8", "surrogatepass").lower()
+        for first_id, n in spans:
+            found = self._query("SELECT raw FROM incoming WHERE first_id = ?", (first_id,))
+            if not found:  # filed meanwhile
+                yield from self._query(
+                    f"SELECT {_ITEM_COLUMNS} FROM items WHERE id >= ? AND id < ? AND kind = ? ORDER BY id DESC",
+                    (first_id, first_id + n, kind),
+                )
+                continue
+            raw: bytes = found[0][0]
+            if needle and needle not in raw.lower():
+                continue
+            for item_id, item, _ in reversed(_numbered(self._rows(None, kind, raw), first_id, n)):
+                yield (item_id, *item[:14], item[15])
+
+    def _first_unindexed(self) -> int | None:
+        rows = self._query("SELECT min(first_id) FROM incoming")
+        return int(rows[0][0]) if rows[0][0] is not None else None
 
     def facets(self) -> dict[str, list[str]]:
         """Services and scopes present, for the filter lists."""
@@ -547,10 +715,23 @@ class Store:
             where.append("id < ?")
             params.append(q.before_id)
         limit = max(1, min(q.limit, 1000))
-        rows = self._query(
-            f"SELECT {_ITEM_COLUMNS} FROM items WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-            [*params, limit],
-        )
+        # The newest records may be kept as they came and not yet filed: those are read here.
+        boundary = self._first_unindexed()
+        rows: list[Sequence[Any]] = []
+        if boundary is not None and (q.before_id is None or q.before_id > boundary):
+            match = _matcher(q)
+            for row in self._kept(LOG, q.after_id, q.before_id, q.text):
+                if match(row):
+                    rows.append(row)
+                    if len(rows) >= limit:
+                        break
+            where.append("id < ?")  # what was filed meanwhile was read above
+            params.append(boundary)
+        if len(rows) < limit:
+            rows += self._query(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                [*params, limit - len(rows)],
+            )
         items = [_item(r, brief=True) for r in rows]
         self._attach_errors(items)
         return items
@@ -563,7 +744,23 @@ class Store:
             (item_id,),
         )
         if not rows:
-            return None
+            boundary = self._first_unindexed()
+            if boundary is None or item_id < boundary:
+                return None
+            found = self._query(
+                "SELECT kind FROM incoming WHERE first_id <= ? AND ? < first_id + n", (item_id, item_id)
+            )
+            kept = (
+                (r for r in self._kept(found[0][0], item_id - 1, item_id + 1) if r[0] == item_id)
+                if found
+                else iter(())
+            )
+            row = next(kept, None)
+            if row is None:
+                return None
+            if not isinstance(row[9], str):  # filed meanwhile: now it is a row like the others
+                return self.item(item_id)
+            rows = [(*row, row[9])]  # the resource's JSON
         out = _item(rows[0][:-1], brief=False)
         out["resource"] = json.loads(rows[0][-1] or "{}")
         self._attach_errors([out])
@@ -770,6 +967,36 @@ def _item(r: Sequence[Any], *, brief: bool) -> dict[str, object]:
     if has_exc:
         out["exception"] = True
     return out
+
+
+def _matcher(q: LogQuery) -> Callable[[Sequence[Any]], bool]:
+    """The filters of ``logs()`` on an item row, for the records not yet filed (what the SQL says)."""
+    trace = q.trace.lower() if _is_hex(q.trace) else q.trace
+    lowered = q.text.lower()
+    needle = q.text.encode("utf-8", "surrogatepass")
+
+    def match(r: Sequence[Any]) -> bool:
+        (iid, kind, time_ns, _end, severity, _level, body, scope, service, _rid, trace_id, _span, _parent,
+         request_id, session_id, raw) = r  # fmt: skip
+        return (
+            kind == LOG
+            and severity >= q.min_severity
+            and (not q.scope or scope == q.scope)
+            and (not q.service or service == q.service)
+            and (not q.text or lowered in body.lower() or needle in raw)
+            and (
+                not q.trace
+                or (trace_id != "" and trace_id == trace)
+                or (request_id != "" and request_id == q.trace)
+            )
+            and (not q.session or session_id == q.session)
+            and (q.since_ns is None or time_ns >= q.since_ns)
+            and (q.until_ns is None or time_ns <= q.until_ns)
+            and (q.after_id is None or iid > q.after_id)
+            and (q.before_id is None or iid < q.before_id)
+        )
+
+    return match
 
 
 def _severity(number: int, text: str) -> int:
