@@ -11,6 +11,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 from otlp_receiver import FaultyReceiver  # noqa: E402
+from recipes import run  # noqa: E402, F401 - the recipe fixture, for tests at any depth
 
 from highlight_logging._core import settings as _settings  # noqa: E402
 from highlight_logging._devtools.receiver import Receiver  # noqa: E402

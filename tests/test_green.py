@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_recipes import _sigint_not_ignored
+from recipes import _sigint_not_ignored
 
 from highlight_logging._devtools.receiver import Receiver
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_recipes import (
+from recipes import (
     ARRIVAL_TIMEOUT,
     EXAMPLES,
     Recipe,
@@ -31,7 +31,6 @@ from test_recipes import (
     _get,
     _logs,
     _pid,
-    run,  # noqa: F401 - the fixture
     send_tasks,
 )
 
@@ -120,7 +119,7 @@ def _serve_and_stop(
     ],
     ids=["defaults", "enable-threads", "lazy-apps", "fork-hooks"],
 )
-def test_uwsgi(receiver: Receiver, run: Callable[..., Recipe], flags: list[str]) -> None:  # noqa: F811
+def test_uwsgi(receiver: Receiver, run: Callable[..., Recipe], flags: list[str]) -> None:
     """uWSGI, 2 workers under --master, the app loaded in the master unless --lazy-apps: records
     arrive while it runs and through SIGTERM (--die-on-term), each once, the master's included."""
     assert UWSGI is not None
@@ -191,7 +190,7 @@ def test_no_thread_fallback_warns_once_and_delivers_at_exit(receiver: Receiver, 
 )
 def test_gunicorn(
     receiver: Receiver,
-    run: Callable[..., Recipe],  # noqa: F811
+    run: Callable[..., Recipe],
     tmp_path: Path,
     worker: str,
     preload: bool,
@@ -251,7 +250,7 @@ _CELERY = [
 ]
 
 
-def test_celery_gevent_pool(receiver: Receiver, run: Callable[..., Recipe], tmp_path: Path) -> None:  # noqa: F811
+def test_celery_gevent_pool(receiver: Receiver, run: Callable[..., Recipe], tmp_path: Path) -> None:
     """celery -P gevent with the recipe: task logs and the failure arrive once; SIGTERM is prompt."""
     pytest.importorskip("celery")
     pytest.importorskip("gevent")
@@ -309,7 +308,7 @@ app.conf.worker_hijack_root_logger = {hijack}
 @pytest.mark.parametrize("hijack", [True, False])
 def test_celery_root_logger_hijack_is_named(
     receiver: Receiver,
-    run: Callable[..., Recipe],  # noqa: F811
+    run: Callable[..., Recipe],
     tmp_path: Path,
     hijack: bool,
 ) -> None:
@@ -341,7 +340,7 @@ def test_celery_root_logger_hijack_is_named(
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_uvicorn_logging_never_waits_on_a_collector_that_does_not_answer(
-    run: Callable[..., Recipe],  # noqa: F811
+    run: Callable[..., Recipe],
     loop: str,
 ) -> None:
     """uvicorn (asyncio and uvloop) with a collector that accepts connections and never answers:
