@@ -1,4 +1,4 @@
-"""Per-record cost of encoding an OTLP LogRecord three ways (backs the claim in ``_encode.py``).
+"""Per-record cost of encoding an OTLP LogRecord three ways (backs the claim in ``_export/encode.py``).
 
     .venv/bin/python benchmarks/encode.py [--records 512] [--repeat 7]
 
@@ -7,7 +7,7 @@
    export worker calls it: code.*/thread.* as a call-site tuple (encoded once per site), ``k`` as an attribute;
 3. the OTel SDK exporter's ``encode_logs()`` on SDK records, then ``SerializeToString()``;
 4. the export worker's two paths from the queued ``Pending`` tuple: the general one (``to_record``, then
-   ``RecordEncoder.encode``) and, where the C speedups are built, the plain-record fast path (``_plain``).
+   ``RecordEncoder.encode``) and, where the C speedups are built, the plain-record fast path (``_export.fastpath``).
 
 Every path encodes the same record: the one ``HighlightHandler`` sends for
 ``logger.info("user %s did %s", i, action, extra={"k": i})`` (body, severity, two timestamps, code.*,

@@ -325,7 +325,7 @@ def get(settings: Settings) -> ProviderPipeline:
             pipeline = _registry.get(settings)
             if pipeline is None:
                 pipeline = _registry[settings] = ProviderPipeline(settings)
-                # Exit and SIGTERM flush the app's providers (_otel_flush), as for our own pipeline.
+                # Exit and SIGTERM flush the app's providers (_export.otel_flush), as for our own pipeline.
                 process.ensure_exit_hook()
                 process.hook_sigterm()
     return pipeline

@@ -1,12 +1,12 @@
-/* highlight_logging._speedups: _plain's fast path, plain_logs(), and (below) capture_record() of _frontend.py, in C.
+/* highlight_logging._speedups: _export.fastpath's fast path, plain_logs(), and (below) capture_record() of _core/convert.py, in C.
  *
  * Why: the export worker spent most of its time under the GIL turning each pending tuple into
- * LogRecord bytes one bytecode at a time (to_record, then _encode.log_record); figures in
+ * LogRecord bytes one bytecode at a time (to_record, then _export.encode.log_record); figures in
  * docs/performance.md.  The general Python path is the reference, the rule's one copy: plain_logs()
  * writes what it writes for a plain record, and returns None for a record wherever anything is
  * unusual, so every rule stays with the general path.  The tests compare the two byte for byte.
  *
- * The field numbers are those of _encode.py (opentelemetry/proto/logs/v1/logs.proto):
+ * The field numbers are those of _export/encode.py (opentelemetry/proto/logs/v1/logs.proto):
  * time 1 (fixed64), body 5, attributes 6, flags 8 (fixed32), trace_id 9, span_id 10,
  * observed_time 11 (fixed64).  AnyValue: string 1, bool 2, int 3, double 4.
  */
@@ -21,7 +21,7 @@
 #define HAVE_DLADDR 1
 #endif
 
-/* The Pending tuple's fields, in the order of _record.Pending, their one declaration: module init
+/* The Pending tuple's fields, in the order of _core.record.Pending, their one declaration: module init
  * checks these names against Pending._fields, so that a build of another layout is set aside (pure
  * Python, one warning) instead of reading one field as another. */
 #define PENDING_LAYOUT(X)                                                                            \
@@ -36,15 +36,15 @@
 enum { PENDING_LAYOUT(PENDING_INDEX) P_FIELDS };
 static const char *const pending_names[P_FIELDS] = {PENDING_LAYOUT(PENDING_NAME)};
 
-/* What the Python side expects of this module (_native.ABI): raise it with that one whenever a
+/* What the Python side expects of this module (_core.native.ABI): raise it with that one whenever a
  * function's arguments, the Pending layout or a setup's contract change, so that a stale build
  * beside newer Python code is set aside (pure Python) instead of being called the wrong way. */
 #define ABI 4
 
-/* _frontend._SAME_MOMENT (ns); a test checks the two agree. */
+/* _core.convert._SAME_MOMENT (ns); a test checks the two agree. */
 #define SAME_MOMENT 1000000000ULL
 
-static PyObject *site_key_set; /* _record.SITE_KEY_SET */
+static PyObject *site_key_set; /* _core.record.SITE_KEY_SET */
 
 /* After a call into code that may be the user's: an Exception is cleared, as the Python
  * reference's ``except Exception`` does (0); anything else (KeyboardInterrupt, SystemExit) stays
@@ -125,7 +125,7 @@ static int put_attribute(Buf *b, PyObject *key, PyObject *value)
     double real = 0.0;
     Py_ssize_t vlen; /* the AnyValue's length */
     if (k == NULL)
-        return -1; /* a lone surrogate: _encode.text() escapes it */
+        return -1; /* a lone surrogate: _export.encode.text() escapes it */
     if (PyUnicode_CheckExact(value)) {
         s = PyUnicode_AsUTF8AndSize(value, &slen);
         if (s == NULL)
@@ -248,7 +248,7 @@ static long long days_from_civil(long long y, unsigned m, unsigned d)
 
 static PyObject *str_tzinfo; /* "tzinfo" */
 
-/* ``when`` is a datetime whose fields give what _frontend.datetime_ns() computes: an exact one, or
+/* ``when`` is a datetime whose fields give what _core.convert.datetime_ns() computes: an exact one, or
  * a subclass (loguru's, which only adds __format__) that keeps datetime's subtraction, attribute
  * lookup and tzinfo.  One overriding __sub__/__rsub__, __getattribute__ or tzinfo gets the Python
  * path, which calls them.  No Python code runs here: the classes' own dicts are read. */
@@ -276,7 +276,7 @@ static int datetime_as_is(PyObject *when)
     return 0;
 }
 
-/* _frontend.datetime_ns() for an aware datetime (loguru's time), without a Python call: 0 with
+/* _core.convert.datetime_ns() for an aware datetime (loguru's time), without a Python call: 0 with
  * *out set; -1 for anything else (naive, odd tzinfo, before the epoch), which goes through
  * to_ns() instead.  Exact to the microsecond, as (when - EPOCH) // timedelta(microseconds=1). */
 static int aware_ns(PyObject *when, uint64_t *out)
@@ -316,7 +316,7 @@ static int aware_ns(PyObject *when, uint64_t *out)
     return 0;
 }
 
-/* The highlight shape (_highlight.needs_shaping): true when no extra is a bool or an empty str, and
+/* The highlight shape (_core.highlight.needs_shaping): true when no extra is a bool or an empty str, and
  * no key is in shape[0] (a set) or starts with one of shape[1] (a tuple of str). */
 static int extras_highlight_plain(PyObject *extras, PyObject *shape)
 {
@@ -335,7 +335,7 @@ static int extras_highlight_plain(PyObject *extras, PyObject *shape)
     return 1;
 }
 
-/* _highlight.body() would change this UTF-8 text: it holds " <" and does not start with "<". */
+/* _core.highlight.body() would change this UTF-8 text: it holds " <" and does not start with "<". */
 static int body_split(const char *raw, Py_ssize_t n)
 {
     if (n == 0 || raw[0] == '<')
@@ -347,7 +347,7 @@ static int body_split(const char *raw, Py_ssize_t n)
 }
 
 /* One pending tuple -> new bytes, or a new reference to None when it is not plain.  ``shape``: NULL
- * for the otel shape, _plain.HIGHLIGHT_SHAPE for the highlight shape. */
+ * for the otel shape, _export.fastpath.HIGHLIGHT_SHAPE for the highlight shape. */
 static PyObject *plain_log(Buf *b, PyObject *p, PyObject *sites, PyObject *levels, Py_ssize_t room,
                            PyObject *to_ns, PyObject *shape)
 {
@@ -469,7 +469,7 @@ done:
 
 PyDoc_STRVAR(plain_logs_doc,
              "plain_logs(chunk, sites, levels, room, to_ns, shape=None) -> list[bytes | None]\n\n"
-             "_plain's fast path: each plain record's LogRecord bytes (the general path's), None for the others.");
+             "_export.fastpath's fast path: each plain record's LogRecord bytes (the general path's), None for the others.");
 
 static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -521,7 +521,7 @@ static PyObject *plain_logs(PyObject *module, PyObject *const *args, Py_ssize_t 
     return out;
 }
 
-/* --- chunk_clean(): _scrub.chunk_clean_py, in C -------------------------------------------------
+/* --- chunk_clean(): _core.scrub.chunk_clean_py, in C -------------------------------------------------
  *
  * Why: the export worker asks, for each chunk of 32 records, whether anything in it can need
  * scrubbing; in Python (joining the texts, folding them, four substring searches) that was the
@@ -540,7 +540,7 @@ static int unicode_ready(PyObject *text)
 #endif
 }
 
-/* The pre-filter's triggers (_scrub.TRIGGERS), given once by set_triggers() when _scrub is imported:
+/* The pre-filter's triggers (_core.scrub.TRIGGERS), given once by set_triggers() when _core.scrub is imported:
  * folded strings of 1-16 characters, plus two conditions: the URL one ("://", then "@" later on the
  * same line) and the hex one ("sk" or "key" right before 32 folded hex characters).  Until they are
  * given, every text counts as a possible secret.
@@ -582,7 +582,7 @@ static void fold_init(void)
 }
 
 PyDoc_STRVAR(set_triggers_doc, "set_triggers(triggers, url_trigger, hex_trigger)\n\n"
-                               "The pre-filter's triggers, folded (_scrub.TRIGGERS).");
+                               "The pre-filter's triggers, folded (_core.scrub.TRIGGERS).");
 
 static PyObject *set_triggers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -702,7 +702,7 @@ static inline int scan_text(const void *data, int kind, Py_ssize_t n)
     return 0;
 }
 
-/* _scrub._maybe_secret_py(text), for one str: the text folded as _FOLD_TABLE folds its UTF-8 bytes
+/* _core.scrub._maybe_secret_py(text), for one str: the text folded as _FOLD_TABLE folds its UTF-8 bytes
  * (ASCII letters lower-cased, digits to "0", spaces and dashes deleted; anything else, non-ASCII
  * included, as itself), then any trigger looked for.  1 when one is found (or on an error). */
 static int maybe_secret(PyObject *text)
@@ -778,7 +778,7 @@ static PyObject *chunk_clean(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_RETURN_TRUE;
 }
 
-/* --- capture_record(): the caller's half of the converter (_frontend.capture_record_py) -------
+/* --- capture_record(): the caller's half of the converter (_core.convert.capture_record_py) ---
  *
  * Why: on the application's thread, the Python capture_record (the call with its keywords, the
  * extras loop, the trace and request context, the tuple) was most of a plain record's cost; here
@@ -796,13 +796,13 @@ static const char *const cap_arg_names[C_ARGS] = {
     "exception", "site", "skip", "span_only", "logged_now",
 };
 static PyObject *cap_names[C_ARGS];      /* the same, interned */
-static PyObject *cap_fallback;           /* _frontend.capture_record_py; NULL until capture_setup() */
-static PyTypeObject *cap_pending;        /* _record.Pending */
+static PyObject *cap_fallback;           /* _core.convert.capture_record_py; NULL until capture_setup() */
+static PyTypeObject *cap_pending;        /* _core.record.Pending */
 static PyObject *cap_coerce, *cap_safe_str, *cap_current_span, *cap_no_span;
 static PyObject *cap_context_var;        /* OTel's runtime ContextVar, or NULL: current_span() */
 static PyObject *cap_span_key;           /* its key for the active span */
 static PyTypeObject *cap_context_type;   /* opentelemetry.context.Context */
-static PyObject *cap_request_var;        /* _context.current */
+static PyObject *cap_request_var;        /* _core.context.current */
 static PyCFunction cap_time_ns_seen;     /* the C function last seen behind time.time_ns */
 static int cap_time_ns_genuine;          /* ... is the time module's own */
 static PyCFunction cap_time_reference;   /* time.perf_counter's, which time-machine leaves alone */
@@ -936,7 +936,7 @@ done:
 }
 
 /* (trace_id, span_id, flags) of the active span, a new reference: the common case (no span) read
- * here, anything else from _frontend.current_span(). */
+ * here, anything else from _core.convert.current_span(). */
 static PyObject *active_span(void)
 {
     if (cap_context_var != NULL) {
@@ -1046,7 +1046,7 @@ PyDoc_STRVAR(capture_record_doc,
              "capture_record(settings, when, levelno, level_name, scope, body, base_attributes, extras, exc=None,\n"
              "               exception=None, site=None, skip=frozenset(), span_only=False, logged_now=True)"
              " -> Pending\n\n"
-             "_frontend.capture_record_py, in C, for records without an exception; the rest go to it.");
+             "_core.convert.capture_record_py, in C, for records without an exception; the rest go to it.");
 
 static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1207,7 +1207,7 @@ fallback:
 PyDoc_STRVAR(capture_setup_doc,
              "capture_setup(fallback, pending, coerce, safe_str, current_span, no_span, context_var, span_key,\n"
              "              context_type, request_var)\n\n"
-             "What capture_record() reads from _frontend, once at its import; context_var may be None.");
+             "What capture_record() reads from _core.convert, once at its import; context_var may be None.");
 
 static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1274,16 +1274,16 @@ static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize
  * anything is consumed, and _export takes its Python path, the reference.  Past the checks it
  * calls capture_record() with exactly the arguments the Python path passes. */
 
-static PyObject *sl_rare;          /* _structlog._RARE_KEYS, as a tuple */
-static PyObject *sl_levels;        /* _structlog._LEVELS */
-static PyObject *sl_default_scope; /* _structlog.DEFAULT_SCOPE */
-static PyObject *sl_internal;      /* _frontend.INTERNAL_LOGGERS (a tuple of str) */
-static PyObject *sl_skip;          /* _structlog._CONSUMED */
+static PyObject *sl_rare;          /* _frontends.structlog._RARE_KEYS, as a tuple */
+static PyObject *sl_levels;        /* _frontends.structlog._LEVELS */
+static PyObject *sl_default_scope; /* _frontends.structlog.DEFAULT_SCOPE */
+static PyObject *sl_internal;      /* _frontends.binding.INTERNAL_LOGGERS (a tuple of str) */
+static PyObject *sl_skip;          /* _frontends.structlog._CONSUMED */
 static PyObject *str_level, *str_logger, *str_timestamp, *str_event, *str_items, *str_empty;
 
 PyDoc_STRVAR(structlog_setup_doc,
              "structlog_setup(rare_keys, levels, default_scope, internal_loggers, consumed)\n\n"
-             "What structlog_event() reads from _structlog, once at its import.");
+             "What structlog_event() reads from _frontends.structlog, once at its import.");
 
 static PyObject *structlog_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1415,7 +1415,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "highlight_logging._speedups", "_plain's fast path and capture_record() of _frontend.py, in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "highlight_logging._speedups", "_export.fastpath's fast path and capture_record() of _core/convert.py, in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
@@ -1448,7 +1448,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
             same = PyObject_RichCompareBool(fields, layout, Py_EQ);
     }
     Py_XDECREF(record);
-    if (same == 0) /* RuntimeError, not ImportError: _native.load() warns, then runs pure Python */
+    if (same == 0) /* RuntimeError, not ImportError: _core.native.load() warns, then runs pure Python */
         PyErr_Format(PyExc_RuntimeError, "built for another Pending layout: %R, not %R", layout, fields);
     Py_XDECREF(fields);
     if (same != 1) {

@@ -1,5 +1,5 @@
-# _plain's fast path (its reference: the general path), and the C twins of _frontend.capture_record_py,
-# _scrub and _structlog (see _speedups.c).
+# _export.fastpath's fast path (its reference: the general path), and the C twins of _core.convert.capture_record_py,
+# _core.scrub and _frontends.structlog (see _speedups.c).
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -10,7 +10,7 @@ SAME_MOMENT: int
 ABI: int
 PENDING_FIELDS: tuple[
     str, ...
-]  # the Pending layout this build reads; checked against _record.Pending at import
+]  # the Pending layout this build reads; checked against _core.record.Pending at import
 
 def plain_logs(
     chunk: list[Pending],
@@ -63,7 +63,7 @@ def structlog_setup(
 ) -> None: ...
 def structlog_event(settings: Settings, event_dict: dict[str, Any], site: Site, /) -> Pending | None: ...
 
-# The SIGTERM rescue (see _sigterm_rescue.py); absent on Windows.
+# The SIGTERM rescue (see _export/sigterm.py); absent on Windows.
 def sigterm_arm() -> int | None: ...
 def sigterm_wait(fd: int, /) -> bool: ...
 def sigterm_ours() -> bool: ...

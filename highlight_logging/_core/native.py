@@ -1,8 +1,8 @@
-"""The optional C extension, ``_speedups.c``, for the modules that have a C twin (``_plain``,
-``_frontend``, ``_scrub``, ``_structlog``): one place decides whether it is used.
+"""The optional C extension, ``_speedups.c``, for the modules that have a C twin (``_export.fastpath``,
+``_core.convert``, ``_core.scrub``, ``_frontends.structlog``): one place decides whether it is used.
 
 ``speedups`` is None when it was not built (no compiler at install time: the Python references
-run, and for ``_plain`` the general path), when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at
+run, and for ``_export.fastpath`` the general path), when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at
 import, or when the built module is not the one this Python code expects (a stale build, e.g. an
 old ``.so`` left beside newer sources in an editable install, or one of another ``Pending``
 layout): then one warning, and the Python references run instead of a crash later.

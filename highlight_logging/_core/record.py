@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Union
 
 #: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
-#: Produced by :func:`highlight_logging._core.coerce.coerce`; encoded by ``_encode`` into an OTLP AnyValue.
+#: Produced by :func:`highlight_logging._core.coerce.coerce`; encoded by ``_export.encode`` into an OTLP AnyValue.
 Value = Union[str, bool, int, float, bytes, None, list["Value"], dict[str, "Value"]]  # noqa: UP007 (runtime alias on 3.10)
 Attributes = dict[str, Value]
 #: OTLP's AnyValue int is an int64: an int beyond these bounds is sent as its decimal text.
@@ -20,7 +20,7 @@ INT64_MAX = (1 << 63) - 1
 
 #: Where a record was logged: ``(names, value, value, ...)``, ``names`` being one of the constant
 #: tuples below and the values plain (str, int or None).  Kept raw so that the worker encodes each
-#: distinct site once (``_encode.site_attributes``) instead of five attributes per record.
+#: distinct site once (``_export.encode.site_attributes``) instead of five attributes per record.
 Site = tuple[Any, ...]
 SITE_KEYS = ("code.file.path", "code.function.name", "code.line.number", "thread.id", "thread.name")
 THREAD_KEYS = ("thread.id", "thread.name")
@@ -50,7 +50,7 @@ class Pending(NamedTuple):
     """A record as the caller's thread leaves it in the queue: what must be read there, nothing more.
 
     Built by :func:`highlight_logging._core.convert.capture_record` (one plain tuple, no further objects), it
-    becomes a :class:`Record` on the worker (``_frontend.to_record``), which also applies the
+    becomes a :class:`Record` on the worker (:func:`~highlight_logging._core.convert.to_record`), which also applies the
     limits: a tuple left on the caller's thread costs it much less than building the Record there
     (figures: docs/performance.md).  Its fields are declared here only: ``_speedups.c`` checks its
     own indices against :attr:`_fields` when it loads.
@@ -82,7 +82,7 @@ class Record(NamedTuple):
     ``span_id`` is the log's span: the active span's, or the exception span's own id when
     ``exception`` is set (then ``parent_span_id`` is the active span's, or ``b""``).
     ``span_only`` (``record_exception``): send the exception span, with every attribute, and no log.
-    A tuple, built by ``_frontend.to_record`` in one C call: the worker makes one per record, and a
+    A tuple, built by ``_core.convert.to_record`` in one C call: the worker makes one per record, and a
     class with ``__slots__`` and an ``__init__`` cost measurably more each (docs/performance.md).
     """
 

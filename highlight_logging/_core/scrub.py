@@ -793,7 +793,7 @@ class RuleScrubber:
     def chunk_clean(self, chunk: Sequence[Pending]) -> bool:
         """:meth:`batch_clean` for queued records: their bodies and extras, checked at once.
 
-        The export worker asks this for each chunk of a batch before its fast path (``_plain``).
+        The export worker asks this for each chunk of a batch before its fast path (``_export.fastpath``).
         """
         if not self._enabled:
             return True

@@ -1,5 +1,5 @@
 """A batch taken from the queue, made requests: each chunk dispatched to the fast path (plain
-records straight to bytes, ``_plain``) or the general one (``to_record``, then
+records straight to bytes, ``fastpath``) or the general one (``to_record``, then
 :class:`~.prepare.RecordEncoder`), exception spans held over for the next batch, records packed
 into requests under ``max_request_bytes``."""
 
@@ -138,7 +138,7 @@ class Batcher:
                 hand_off.between_chunks()
             part = pending[start : start + CHUNK]
             # When nothing in the chunk can need scrubbing (checked for the chunk at once: the
-            # common case), its plain records go straight to bytes (_plain); the others, and every
+            # common case), its plain records go straight to bytes (fastpath); the others, and every
             # record of a chunk that needs a closer look, take the general path.
             fast: list[bytes | None] | None = None
             if _plain.plain_logs is not None and (scrubber is None or scrubber.chunk_clean(part)):
@@ -254,7 +254,7 @@ class Batcher:
         """The converter's worker half for a batch; a record it cannot convert is counted, not lost silently."""
         p = self.p
         settings = self.settings
-        to_record = _convert.to_record  # an attribute at call time: _frontend imports the pipeline
+        to_record = _convert.to_record  # read at call time, once per batch
         records = []
         for r in pending:
             try:

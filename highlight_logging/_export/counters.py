@@ -1,4 +1,4 @@
-"""Losses counted by reason, and the warnings that name them on stderr (``_diag``, rate-limited).
+"""Losses counted by reason, and the warnings that name them on stderr (``_core.diag``, rate-limited).
 
 Every record a pipeline accepts ends exported or dropped under one of :data:`REASONS`;
 ``highlight_logging.stats()`` sums the counters of every pipeline (see ``process.stats``).

@@ -1,11 +1,11 @@
 """The worker's fast path: a plain :class:`Pending` straight to its OTLP ``LogRecord`` bytes, in C.
 
 Most records are plain: no exception, no request context, no attributes of the front end's own,
-a handful of scalar extras under the count limit.  For those, ``_convert.to_record`` followed by
-``_encode.log_record`` comes down to copying values into the wire format, which ``_speedups.c``
+a handful of scalar extras under the count limit.  For those, ``_core.convert.to_record`` followed by
+``encode.log_record`` comes down to copying values into the wire format, which ``_speedups.c``
 (``plain_logs``) does in one pass over the pending tuple, where a compiler was there at install time.
 
-The rule is written once, in Python: the general path (``to_record``, then ``Pipeline._encode``) is
+The rule is written once, in Python: the general path (``to_record``, then ``prepare.RecordEncoder.encode``) is
 the reference, and the tests check byte for byte that the C path gives what it gives.  The C path
 returns, per record, its bytes, or ``None`` when the record is not plain (or anything about it is
 unusual): that record then takes the general path, which owns every rule.  Without C there is no

@@ -12,11 +12,11 @@ fork hooks, a deadline on shutdown), with what it lacks for a logging bridge:
 * every wait is bounded and interruptible, so exit takes at most ``shutdown_timeout``;
 * after ``fork()`` the child starts with an empty queue, a new worker and a new channel;
 * the application comes first: a plain record is enqueued without a lock, the record itself is
-  built on the worker (``_frontend.to_record``), and the worker steps back during a logging
+  built on the worker (``_core.convert.to_record``), and the worker steps back during a logging
   burst and otherwise hands the GIL back (``priority``);
 * requests stay in flight while the worker encodes the next batch (``sender``).
 
-Nothing here logs through ``logging``: diagnostics go to stderr through ``_diag``.
+Nothing here logs through ``logging``: diagnostics go to stderr through ``_core.diag``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Pipeline:
         self._max_records = settings.max_queue_size
         self._max_bytes = settings.max_queue_bytes
         self._batch_size = settings.max_export_batch_size
-        # The highlight shape (_highlight): exceptions travel on their log records only, so every
+        # The highlight shape (_core.highlight): exceptions travel on their log records only, so every
         # record is one log and none is a span.
         self.highlight = settings.backend == "highlight"
         self._encoder = RecordEncoder(settings)  # its scrubber is built once, kept across a fork

@@ -1,5 +1,5 @@
 """A record made ready to send: scrubbed, its exception and span attributes, the resource and the
-scope, encoded to OTLP protobuf bytes (``_encode``).
+scope, encoded to OTLP protobuf bytes (``encode``).
 
 :class:`RecordEncoder` needs no pipeline: the export worker's general path, ``_providers`` (the
 app's own OpenTelemetry providers) and ``highlight_logging.testing`` all use it, so each sends the
@@ -103,7 +103,7 @@ class RecordEncoder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.scrubber = make_scrubber(settings)
-        # The highlight shape (_highlight): exceptions travel on their log records only, so every
+        # The highlight shape (_core.highlight): exceptions travel on their log records only, so every
         # record is one log and none is a span.
         self.highlight = settings.backend == "highlight"
         self.scrubbed = 0  # values scrubbed (written by the worker only; read by stats())

@@ -60,7 +60,7 @@ _sigterm_deferred = False
 
 def shutdown_all(timeout: float | None = None) -> bool:
     """Stop every pipeline within one shared deadline, flushing the app's OpenTelemetry providers
-    (``_otel_flush``) in the same time; print a line if anything was lost."""
+    (``otel_flush``) in the same time; print a line if anything was lost."""
     global _shutting_down
     ps = pipelines()
     if timeout is None:
@@ -228,7 +228,7 @@ def _flush_for_sigterm() -> None:
 
 def _rescue_sigterm() -> None:
     """On the rescue's watcher thread: a SIGTERM came and ``_on_sigterm`` did not start (the main
-    thread asleep in C, see ``_sigterm_rescue``): deliver as ``_on_sigterm`` would; the watcher then
+    thread asleep in C, see ``_export.sigterm``): deliver as ``_on_sigterm`` would; the watcher then
     dies by SIGTERM.  A main thread already in shutdown_all() (a pool worker exiting normally) is
     given its time first."""
     if _shutting_down:

@@ -77,7 +77,7 @@ class HighlightHandler(logging.Handler):
         self._check_otel = not self._binding.settings.disabled
         if self._check_otel:
             _otel_duplicates.check(self._binding.settings)
-        if "celery" in sys.modules:  # a Celery worker may remove us: see _celery
+        if "celery" in sys.modules:  # a Celery worker may remove us: see _frontends/celery.py
             from highlight_logging._frontends import celery as _celery
 
             _celery.watch(self)

@@ -137,7 +137,7 @@ class GrpcTransport:
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.primary_user_agent", "highlight-logging"),
         ]
-        # The proxy as _proxy reads it (both spellings, no_proxy, scheme-less addresses), never
+        # The proxy as .proxy reads it (both spellings, no_proxy, scheme-less addresses), never
         # grpcio's own reading of the environment, which knows only the lower-case names.
         proxy = proxy_for(target)
         self._proxies[target] = proxy

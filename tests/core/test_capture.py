@@ -1,5 +1,5 @@
 """``capture_record``'s C twin (``_speedups.capture_record``) gives the Pending the Python reference
-(``_convert.capture_record_py``) gives, raises where it raises, and hands it what it does not handle."""
+(``_core.convert.capture_record_py``) gives, raises where it raises, and hands it what it does not handle."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ try:
 except ImportError:
     _speedups = None
 
-# Under HIGHLIGHT_LOGGING_PURE_PYTHON _frontend does not set the twin up: nothing to compare.
+# Under HIGHLIGHT_LOGGING_PURE_PYTHON _core.convert does not set the twin up: nothing to compare.
 needs_c = pytest.mark.skipif(
     _speedups is None or _plain.pure_python, reason="no C speedups in this install, or not in use"
 )
@@ -262,7 +262,7 @@ def _eq(a: Any, b: Any) -> bool:
 @pytest.fixture
 def _fresh_setup() -> Iterator[None]:
     yield
-    _convert._setup_c_twin(_speedups)  # as _frontend does at import
+    _convert._setup_c_twin(_speedups)  # as _core.convert does at import
 
 
 @needs_c

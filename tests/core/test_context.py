@@ -1,6 +1,6 @@
 """highlight request context: contextvars semantics, the WSGI/ASGI middleware, what arrives.
 
-How the context travels (``_context.current`` is a ContextVar):
+How the context travels (``_core.context.current`` is a ContextVar):
 
 * asyncio tasks copy the context when created, so every task started inside a request sees it,
   and concurrent requests never see each other's;

@@ -2,7 +2,7 @@
 
 Every test here compares the C code with its Python reference on input the C code once misread:
 the C path may decline (None: the general path) but never answer otherwise than the reference.  For
-``plain_logs`` the reference is the general path itself (``to_record``, then ``Pipeline._encode``).
+``plain_logs`` the reference is the general path itself (``to_record``, then ``RecordEncoder.encode``).
 """
 
 from __future__ import annotations
@@ -376,7 +376,7 @@ def test_the_built_module_declares_the_abi_the_python_side_expects() -> None:
 
 @needs_c
 def test_the_built_module_reads_the_pending_layout_of_record_py() -> None:
-    """The C code's field indices name the fields of ``_record.Pending``, their one declaration."""
+    """The C code's field indices name the fields of ``_core.record.Pending``, their one declaration."""
     assert Pending._fields == _speedups.PENDING_FIELDS  # type: ignore[union-attr]
 
 

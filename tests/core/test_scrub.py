@@ -543,7 +543,7 @@ def test_property_never_raises_never_mutates_never_leaks(attrs: Attributes) -> N
 try:
     from highlight_logging import _speedups
 
-    # Built but not used (HIGHLIGHT_LOGGING_PURE_PYTHON): _scrub did not give it its triggers.
+    # Built but not used (HIGHLIGHT_LOGGING_PURE_PYTHON): _core.scrub did not give it its triggers.
     _speedups.set_triggers(_scrub.TRIGGERS, _scrub.URL_TRIGGER, _scrub.HEX_TRIGGER)
 except ImportError:
     _speedups = None

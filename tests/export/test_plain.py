@@ -1,4 +1,4 @@
-"""The fast path for plain records (``_plain``: ``_speedups.plain_logs``, in C) gives, byte for byte,
+"""The fast path for plain records (``_export.fastpath``: ``_speedups.plain_logs``, in C) gives, byte for byte,
 what the general path (``to_record`` then ``RecordEncoder.encode``) gives, and declines everything else.
 
 The general path is the rule's one copy in Python, and the reference here: without the C speedups
@@ -194,7 +194,7 @@ def test_a_batch_mixes_both_kinds_in_order(impl: Any) -> None:
 
 
 def test_the_c_path_uses_the_same_constants() -> None:
-    """The C file's copy of the observed-time window is _frontend's."""
+    """The C file's copy of the observed-time window is _core.convert's."""
     if _speedups is None:
         pytest.skip("no C speedups in this install")
     assert _speedups.SAME_MOMENT == _convert._SAME_MOMENT

@@ -297,7 +297,7 @@ def _flush_behind_the_gate(rx: GatedReceiver, client: str, batches: int, name: s
 @pytest.mark.parametrize("client", ["h2", "grpcio"])
 def test_requests_stay_in_flight_while_the_next_batches_are_encoded(client: str) -> None:
     """While the collector reads requests the worker goes on taking and encoding batches, with at
-    most _MAX_IN_FLIGHT requests on their way; each request keeps its batch's order, and flush()
+    most sender.MAX_IN_FLIGHT requests on their way; each request keeps its batch's order, and flush()
     returns once every one is answered."""
     limit = _sender.MAX_IN_FLIGHT
     batches = limit + 1

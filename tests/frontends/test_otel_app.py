@@ -1,5 +1,5 @@
 """Next to the app's own OpenTelemetry setup: the app's providers flushed at exit and on SIGTERM
-(``_otel_flush``), and OpenTelemetry's logging handler detected (``_otel_duplicates``).
+(``_export.otel_flush``), and OpenTelemetry's logging handler detected (``_frontends.otel_duplicates``).
 
 tests/test_otel_instrument.py runs both under ``opentelemetry-instrument``; here are the SDK set
 up by hand, no SDK at all, and the edges (a flush that hangs or raises, loggers that don't propagate).
@@ -100,7 +100,7 @@ def test_no_sdk_is_imported_without_one(receiver: Receiver) -> None:
     assert [r.body for r in receiver.log_records()] == ["no sdk here"]
 
 
-# --- _otel_flush's edges, in process -----------------------------------------------------------------
+# --- otel_flush's edges, in process ------------------------------------------------------------------
 
 
 class _Provider:
@@ -157,7 +157,7 @@ def test_nothing_to_flush_without_an_sdk_provider(monkeypatch: pytest.MonkeyPatc
     assert _otel_flush.begin(time.monotonic())() is True
 
 
-# --- _otel_duplicates, in process ----------------------------------------------------------------
+# --- otel_duplicates, in process -----------------------------------------------------------------
 
 
 class _OtelLikeHandler(logging.Handler):
