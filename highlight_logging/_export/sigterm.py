@@ -27,6 +27,12 @@ _armed = False
 _generation = 0  # the current pipe's: a watcher of an older one (the fd number reused) stands down
 
 
+def handler_started() -> None:
+    """Called first thing by the Python SIGTERM handler: the watcher stands down."""
+    global started
+    started = True
+
+
 def start_blocked(worker: _osthread.Worker) -> None:
     """Start ``worker`` with SIGTERM and SIGINT blocked from its first instruction: blocked on the
     creating thread around ``start()`` (a thread inherits its creator's mask), so the kernel never
