@@ -222,7 +222,7 @@ def _flush_for_sigterm() -> None:
     _sigterm_rescue.start_blocked(flusher)
     flusher.join(budget + 0.5)
     if flusher.is_alive():
-        queued = sum(len(p._queue) for p in list(_registry.values()))
+        queued = sum(p.queued for p in list(_registry.values()))
         _diag.warn(f"at exit: SIGTERM: gave up delivering after {budget:g} s; {queued} log records lost")
 
 
