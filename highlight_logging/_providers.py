@@ -36,7 +36,7 @@ from highlight_logging._core import diag as _diag
 from highlight_logging._core.convert import to_record
 from highlight_logging._core.record import INT64_MAX, INT64_MIN, Attributes, Pending, Record, Value
 from highlight_logging._core.settings import Settings
-from highlight_logging._export import process
+from highlight_logging._export import otel_flush, process
 from highlight_logging._export.counters import new_counters
 from highlight_logging._export.prepare import RecordEncoder, span_attributes
 
@@ -334,6 +334,13 @@ def get(settings: Settings) -> ProviderPipeline:
 def pipelines() -> list[ProviderPipeline]:
     with _registry_lock:
         return list(_registry.values())
+
+
+def _settings() -> list[Settings]:
+    return [p.settings for p in pipelines()]
+
+
+otel_flush.add_settings_source(_settings)  # exit waits as long as our front ends' shutdown_timeout
 
 
 def reset_for_tests() -> None:

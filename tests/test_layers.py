@@ -118,6 +118,27 @@ def test_nothing_below_imports_devtools() -> None:
             assert not [t for t in targets if t.startswith(DEVTOOLS)], module
 
 
+def named_modules(module: str) -> set[str]:
+    """The package's modules ``module`` names in a string (``importlib.import_module("...")``,
+    ``sys.modules.get("...")``): an import all the same, which the ``ast`` walk above misses."""
+    path = MODULES[module]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            target = node.value
+            while target and target not in MODULES and "." in target:
+                target = target.rsplit(".", 1)[0]
+            # The bare package name is a logger's or a thread's name as often as a module's.
+            if target in MODULES and target not in (module, "highlight_logging"):
+                found.add(target)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_named_in_a_string_runs_up_a_layer(module: str) -> None:
+    assert not upward(module, named_modules(module)), f"{module} (layer {layer(module)[1]}) looks up"
+
+
 def test_no_import_cycles() -> None:
     """Tarjan's strongly connected components: each must be a single module."""
     index: dict[str, int] = {}

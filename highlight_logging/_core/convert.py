@@ -264,7 +264,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
      span_id, flags, request, _, span_only, logged_now) = pending  # fmt: skip
     if type(when) is not int:
         try:
-            when = datetime_ns(when)
+            when = datetime_ns(when)  # type: ignore[arg-type]  # or an int subclass: it fails
         except Exception:
             when = observed
     if logged_now and -0x100 < observed - when < _SAME_MOMENT:

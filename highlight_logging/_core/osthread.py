@@ -64,12 +64,23 @@ _sleep: Callable[[float], None] = _original("time", "sleep")
 _main_ident = get_ident() if threading.current_thread() is threading.main_thread() else 0
 
 
-def Lock() -> Any:
-    return _allocate_lock()
+class OsLock(Protocol):
+    """What :func:`Lock` and :func:`RLock` return: ``_thread``'s own locks."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc: object) -> None: ...
 
 
-def RLock() -> Any:
-    return _rlock()
+def Lock() -> OsLock:
+    lock: OsLock = _allocate_lock()
+    return lock
+
+
+def RLock() -> OsLock:
+    lock: OsLock = _rlock()
+    return lock
 
 
 def sleep(seconds: float) -> None:

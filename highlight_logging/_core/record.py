@@ -8,6 +8,7 @@ export) happens once, on the worker.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, NamedTuple, Union
 
 #: A snapshot of a user value, safe to hand to another thread: only these types, recursively.
@@ -56,7 +57,7 @@ class Pending(NamedTuple):
     own indices against :attr:`_fields` when it loads.
     """
 
-    when: Any  # int ns since the epoch, or a datetime (loguru's), converted on the worker
+    when: int | datetime  # int ns since the epoch, or a datetime (loguru's), converted on the worker
     observed_ns: int
     levelno: int
     level_name: str

@@ -15,7 +15,7 @@ from highlight_logging._export import encode as _encode
 from highlight_logging._export import fastpath as _plain
 from highlight_logging._export.prepare import RecordEncoder
 from highlight_logging._export.priority import HandOff
-from highlight_logging._export.sender import Send
+from highlight_logging._export.sender import Send, Sender
 
 if TYPE_CHECKING:
     from highlight_logging._export.pipeline import Pipeline
@@ -108,8 +108,9 @@ class SpanHold:
 class Batcher:
     """Turns the worker's batches into requests and starts them (one per pipeline, worker only)."""
 
-    def __init__(self, p: Pipeline, encoder: RecordEncoder) -> None:
+    def __init__(self, p: Pipeline, encoder: RecordEncoder, sender: Sender) -> None:
         self.p = p
+        self.sender = sender
         self.settings = p.settings
         self.encoder = encoder
         self.hold = SpanHold()
@@ -182,7 +183,7 @@ class Batcher:
         count = len(pending) + hold.count
         spans = hold.merged(spans)  # earlier batches' spans first, in order
         held: tuple[dict[str, list[bytes]], int, int] = ({}, 0, 0)
-        if hold.may_hold(spans, bool(p._queue), p._stopping):
+        if hold.may_hold(spans, p.queued > 0, p.stopping):
             # More records are queued: this batch's exception spans ride with the next batch's.
             held, spans, count = (spans, count, hold.batches + 1), {}, 0
         sends = [(_transport.LOGS, "logs", payload, n) for payload, n in self.requests(logs)]
@@ -194,7 +195,7 @@ class Batcher:
         # now wait for the oldest, if need be.  A batch's first requests (logs, when it has spans
         # too) count no records: its last one carries them, so the batch is finished once all of
         # its requests are.
-        flight = p._sender.start_in_order(sends)
+        flight = self.sender.start_in_order(sends)
         # Only now: an unforeseen error above leaves them as they were.
         hold.spans, hold.count, hold.batches = held
         return flight, count
@@ -202,7 +203,7 @@ class Batcher:
     def send_held_spans(self) -> None:
         """Send the spans held for the next batch (there is none: the worker is about to wait)."""
         spans, count = self.hold.take()
-        sender = self.p._sender
+        sender = self.sender
         flight = None
         try:
             flight = sender.start_in_order(
@@ -231,11 +232,11 @@ class Batcher:
         try:
             log, span = self.encoder.encode(record, clean)
         except Exception:
-            p.count_drop("logs", "encode_error", p._is_log(record))
-            if p._has_span(record):
+            p.count_drop("logs", "encode_error", p.is_log(record))
+            if p.has_span(record):
                 p.count_drop("spans", "encode_error", 1)
             return
-        if not p._is_log(record):
+        if not p.is_log(record):
             pass  # an error report (record_exception): the span only
         elif len(log) > limit:
             p.count_drop("logs", "too_large", 1)
@@ -260,7 +261,7 @@ class Batcher:
             try:
                 records.append(to_record(r, settings))
             except Exception:  # never expected: to_record guards user values
-                p.count_drop("logs", "encode_error", p._is_log(r))
-                if p._has_span(r):
+                p.count_drop("logs", "encode_error", p.is_log(r))
+                if p.has_span(r):
                     p.count_drop("spans", "encode_error", 1)
         return records

@@ -16,18 +16,19 @@ of the rule (figures: docs/performance.md).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol
 
 from highlight_logging._core import convert as _convert
 from highlight_logging._core import highlight as _highlight
 from highlight_logging._core import native as _native
-from highlight_logging._core.record import Pending
+from highlight_logging._core.record import Pending, Site
 from highlight_logging._export import encode as _encode
 
 #: level name -> (levelno, encoded severity fields); filled by :func:`learn` for the C path too.
-levels: dict[Any, tuple[Any, bytes]] = {}
+levels: dict[str, tuple[int, bytes]] = {}
 #: The same for the highlight shape, whose severity text is the nearest level highlight.io knows.
-highlight_levels: dict[Any, tuple[Any, bytes]] = {}
+highlight_levels: dict[str, tuple[int, bytes]] = {}
 #: plain_logs' ``shape`` for the highlight shape: (keys, key prefixes) that highlight.io takes out.
 #: A record with one of them as an extra, a bool or empty-string extra, or a body that
 #: ``_highlight.body`` would change is not plain there.
@@ -60,10 +61,10 @@ class PlainLogs(Protocol):
     def __call__(
         self,
         chunk: list[Pending],
-        sites: dict[Any, bytes],
-        levels: dict[Any, tuple[Any, bytes]],
+        sites: dict[Site, bytes],
+        levels: dict[str, tuple[int, bytes]],
         room: int,
-        to_ns: Callable[[Any], int],
+        to_ns: Callable[[datetime], int],
         shape: Shape | None = None,
         /,
     ) -> list[bytes | None]: ...

@@ -20,7 +20,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Protocol
 
 from highlight_logging._core import diag as _diag
 from highlight_logging._core import osthread as _osthread
@@ -30,23 +30,38 @@ from highlight_logging._core.settings import Settings
 _GLOBALS = (("opentelemetry.trace", "get_tracer_provider"), ("opentelemetry._logs", "get_logger_provider"))
 _DEFAULT_BUDGET = 3.0
 
+#: Settings that exit waits for beside our pipelines', given from a layer above (``_providers``
+#: adds its own); called at exit, so this layer never looks up the one above.
+_more_settings: list[Callable[[], Iterable[Settings]]] = []
+
+
+def add_settings_source(source: Callable[[], Iterable[Settings]]) -> None:
+    """Have :func:`budget` also count the ``shutdown_timeout`` of what ``source()`` returns."""
+    if source not in _more_settings:
+        _more_settings.append(source)
+
 
 def budget(settings: Iterable[Settings]) -> float:
     """The exit budget: the largest ``shutdown_timeout`` of our pipelines and of the
     ``use_otel_providers`` front ends (which have no pipeline of ours)."""
     timeouts = [s.shutdown_timeout for s in settings]
-    providers = sys.modules.get("highlight_logging._providers")
-    if providers is not None:
+    for source in list(_more_settings):
         try:
-            timeouts += [p.settings.shutdown_timeout for p in providers.pipelines()]
+            timeouts += [s.shutdown_timeout for s in source()]
         except Exception:
             pass
     return max(timeouts, default=_DEFAULT_BUDGET)
 
 
-def app_providers() -> list[Any]:
+class Flushable(Protocol):
+    """An app's provider that can be flushed: the SDK's ``TracerProvider``/``LoggerProvider``, or alike."""
+
+    def force_flush(self, timeout_millis: int = ...) -> bool: ...
+
+
+def app_providers() -> list[Flushable]:
     """The app's global tracer and logger providers that can be flushed (SDK ones, or alike)."""
-    found: list[Any] = []
+    found: list[Flushable] = []
     for module_name, getter in _GLOBALS:
         module = sys.modules.get(module_name)
         if module is None:
@@ -95,7 +110,7 @@ def begin(deadline: float) -> Callable[[], bool]:
     return wait
 
 
-def _flush(provider: Any, deadline: float) -> None:
+def _flush(provider: Flushable, deadline: float) -> None:
     try:
         provider.force_flush(max(int((deadline - time.monotonic()) * 1000), 0))
     except Exception:  # the app's provider: whatever it raises is not ours to report

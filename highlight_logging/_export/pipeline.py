@@ -101,7 +101,7 @@ class Pipeline:
         self._gave_up = False  # shutdown() counted what the worker held as lost: it counts no more
         self._encoder.renew()  # a new resource: process.pid changed
         self._sender = Sender(self, self._abort)
-        self._batch = Batcher(self, self._encoder)
+        self._batch = Batcher(self, self._encoder, self._sender)
 
     def adopt_fork(self) -> None:
         """This pipeline's process was forked without Python's fork hooks (uWSGI): what
@@ -145,6 +145,11 @@ class Pipeline:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def queued(self) -> int:
+        """Records waiting in the queue (not those the worker holds)."""
+        return len(self._queue)
 
     @property
     def shutdown_deadline(self) -> float:
@@ -197,11 +202,11 @@ class Pipeline:
         elif len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
-    def _is_log(self, record: Pending | Record) -> int:
+    def is_log(self, record: Pending | Record) -> int:
         """1 when ``record`` is sent as a log record (all of them in the highlight shape)."""
         return 1 if self.highlight or not record.span_only else 0
 
-    def _has_span(self, record: Pending | Record) -> int:
+    def has_span(self, record: Pending | Record) -> int:
         """1 when ``record`` is sent with an exception span (never in the highlight shape)."""
         return 1 if record.exception is not None and not self.highlight else 0
 
@@ -228,9 +233,9 @@ class Pipeline:
     def _refuse(self, record: Pending) -> None:
         with self._lock:
             reason = "shutdown" if self._stopped else "queue_full"
-            self.counters["logs"]["dropped"][reason] += self._is_log(record)
-            self._refused["logs"] += self._is_log(record)
-            if self._has_span(record):
+            self.counters["logs"]["dropped"][reason] += self.is_log(record)
+            self._refused["logs"] += self.is_log(record)
+            if self.has_span(record):
                 self.counters["spans"]["dropped"][reason] += 1
                 self._refused["spans"] += 1
         if reason == "queue_full":
@@ -466,8 +471,8 @@ class Pipeline:
                 except IndexError:
                     break
             self._bytes_out += sum(r.size for r in leftover)
-            self.counters["logs"]["dropped"]["shutdown"] += sum(map(self._is_log, leftover))
-            self.counters["spans"]["dropped"]["shutdown"] += sum(map(self._has_span, leftover))
+            self.counters["logs"]["dropped"]["shutdown"] += sum(map(self.is_log, leftover))
+            self.counters["spans"]["dropped"]["shutdown"] += sum(map(self.has_span, leftover))
             self._finished += len(leftover)  # accepted, and done with: lost
             if worker is not None and worker.is_alive():
                 self._give_up()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from highlight_logging import _transport
 from highlight_logging._core import diag as _diag
@@ -200,7 +200,7 @@ def _mp_after_fork(_: object) -> None:
 
 def _on_sigterm(signum: int, frame: object) -> None:
     global _sigterm_deferred
-    _sigterm_rescue.started = True  # the watcher stands down
+    _sigterm_rescue.handler_started()  # the watcher stands down
     if _shutting_down:
         # The main thread was already delivering (e.g. a multiprocessing child exiting normally
         # when Pool.terminate() signalled it): let it finish, then die by SIGTERM.
@@ -222,7 +222,7 @@ def _flush_for_sigterm() -> None:
     _sigterm_rescue.start_blocked(flusher)
     flusher.join(budget + 0.5)
     if flusher.is_alive():
-        queued = sum(len(p._queue) for p in list(_registry.values()))
+        queued = sum(p.queued for p in list(_registry.values()))
         _diag.warn(f"at exit: SIGTERM: gave up delivering after {budget:g} s; {queued} log records lost")
 
 
@@ -240,7 +240,7 @@ def _rescue_sigterm() -> None:
     _flush_for_sigterm()
 
 
-_fork_mask: Any = None  # the forking thread's signal mask, while a fork() is under way
+_fork_mask: threads.SignalMask | None = None  # the forking thread's signal mask, while a fork() is under way
 
 
 def _restore_signals() -> None:

@@ -4,6 +4,7 @@ attempt and the time left (OTLP's retry rules, with a bounded exponential backof
 from __future__ import annotations
 
 import enum
+import math
 from typing import NamedTuple
 
 from highlight_logging._transport import Outcome
@@ -75,7 +76,9 @@ class RetryPolicy:
         if not outcome.retryable:
             return Decision(Action.DROP, "non_retryable")
         delay = outcome.retry_after
-        if delay is None:
+        # A server's delay that is no number of seconds (NaN, inf, negative: a proxy's Retry-After)
+        # would stop the worker, hold the batch for good or retry at once: the backoff instead.
+        if delay is None or not 0 <= delay < math.inf:
             delay = self.backoff(attempt, jitter)
         if now + delay > deadline and not stopping and has_room:
             deadline = now + delay + self.export_timeout

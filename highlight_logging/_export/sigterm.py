@@ -27,6 +27,12 @@ _armed = False
 _generation = 0  # the current pipe's: a watcher of an older one (the fd number reused) stands down
 
 
+def handler_started() -> None:
+    """Called first thing by the Python SIGTERM handler: the watcher stands down."""
+    global started
+    started = True
+
+
 def start_blocked(worker: _osthread.Worker) -> None:
     """Start ``worker`` with SIGTERM and SIGINT blocked from its first instruction: blocked on the
     creating thread around ``start()`` (a thread inherits its creator's mask), so the kernel never
@@ -42,7 +48,7 @@ def start_blocked(worker: _osthread.Worker) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def arm(handler: Callable[[int, Any], None], take_over: Callable[[], None]) -> None:
+def arm(handler: Callable[[int, object], None], take_over: Callable[[], None]) -> None:
     """Rescue ``handler`` (just installed for SIGTERM on the main thread) with a fresh pipe and
     watcher; in a forked child, replaces the parent's (whose watcher the child lacks)."""
     global started, _armed, _generation
@@ -77,7 +83,7 @@ def disarm() -> None:
             pass
 
 
-def after_fork_in_child(handler: Callable[[int, Any], None], take_over: Callable[[], None]) -> None:
+def after_fork_in_child(handler: Callable[[int, object], None], take_over: Callable[[], None]) -> None:
     """The child inherits the parent's pipe but not its watcher: its own pipe and watcher while
     SIGTERM is still ``handler``; else the inherited pipe closed (no fd kept per fork)."""
     if not _armed:
@@ -96,7 +102,7 @@ def _watch(
     speedups: Any,
     fd: int,
     generation: int,
-    handler: Callable[[int, Any], None],
+    handler: Callable[[int, object], None],
     take_over: Callable[[], None],
 ) -> None:
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import collections
 import importlib
+import signal
 import sys
+from contextlib import AbstractContextManager
 from typing import Any
 
 from highlight_logging._core import diag as _diag
@@ -17,7 +19,11 @@ worker_threads: set[int] = set()
 _not_uwsgi = False  # looked for the uwsgi module and found none
 
 
-def block_signals() -> Any:
+#: A thread's signal mask, as ``signal.pthread_sigmask`` returns it.
+SignalMask = set[signal.Signals | int]
+
+
+def block_signals() -> SignalMask | None:
     """Keep SIGTERM and SIGINT off the calling (export worker) thread; returns the mask before
     (None where there is no pthread_sigmask).
 
@@ -27,18 +33,14 @@ def block_signals() -> Any:
     ``Pool.terminate()`` keeps held) sleeping, the handler never run and the process alive.
     """
     try:
-        import signal
-
         return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     except (AttributeError, ValueError, OSError):  # no pthread_sigmask (Windows)
         return None
 
 
-def set_signal_mask(mask: Any) -> None:
+def set_signal_mask(mask: SignalMask | None) -> None:
     """Put back a mask that block_signals() returned (None: nothing to put back)."""
     if mask is not None:
-        import signal
-
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
@@ -109,9 +111,10 @@ class Handoff:
             lock.release()
         return queued[max(first - self.base, 0) :]
 
-    def lock(self) -> Any:
+    def lock(self) -> AbstractContextManager[bool]:
         """The shared counter's lock (a process-shared lock): taken around :meth:`skip_claimed`."""
-        return self.claimed.get_lock()
+        lock: AbstractContextManager[bool] = self.claimed.get_lock()
+        return lock
 
     def skip_claimed(self, queue: collections.deque[Pending]) -> list[Pending]:
         """In the master about to send its queue (holding :meth:`lock`): take out what its workers

@@ -19,6 +19,7 @@ from typing import Any
 
 from highlight_logging._core import diag as _diag
 from highlight_logging._core import exceptions as _exceptions
+from highlight_logging._core import settings as _settings
 from highlight_logging._core.convert import capture_record
 from highlight_logging._core.record import Attributes
 from highlight_logging._frontends.binding import Binding
@@ -36,8 +37,6 @@ _MAX_BINDINGS = 64
 
 def _binding(settings: Mapping[str, Any]) -> Binding:
     """One cached :class:`Binding` per distinct keyword settings; it re-resolves after configure()."""
-    from highlight_logging._core import settings as _settings
-
     key = tuple(sorted(_settings.check_keywords(settings).items())) if settings else ()
     binding = _bindings.get(key)
     if binding is None:

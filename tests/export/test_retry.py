@@ -63,6 +63,33 @@ def test_retry_after_from_the_server_is_the_delay() -> None:
     assert d == Decision(Action.RETRY, delay=2.5, deadline=NOW + 10.0, retried=True)
 
 
+@pytest.mark.parametrize("retry_after", [float("nan"), float("inf"), -5.0])
+def test_a_delay_from_the_server_that_is_no_number_of_seconds_is_replaced_by_the_backoff(
+    retry_after: float,
+) -> None:
+    """A proxy's ``Retry-After: nan`` would make the worker's wait raise, ``inf`` hold the batch
+    for good, a negative one retry at once."""
+    for has_room in (False, True):
+        d = decide(retryable(retry_after=retry_after), attempt=2, has_room=has_room)
+        assert d == Decision(Action.RETRY, delay=1.0, deadline=NOW + 10.0, retried=True)
+
+
+def test_a_delay_from_the_server_of_zero_is_honoured() -> None:
+    assert decide(retryable(retry_after=0.0), attempt=3).delay == 0.0
+
+
+def test_a_delay_from_the_server_past_the_deadline_is_a_drop_unless_there_is_room() -> None:
+    assert decide(retryable(retry_after=10.5)) == Decision(Action.DROP, "export_timeout", retried=True)
+    assert decide(retryable(retry_after=9.5)).action is Action.RETRY
+    kept = decide(retryable(retry_after=3600.0), has_room=True)
+    assert kept == Decision(Action.RETRY, delay=3600.0, deadline=NOW + 3610.0, retried=True)
+
+
+def test_a_partial_success_of_a_single_record() -> None:
+    assert decide(Outcome(True, rejected=1), count=1) == Decision(Action.DONE, exported=0, rejected=1)
+    assert decide(Outcome(True, rejected=0), count=1) == Decision(Action.DONE, exported=1)
+
+
 @pytest.mark.parametrize(
     ("attempt", "jitter", "delay"),
     [

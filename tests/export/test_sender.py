@@ -115,3 +115,20 @@ def test_past_the_shutdown_deadline_nothing_is_sent_and_the_records_count_as_shu
     host.shutdown_deadline = 0.0
     s.finish_send(s.start_send(_transport.LOGS, "logs", request(2), 2))
     assert not transport.attempts and host.dropped == [("logs", "shutdown", 2)]
+
+
+def test_a_partial_success_counts_the_rejected_as_dropped_and_the_rest_as_exported() -> None:
+    transport = Scripted(Outcome(True, rejected=2, detail="2 rejected"))
+    s, host = sender(transport)
+    s.finish_send(s.start_send(_transport.LOGS, "logs", request(5), 5))
+    assert host.dropped == [("logs", "rejected", 2)] and host.exported == {"logs": 3}
+    assert len(transport.attempts) == 1  # never retried
+
+
+def test_a_delay_from_the_server_that_is_not_a_number_does_not_stop_the_sender() -> None:
+    """A proxy's ``Retry-After: nan`` (which urllib's float() reads) made the backoff wait raise."""
+    transport = Scripted(Outcome(False, retryable=True, retry_after=float("nan"), detail="HTTP 503"))
+    s, host = sender(transport)
+    s.policy.base = 0.001  # the backoff stands in for the server's delay: keep it short here
+    s.finish_send(s.start_send(_transport.LOGS, "logs", request(2), 2))
+    assert len(transport.attempts) == 2 and host.exported == {"logs": 2} and not host.dropped
