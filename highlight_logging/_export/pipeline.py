@@ -41,8 +41,8 @@ from highlight_logging._export.sender import Sender
 from highlight_logging._transport import Transport
 
 #: What a forked child reads differently from its parent, checked on every record: the C module's
-#: count of forks (pthread_atfork counts uWSGI's C forks too), else the pid (a system call, ~0.2 us
-#: a record on this project's machine; docs/performance.md, "The fork check").
+#: count of forks (pthread_atfork counts uWSGI's C forks too), else the pid, a system call each
+#: time (docs/performance.md, "The structlog regression, bisected").
 fork_mark: Callable[[], int] = getattr(_native.speedups, "forks", None) or os.getpid
 
 
