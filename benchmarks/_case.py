@@ -507,6 +507,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     else:
         loop(args.workload, side.log, 0, n, exc_every)
     t1 = time.perf_counter()
+    if variant != "threads":  # CPU of the calling thread over the loop: app_us without GIL waits
+        out["app_cpu_us"] = (time.thread_time() - main0) / n * 1e6
     if variant in ("paced", "outage"):
         out["app_us"] = out["mean_us"]
     else:

@@ -1401,6 +1401,25 @@ done:
     return result;
 }
 
+/* Forks this process descends through, counted in every child of fork() by a pthread_atfork()
+ * handler: also a fork in C that runs none of Python's hooks (uWSGI's workers).  Read on every
+ * record: a memory read where os.getpid() is a system call. */
+static volatile unsigned long fork_count = 0;
+
+#ifndef _WIN32
+#include <pthread.h>
+static void count_fork(void) { fork_count++; }
+#endif
+
+PyDoc_STRVAR(forks_doc, "forks() -> int\n\nForks between the first process that imported this module and this one.");
+
+static PyObject *forks(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLong(fork_count);
+}
+
 static PyMethodDef methods[] = {
     {"plain_logs", (PyCFunction)(void (*)(void))plain_logs, METH_FASTCALL, plain_logs_doc},
     {"capture_record", (PyCFunction)(void (*)(void))capture_record, METH_FASTCALL | METH_KEYWORDS,
@@ -1411,6 +1430,7 @@ static PyMethodDef methods[] = {
     {"maybe_secret", (PyCFunction)maybe_secret_py, METH_O, maybe_secret_doc},
     {"structlog_event", (PyCFunction)(void (*)(void))structlog_event, METH_FASTCALL, structlog_event_doc},
     {"structlog_setup", (PyCFunction)(void (*)(void))structlog_setup, METH_FASTCALL, structlog_setup_doc},
+    {"forks", forks, METH_NOARGS, forks_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1455,6 +1475,17 @@ PyMODINIT_FUNC PyInit__speedups(void)
         Py_DECREF(layout);
         return NULL;
     }
+#ifndef _WIN32
+    static int counting = 0; /* once per process, should the module be initialised again */
+    if (!counting) {
+        if (pthread_atfork(NULL, NULL, count_fork) != 0) {
+            Py_DECREF(layout);
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork() failed");
+            return NULL;
+        }
+        counting = 1;
+    }
+#endif
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL || PyModule_AddObject(module, "PENDING_FIELDS", layout) < 0) {
         Py_DECREF(layout);

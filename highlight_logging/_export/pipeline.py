@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 from highlight_logging._core import diag as _diag
+from highlight_logging._core import native as _native
 from highlight_logging._core import osthread as _osthread
 from highlight_logging._core.record import Pending, Record
 from highlight_logging._core.settings import Settings
@@ -38,6 +39,11 @@ from highlight_logging._export.batch import Batcher
 from highlight_logging._export.prepare import RecordEncoder
 from highlight_logging._export.sender import Sender
 from highlight_logging._transport import Transport
+
+#: What a forked child reads differently from its parent, checked on every record: the C module's
+#: count of forks (pthread_atfork counts uWSGI's C forks too), else the pid, a system call each
+#: time (docs/performance.md, "The structlog regression, bisected").
+fork_mark: Callable[[], int] = getattr(_native.speedups, "forks", None) or os.getpid
 
 
 class Pipeline:
@@ -71,6 +77,7 @@ class Pipeline:
         # The process this state belongs to: a server that forks without running Python's fork
         # hooks (uWSGI) leaves a child with it, which submit() notices (see adopt_fork).
         self._pid = os.getpid()
+        self._fork_mark = fork_mark()
         self._queue: collections.deque[Pending] = collections.deque()
         # Queued bytes = _bytes_in - _bytes_out.  Producers add to _bytes_in without a lock, so the
         # figure is exact only as long as no two of them race on it (CPython does not switch
@@ -106,7 +113,9 @@ class Pipeline:
     def adopt_fork(self) -> None:
         """This pipeline's process was forked without Python's fork hooks (uWSGI): what
         :meth:`after_fork_in_child` does, once, through the registry's hook when there is one."""
-        if self._on_fork is not None:
+        if self._pid == os.getpid():  # the mark moved, not the process: nothing to adopt
+            self._fork_mark = fork_mark()
+        elif self._on_fork is not None:
             self._on_fork(self)
         else:
             self.after_fork_in_child()
@@ -177,7 +186,7 @@ class Pipeline:
         logging at once wait on each other (a thread preempted while holding it makes the others
         sleep on it; docs/performance.md).  The bounds may be overshot by one record per racing thread.
         """
-        if self._pid != os.getpid():  # forked without fork hooks (uWSGI)
+        if self._fork_mark != fork_mark():  # forked without fork hooks (uWSGI)
             self.adopt_fork()
         if self._worker is None:
             self._start()
