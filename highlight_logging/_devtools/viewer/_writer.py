@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from highlight_logging._devtools.receiver import PyValue
 from highlight_logging._devtools.viewer import _group
-from highlight_logging._devtools.viewer._rows import RowDecoder, _numbered
+from highlight_logging._devtools.viewer._rows import RowDecoder
 from highlight_logging._devtools.viewer._schema import (
     _BATCH_RECORDS,
     _INSERT_ITEM,
@@ -210,14 +210,21 @@ class StoreWriter(RowDecoder):
                 return 0
             db.execute("BEGIN")
             try:
-                rows: list[tuple[int, tuple[Any, ...], dict[str, PyValue] | None]] = []
-                for first_id, n, kind, raw in todo:
-                    rows += _numbered(self._rows(db, kind, raw), first_id, n)
-                self._insert(db, rows)
                 # Kept as counts, so that the page's status line costs no scan of the table.
                 counts = [self._counts[0], self._counts[1]]
-                for _, item, _ in rows:
-                    counts[item[0]] += 1
+                params: list[tuple[Any, ...]] = []  # each row built once, with its id, for executemany
+                excs: list[tuple[int, tuple[Any, ...], dict[str, PyValue]]] = []
+                for first_id, n, kind, raw in todo:
+                    # A request that decoded to more records than it declared keeps those it has ids for.
+                    rows = self._rows(db, kind, raw)[:n]
+                    counts[kind] += len(rows)
+                    for item_id, (item, exc) in enumerate(rows, first_id):
+                        params.append((item_id, *item))
+                        if exc is not None:
+                            excs.append((item_id, item, exc))
+                db.executemany(_INSERT_ITEM, params)
+                for item_id, item, exc in excs:
+                    self._insert_error(db, item_id, item, exc, log=item[0] == LOG)
                 if self._new_links:
                     # Records of these traces that came before the link was seen join the request.
                     db.executemany(
@@ -247,14 +254,6 @@ class StoreWriter(RowDecoder):
             self._counts = (counts[0], counts[1], errors, last)
         self.ingest_seconds += time.perf_counter() - started
         return n_todo
-
-    def _insert(
-        self, db: sqlite3.Connection, rows: list[tuple[int, tuple[Any, ...], dict[str, PyValue] | None]]
-    ) -> None:
-        db.executemany(_INSERT_ITEM, [(item_id, *item) for item_id, item, _ in rows])
-        for item_id, item, exc in rows:
-            if exc is not None:
-                self._insert_error(db, item_id, item, exc, log=item[0] == LOG)
 
     def _insert_error(
         self,
