@@ -31,7 +31,7 @@ from highlight_logging._core.record import (
 )
 from highlight_logging._core.settings import Settings
 
-_RESERVED = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
+RESERVED_SLOTS = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
 
 
 # --- severity ------------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         # Every value visible, no key highlight.io would take out (see _highlight).
         extras = tuple(_highlight.shape_extras(extras, attrs, settings.attribute_value_length_limit))
     if extras and len(extras) + len(attrs) + (0 if site is None else len(site[0])) <= (
-        settings.attribute_count_limit - _RESERVED
+        settings.attribute_count_limit - RESERVED_SLOTS
     ):
         # The common case: capture_record() left every value within the length limit (strings
         # cut, containers coerced) and nothing can go over the count limit: no per-value pass.
@@ -291,7 +291,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         dropped += coerce_attributes(
             extras,
             settings.attribute_value_length_limit,
-            settings.attribute_count_limit - _RESERVED,  # below 0 drops all, as 0 would
+            settings.attribute_count_limit - RESERVED_SLOTS,  # below 0 drops all, as 0 would
             attrs,
             () if site is None else site[0],
         )

@@ -116,7 +116,7 @@ class Batcher:
         self.hold = SpanHold()
         # What the fast path needs, decided once.  The highlight shape: records that it would
         # change take the general path.
-        self._room = p.settings.attribute_count_limit - _convert._RESERVED  # see to_record
+        self._room = p.settings.attribute_count_limit - _convert.RESERVED_SLOTS  # see to_record
         self._levels = _plain.highlight_levels if encoder.highlight else _plain.levels
         self._plain_shape = _plain.HIGHLIGHT_SHAPE if encoder.highlight else None
 
@@ -145,7 +145,7 @@ class Batcher:
             if _plain.plain_logs is not None and (scrubber is None or scrubber.chunk_clean(part)):
                 fast = _plain.plain_logs(
                     part,
-                    _encode._site_cache,
+                    _encode.site_cache,
                     self._levels,
                     self._room,
                     _convert.datetime_ns,  # an attribute at call time: tests stand in for it
