@@ -32,10 +32,11 @@ from highlight_logging._core import osthread as _osthread
 from highlight_logging._core.record import Pending, Record
 from highlight_logging._core.settings import Settings
 from highlight_logging._export import counters as _counters
-from highlight_logging._export import priority, threads
 from highlight_logging._export import sigterm as _sigterm_rescue
+from highlight_logging._export import threads
 from highlight_logging._export.batch import Batcher
 from highlight_logging._export.prepare import RecordEncoder
+from highlight_logging._export.priority import Priority
 from highlight_logging._export.sender import Sender
 from highlight_logging._transport import Transport
 
@@ -101,7 +102,8 @@ class Pipeline:
         self._gave_up = False  # shutdown() counted what the worker held as lost: it counts no more
         self._encoder.renew()  # a new resource: process.pid changed
         self._sender = Sender(self, self._abort)
-        self._batch = Batcher(self, self._encoder, self._sender)
+        self._priority = Priority(self, self._queue, self._sender, self._urgent.wait)
+        self._batch = Batcher(self, self._encoder, self._sender, self._priority)
 
     def adopt_fork(self) -> None:
         """This pipeline's process was forked without Python's fork hooks (uWSGI): what
@@ -140,11 +142,16 @@ class Pipeline:
             self._bytes_out += sum(r.size for r in gone)
             self._finished += len(gone)  # accepted, and done with (sent by a worker)
 
-    # --- what the sender and the batcher read (sender.Host) ---------------------------------------
+    # --- what the sender, the batcher and the priority read (sender.Host, priority.Host) -----------
 
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def hurried(self) -> bool:
+        """Someone waits on flush() or shutdown(): the worker works flat out."""
+        return self._flushers > 0 or self._stopping
 
     @property
     def queued(self) -> int:
@@ -257,7 +264,8 @@ class Pipeline:
         with self._done:
             return self._finished + self._in_hand + len(self._queue)
 
-    def _queued_bytes(self) -> int:
+    @property
+    def queued_bytes(self) -> int:
         return self._bytes_in - self._bytes_out
 
     def _start(self) -> None:
@@ -306,7 +314,7 @@ class Pipeline:
         batcher, sender = self._batch, self._sender
         try:
             while True:
-                self._step_back_during_burst()
+                self._priority.step_back_during_burst()
                 batch = self._take(batch_size)
                 if not batch:
                     break
@@ -338,13 +346,6 @@ class Pipeline:
         finally:
             with self._done:
                 self._flushers -= 1
-
-    def _step_back_during_burst(self) -> None:
-        priority.step_back_during_burst(self)
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep during a burst; flush() and shutdown() cut it short."""
-        self._urgent.wait(seconds)
 
     def _take(self, n: int) -> list[Pending]:
         queue = self._queue
