@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
@@ -220,8 +220,27 @@ def capture_record_py(
     )
 
 
+class CaptureSetup(Protocol):
+    """The C twin's setup, ``_speedups.capture_setup`` (see ``_speedups.pyi``): what it reads from here."""
+
+    def capture_setup(
+        self,
+        fallback: Callable[..., Pending],
+        pending: type[Pending],
+        coerce: Callable[[object, int], Value],
+        safe_str: Callable[[object], str],
+        current_span: Callable[[], tuple[bytes, bytes, int]],
+        no_span: tuple[bytes, bytes, int],
+        context_var: ContextVar[Any] | None,
+        span_key: str | None,
+        context_type: type,
+        request_var: ContextVar[tuple[str, str] | None],
+        /,
+    ) -> None: ...
+
+
 def _setup_c_twin(
-    speedups: Any,
+    speedups: CaptureSetup,
     read_span: Callable[[], tuple[bytes, bytes, int]] = current_span,
     context_var: ContextVar[Any] | None = _CONTEXT_VAR if _SPAN_KEY is not None else None,
 ) -> None:

@@ -7,7 +7,7 @@ Every record a pipeline accepts ends exported or dropped under one of :data:`REA
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TypedDict
 
 from highlight_logging._core import diag as _diag
 
@@ -25,8 +25,22 @@ SIGNALS = ("logs", "spans")
 #: The shortest interval between two warnings of one kind (s).
 DROP_WARNING_EVERY = 10.0
 
-#: ``{"logs" | "spans": {"queued": int, "exported": int, "dropped": {reason: int}}}``
-Counters = dict[str, dict[str, Any]]
+
+class _Counts(TypedDict):
+    queued: int
+    exported: int
+    dropped: dict[str, int]  # by reason, every one of REASONS
+
+
+class SignalCounts(_Counts, total=False):
+    """One signal's counters; ``stats()`` adds the last two (``scrubbed``: logs only)."""
+
+    scrubbed: int
+    dropped_total: int
+
+
+#: ``{"logs" | "spans": SignalCounts}``: the shape of ``highlight_logging.stats()``.
+Counters = dict[str, SignalCounts]
 
 
 def new_counters() -> Counters:
