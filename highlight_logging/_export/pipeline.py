@@ -96,10 +96,8 @@ class Pipeline:
         self._stopping = False
         self._stopped = False
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
-        self.counters = _counters.new_counters()
-        # Drops of records refused at the door (never accepted, so never queued): see _give_up.
-        self._refused = {"logs": 0, "spans": 0}
-        self._gave_up = False  # shutdown() counted what the worker held as lost: it counts no more
+        self._ledger = _counters.Ledger(self._lock, self)
+        self.counters = self._ledger.counters
         self._encoder.renew()  # a new resource: process.pid changed
         self._sender = Sender(self, self._abort)
         self._priority = Priority(self, self._queue, self._sender, self._urgent.wait)
@@ -240,11 +238,7 @@ class Pipeline:
     def _refuse(self, record: Pending) -> None:
         with self._lock:
             reason = "shutdown" if self._stopped else "queue_full"
-            self.counters["logs"]["dropped"][reason] += self.is_log(record)
-            self._refused["logs"] += self.is_log(record)
-            if self.has_span(record):
-                self.counters["spans"]["dropped"][reason] += 1
-                self._refused["spans"] += 1
+            self._ledger.refuse(self.is_log(record), self.has_span(record), reason)
         if reason == "queue_full":
             _counters.warn_queue_full(self)
 
@@ -256,8 +250,7 @@ class Pipeline:
                 self._queue.remove(record)
             except ValueError:
                 return  # shutdown() took it: it was accepted, and counted as lost there
-            self.counters["logs"]["dropped"]["shutdown"] += 1
-            self._refused["logs"] += 1
+            self._ledger.refuse(1, 0, "shutdown")
 
     def _accepted(self) -> int:
         """Records accepted into the queue, ever (the logs' "queued" counter, see stats())."""
@@ -382,24 +375,15 @@ class Pipeline:
         return len(self._queue) + self._in_hand <= self.settings.max_queue_size
 
     def count_exported(self, signal: str, count: int) -> None:
-        with self._lock:
-            if not self._gave_up:  # else shutdown() counted it as lost already
-                self.counters[signal]["exported"] += count
+        self._ledger.exported(signal, count)
 
     def count_drop(self, signal: str, reason: str, count: int) -> None:
-        if count <= 0:
-            return
-        with self._lock:
-            if self._gave_up:  # shutdown() counted it as lost already
-                return
-            self.counters[signal]["dropped"][reason] += count
-        _counters.warn_drop(self, signal, reason)
+        self._ledger.drop(signal, reason, count)
 
     # --- flush and shutdown ----------------------------------------------------------------------
 
     def dropped_total(self) -> int:
-        with self._lock:
-            return _counters.dropped_total(self.counters)
+        return self._ledger.dropped_total()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Export everything accepted so far; True when it all went out within ``timeout``."""
@@ -475,21 +459,12 @@ class Pipeline:
             self.counters["logs"]["dropped"]["shutdown"] += sum(map(self.is_log, leftover))
             self.counters["spans"]["dropped"]["shutdown"] += sum(map(self.has_span, leftover))
             self._finished += len(leftover)  # accepted, and done with: lost
-            if worker is not None and worker.is_alive():
-                self._give_up()
+            if worker is not None and worker.is_alive():  # what it holds is lost, counted once
+                self._ledger.give_up(self._finished + self._in_hand + len(self._queue) - self._reports)
             self._done.notify_all()
         if not (worker is not None and worker.is_alive()):
             self._sender.close()
         return not leftover and self.dropped_total() == 0
-
-    def _give_up(self) -> None:
-        """The worker outlived the shutdown deadline (blocked in a transport call, say): the records
-        it took from the queue and has neither exported nor counted are lost.  Counted here, once,
-        as ``shutdown``, and the worker counts nothing from now on, so that no record is counted
-        twice (one it still delivers later counts as lost).  Called under both locks."""
-        self._gave_up = True
-        accepted_logs = self._finished + self._in_hand + len(self._queue) - self._reports
-        _counters.count_unsettled(self.counters, accepted_logs, self._refused, "shutdown")
 
     def add_counts(self, total: _counters.Counters) -> None:
         """Add this pipeline's counters to ``total`` (see ``process.stats``)."""
@@ -501,5 +476,4 @@ class Pipeline:
 
     def summary(self) -> str | None:
         """One line naming every loss, or None when nothing was lost."""
-        with self._lock:
-            return _counters.summary(self.counters, self._sender.last_error)
+        return self._ledger.summary(self._sender.last_error)
