@@ -422,7 +422,7 @@ def measure_bound(args: argparse.Namespace) -> dict[str, Any]:
     for i in range(BOUND_RECORDS):
         logger.info("%08d %s", i, filler)  # a distinct 1 MiB message each time
         if i % 16 == 0:
-            queued = max(queued, pipeline._queued_bytes())
+            queued = max(queued, pipeline.queued_bytes)
     t1 = time.perf_counter()
     time.sleep(1.0)  # the worker's retries go on with what it holds
     s = highlight_logging.stats()

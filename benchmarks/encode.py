@@ -132,7 +132,7 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
 
     settings = Settings()
     encoder = RecordEncoder(settings)
-    room = settings.attribute_count_limit - _convert._RESERVED
+    room = settings.attribute_count_limit - _convert.RESERVED_SLOTS
 
     def queued() -> list[Any]:
         return [
@@ -156,10 +156,10 @@ def worker_cases(data: list[Row]) -> list[tuple[str, Callable[[], object]]]:
         out.append(
             (
                 "worker, plain path: C (_speedups)",
-                lambda: c_path(plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns),
+                lambda: c_path(plain, _encode.site_cache, _plain.levels, room, _convert.datetime_ns),
             )
         )
-        assert None not in c_path(plain, _encode._site_cache, _plain.levels, room, _convert.datetime_ns)
+        assert None not in c_path(plain, _encode.site_cache, _plain.levels, room, _convert.datetime_ns)
     return out
 
 

@@ -27,10 +27,11 @@ import inspect
 import json
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
+from opentelemetry.util.types import AnyValue
 
 from highlight_logging._core import diag as _diag
 from highlight_logging._core.convert import to_record
@@ -39,6 +40,9 @@ from highlight_logging._core.settings import Settings
 from highlight_logging._export import otel_flush, process
 from highlight_logging._export.counters import new_counters
 from highlight_logging._export.prepare import RecordEncoder, span_attributes
+
+if TYPE_CHECKING:  # opentelemetry._logs is imported when a record is first emitted
+    from opentelemetry._logs import Logger, LoggerProvider, LogRecord, SeverityNumber
 
 __all__ = ["ProviderPipeline", "get"]
 
@@ -56,7 +60,11 @@ class ProviderPipeline:
     backed by the global (or the given) OpenTelemetry ``LoggerProvider`` and ``TracerProvider``."""
 
     def __init__(
-        self, settings: Settings, *, logger_provider: Any = None, tracer_provider: Any = None
+        self,
+        settings: Settings,
+        *,
+        logger_provider: LoggerProvider | None = None,
+        tracer_provider: _trace.TracerProvider | None = None,
     ) -> None:
         self.settings = settings
         self._encoder = RecordEncoder(settings)  # the same attributes as our own pipeline sends
@@ -64,15 +72,15 @@ class ProviderPipeline:
         self.counters = new_counters()
         self._fixed_lp = logger_provider  # explicit providers: for tests and embedding
         self._fixed_tp = tracer_provider
-        self._lp: Any = None
-        self._tp: Any = None
-        self._loggers: dict[str, Any] = {}
-        self._tracers: dict[str, Any] = {}
+        self._lp: LoggerProvider | None = None
+        self._tp: _trace.TracerProvider | None = None
+        self._loggers: dict[str, Logger] = {}
+        self._tracers: dict[str, _trace.Tracer] = {}
         self._stopped = False
 
     # --- providers, looked up per record so a provider set after us is picked up -------------------
 
-    def _logger(self, scope: str) -> Any:
+    def _logger(self, scope: str) -> Logger:
         from opentelemetry import _logs
 
         provider = self._fixed_lp or _logs.get_logger_provider()
@@ -89,7 +97,7 @@ class ProviderPipeline:
             logger = self._loggers[scope] = provider.get_logger(scope)
         return logger
 
-    def _tracer(self, scope: str) -> Any:
+    def _tracer(self, scope: str) -> _trace.Tracer:
         provider = self._fixed_tp or _trace.get_tracer_provider()
         if provider is not self._tp:
             self._tp, self._tracers = provider, {}
@@ -143,7 +151,7 @@ class ProviderPipeline:
             attrs["highlight.project_id"] = self.settings.project_id
         trace_id = int.from_bytes(record.trace_id, "big") if record.trace_id else 0
         span_id = int.from_bytes(record.span_id, "big") if record.span_id else 0
-        span = None
+        span: _trace.Span | None = None
         exc = record.exception
         if exc is not None:
             parent = int.from_bytes(record.parent_span_id, "big") if record.parent_span_id else 0
@@ -176,7 +184,7 @@ class ProviderPipeline:
             if span is not None:
                 span.end(end_time=record.time_ns)
 
-    def _emit_log(self, record: Record, body: str, attrs: Attributes, context: Any) -> None:
+    def _emit_log(self, record: Record, body: str, attrs: Attributes, context: _otel_context.Context) -> None:
         from opentelemetry._logs import SeverityNumber
 
         logger = self._logger(record.scope)
@@ -230,7 +238,7 @@ class ProviderPipeline:
         return ok
 
 
-def _context_for(trace_id: int, span_id: int, flags: int) -> Any:
+def _context_for(trace_id: int, span_id: int, flags: int) -> _otel_context.Context:
     """A Context whose current span has these ids: the active one when it matches (keeping its
     trace state), else a non-recording stand-in; an explicitly invalid span when there are none."""
     if not trace_id or not span_id:
@@ -245,7 +253,7 @@ def _context_for(trace_id: int, span_id: int, flags: int) -> Any:
     return _trace.set_span_in_context(stand_in, _otel_context.Context())
 
 
-def _plain(value: Value) -> Any:
+def _plain(value: Value) -> AnyValue:
     """A log attribute value any exporter can encode: integers beyond 64 bits become their digits."""
     if type(value) is int:
         return value if INT64_MIN <= value <= INT64_MAX else str(value)
@@ -256,7 +264,7 @@ def _plain(value: Value) -> Any:
     return value
 
 
-def _span_value(value: Value) -> Any:
+def _span_value(value: Value) -> AnyValue:
     """A span attribute value in the classic attribute types (primitives and homogeneous lists),
     which every SDK version accepts; None is left out, anything else becomes JSON text."""
     if value is None or type(value) in (str, bool, float):
@@ -272,7 +280,7 @@ def _span_value(value: Value) -> Any:
     return json.dumps(_plain(value), default=str, ensure_ascii=False, separators=(",", ":"))
 
 
-def _emits_keywords(logger: Any) -> bool:
+def _emits_keywords(logger: Logger) -> bool:
     """opentelemetry-api >= 1.35: ``Logger.emit(timestamp=..., body=..., context=...)``."""
     kind = type(logger)
     known = _keyword_emit.get(kind)
@@ -286,8 +294,13 @@ def _emits_keywords(logger: Any) -> bool:
 
 
 def _legacy_log_record(
-    logger: Any, record: Record, body: str, attrs: Mapping[str, Any], context: Any, severity: Any
-) -> Any:
+    logger: Logger,
+    record: Record,
+    body: str,
+    attrs: Mapping[str, AnyValue],
+    context: _otel_context.Context,
+    severity: SeverityNumber,
+) -> LogRecord:
     """A LogRecord for opentelemetry-api < 1.35, whose ``emit`` takes a record (best effort)."""
     sc = _trace.get_current_span(context).get_span_context()
     fields: dict[str, Any] = {
@@ -305,7 +318,8 @@ def _legacy_log_record(
         from opentelemetry.sdk._logs import LogRecord as SdkLogRecord  # type: ignore[attr-defined]
 
         resource = getattr(logger, "resource", None) or getattr(logger, "_resource", None)
-        return SdkLogRecord(resource=resource, **fields)
+        legacy: LogRecord = SdkLogRecord(resource=resource, **fields)
+        return legacy
     except ImportError:
         from opentelemetry._logs import LogRecord
 

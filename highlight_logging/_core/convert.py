@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import context as _otel_context
 from opentelemetry import trace as _trace
@@ -31,7 +31,7 @@ from highlight_logging._core.record import (
 )
 from highlight_logging._core.settings import Settings
 
-_RESERVED = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
+RESERVED_SLOTS = 6  # attribute slots kept for exception.*, highlight.scrubbed and the like
 
 
 # --- severity ------------------------------------------------------------------------------------
@@ -220,8 +220,27 @@ def capture_record_py(
     )
 
 
+class CaptureSetup(Protocol):
+    """The C twin's setup, ``_speedups.capture_setup`` (see ``_speedups.pyi``): what it reads from here."""
+
+    def capture_setup(
+        self,
+        fallback: Callable[..., Pending],
+        pending: type[Pending],
+        coerce: Callable[[object, int], Value],
+        safe_str: Callable[[object], str],
+        current_span: Callable[[], tuple[bytes, bytes, int]],
+        no_span: tuple[bytes, bytes, int],
+        context_var: ContextVar[Any] | None,
+        span_key: str | None,
+        context_type: type,
+        request_var: ContextVar[tuple[str, str] | None],
+        /,
+    ) -> None: ...
+
+
 def _setup_c_twin(
-    speedups: Any,
+    speedups: CaptureSetup,
     read_span: Callable[[], tuple[bytes, bytes, int]] = current_span,
     context_var: ContextVar[Any] | None = _CONTEXT_VAR if _SPAN_KEY is not None else None,
 ) -> None:
@@ -282,7 +301,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         # Every value visible, no key highlight.io would take out (see _highlight).
         extras = tuple(_highlight.shape_extras(extras, attrs, settings.attribute_value_length_limit))
     if extras and len(extras) + len(attrs) + (0 if site is None else len(site[0])) <= (
-        settings.attribute_count_limit - _RESERVED
+        settings.attribute_count_limit - RESERVED_SLOTS
     ):
         # The common case: capture_record() left every value within the length limit (strings
         # cut, containers coerced) and nothing can go over the count limit: no per-value pass.
@@ -291,7 +310,7 @@ def to_record(pending: Pending, settings: Settings) -> Record:
         dropped += coerce_attributes(
             extras,
             settings.attribute_value_length_limit,
-            settings.attribute_count_limit - _RESERVED,  # below 0 drops all, as 0 would
+            settings.attribute_count_limit - RESERVED_SLOTS,  # below 0 drops all, as 0 would
             attrs,
             () if site is None else site[0],
         )

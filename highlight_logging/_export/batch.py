@@ -14,7 +14,7 @@ from highlight_logging._core.record import Pending, Record
 from highlight_logging._export import encode as _encode
 from highlight_logging._export import fastpath as _plain
 from highlight_logging._export.prepare import RecordEncoder
-from highlight_logging._export.priority import HandOff
+from highlight_logging._export.priority import HandOff, Priority
 from highlight_logging._export.sender import Send, Sender
 
 if TYPE_CHECKING:
@@ -108,15 +108,16 @@ class SpanHold:
 class Batcher:
     """Turns the worker's batches into requests and starts them (one per pipeline, worker only)."""
 
-    def __init__(self, p: Pipeline, encoder: RecordEncoder, sender: Sender) -> None:
+    def __init__(self, p: Pipeline, encoder: RecordEncoder, sender: Sender, priority: Priority) -> None:
         self.p = p
         self.sender = sender
+        self.priority = priority
         self.settings = p.settings
         self.encoder = encoder
         self.hold = SpanHold()
         # What the fast path needs, decided once.  The highlight shape: records that it would
         # change take the general path.
-        self._room = p.settings.attribute_count_limit - _convert._RESERVED  # see to_record
+        self._room = p.settings.attribute_count_limit - _convert.RESERVED_SLOTS  # see to_record
         self._levels = _plain.highlight_levels if encoder.highlight else _plain.levels
         self._plain_shape = _plain.HIGHLIGHT_SHAPE if encoder.highlight else None
 
@@ -133,7 +134,7 @@ class Batcher:
         spans: dict[str, list[bytes]] = {}
         limit = self.settings.max_request_bytes - len(self.encoder.resource) - _encode.REQUEST_OVERHEAD
         scrubber = self.encoder.scrubber
-        hand_off = HandOff(p)
+        hand_off = HandOff(self.priority)
         for start in range(0, len(pending), CHUNK):
             if start:
                 hand_off.between_chunks()
@@ -145,7 +146,7 @@ class Batcher:
             if _plain.plain_logs is not None and (scrubber is None or scrubber.chunk_clean(part)):
                 fast = _plain.plain_logs(
                     part,
-                    _encode._site_cache,
+                    _encode.site_cache,
                     self._levels,
                     self._room,
                     _convert.datetime_ns,  # an attribute at call time: tests stand in for it

@@ -7,7 +7,8 @@ Every record a pipeline accepts ends exported or dropped under one of :data:`REA
 from __future__ import annotations
 
 import threading
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TypedDict
 
 from highlight_logging._core import diag as _diag
 
@@ -25,8 +26,22 @@ SIGNALS = ("logs", "spans")
 #: The shortest interval between two warnings of one kind (s).
 DROP_WARNING_EVERY = 10.0
 
-#: ``{"logs" | "spans": {"queued": int, "exported": int, "dropped": {reason: int}}}``
-Counters = dict[str, dict[str, Any]]
+
+class _Counts(TypedDict):
+    queued: int
+    exported: int
+    dropped: dict[str, int]  # by reason, every one of REASONS
+
+
+class SignalCounts(_Counts, total=False):
+    """One signal's counters; ``stats()`` adds the last two (``scrubbed``: logs only)."""
+
+    scrubbed: int
+    dropped_total: int
+
+
+#: ``{"logs" | "spans": SignalCounts}``: the shape of ``highlight_logging.stats()``.
+Counters = dict[str, SignalCounts]
 
 
 def new_counters() -> Counters:
@@ -88,6 +103,60 @@ def summary(counters: Counters, last_error: str) -> str | None:
     if parts and last_error:  # e.g. the proxy that never answered, named
         parts.append(f"last export error: {last_error}")
     return "; ".join(parts) if parts else None
+
+
+class Ledger:
+    """One pipeline's losses, counted under its lock (shared with its queue): its counters, the
+    drops of records it refused at the door (never accepted), and whether shutdown() gave up on
+    its worker, after which the worker counts nothing more."""
+
+    __slots__ = ("counters", "gave_up", "lock", "owner", "refused")
+
+    def __init__(self, lock: AbstractContextManager[object], owner: object) -> None:
+        self.lock = lock
+        self.owner = owner  # the warnings' rate-limit key
+        self.counters = new_counters()
+        self.refused = dict.fromkeys(SIGNALS, 0)
+        self.gave_up = False
+
+    def exported(self, signal: str, count: int) -> None:
+        with self.lock:
+            if not self.gave_up:  # else shutdown() counted it as lost already
+                self.counters[signal]["exported"] += count
+
+    def drop(self, signal: str, reason: str, count: int) -> None:
+        if count <= 0:
+            return
+        with self.lock:
+            if self.gave_up:  # shutdown() counted it as lost already
+                return
+            self.counters[signal]["dropped"][reason] += count
+        warn_drop(self.owner, signal, reason)
+
+    def refuse(self, logs: int, spans: int, reason: str) -> None:
+        """Count the drop of a record never accepted (the caller holds the lock)."""
+        self.counters["logs"]["dropped"][reason] += logs
+        self.refused["logs"] += logs
+        if spans:
+            self.counters["spans"]["dropped"][reason] += spans
+            self.refused["spans"] += spans
+
+    def give_up(self, accepted_logs: int) -> None:
+        """The worker outlived the shutdown deadline (blocked in a transport call, say): the records
+        it took from the queue and has neither exported nor counted are lost.  Counted here, once,
+        as ``shutdown``, and the worker counts nothing from now on, so that no record is counted
+        twice (one it still delivers later counts as lost).  The caller holds the lock."""
+        self.gave_up = True
+        count_unsettled(self.counters, accepted_logs, self.refused, "shutdown")
+
+    def dropped_total(self) -> int:
+        with self.lock:
+            return dropped_total(self.counters)
+
+    def summary(self, last_error: str) -> str | None:
+        """One line naming every loss, or None when nothing was lost."""
+        with self.lock:
+            return summary(self.counters, last_error)
 
 
 class FrontendLosses:

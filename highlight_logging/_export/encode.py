@@ -24,7 +24,7 @@ _TIMES = struct.Struct("<BQBQ")  # LogRecord.time_unix_nano (1) and observed_tim
 _SPAN_TIMES = struct.Struct("<BQBQ")  # Span.start (7) and end (8)
 
 _SMALL = [bytes([i]) for i in range(128)]
-_CACHE_MAX = 4096  # entries per cache below; cleared when full (keys repeat, so a rare reset is cheap)
+CACHE_MAX = 4096  # entries per cache below; cleared when full (keys repeat, so a rare reset is cheap)
 
 
 def varint(n: int) -> bytes:
@@ -161,7 +161,7 @@ def add_attributes(parts: list[bytes], tag: bytes, attrs: Attributes) -> None:
 
 # --- the call site: code.* and thread.*, encoded once per distinct site ----------------------------
 
-_site_cache: dict[Site, bytes] = {}
+site_cache: dict[Site, bytes] = {}
 
 
 def site_attributes(site: Site) -> bytes:
@@ -169,13 +169,13 @@ def site_attributes(site: Site) -> bytes:
 
     Every record of a call site on one thread repeats the same five values, and the thread id
     alone is a 7-byte varint: encoded once here, they cost one dict lookup per record
-    (``_site_cache[site]`` in :func:`log_record`).
+    (``site_cache[site]`` in :func:`log_record`).
     """
     encoded = attributes(b"\x32", site_dict(site))
     try:
-        if len(_site_cache) >= _CACHE_MAX:
-            _site_cache.clear()
-        _site_cache[site] = encoded
+        if len(site_cache) >= CACHE_MAX:
+            site_cache.clear()
+        site_cache[site] = encoded
     except TypeError:
         pass  # an unhashable value (a filter set record.lineno to a list): encoded every time
     return encoded
@@ -252,7 +252,7 @@ def log_record(
     ]
     if site is not None:
         try:
-            parts.append(_site_cache[site])
+            parts.append(site_cache[site])
         except (KeyError, TypeError):  # a new site, or one that cannot be a dict key
             parts.append(site_attributes(site))
     if attrs:

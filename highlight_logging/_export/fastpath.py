@@ -40,7 +40,7 @@ def learn(pending: Pending) -> None:
     """Remember a record's severity encoding (its site is remembered by ``_encode``)."""
     levelno, name = pending.levelno, pending.level_name
     if type(levelno) is int and type(name) is str and (name not in levels or name not in highlight_levels):
-        if len(levels) >= _encode._CACHE_MAX:
+        if len(levels) >= _encode.CACHE_MAX:
             levels.clear()
             highlight_levels.clear()
         number = _convert.severity_number(levelno)
@@ -52,7 +52,7 @@ class PlainLogs(Protocol):
     """``_speedups.plain_logs``: each record's ``LogRecord`` bytes, or None where it must take the
     general path.
 
-    ``sites``: ``_encode._site_cache``; ``levels``: :data:`levels` (:data:`highlight_levels` for
+    ``sites``: ``_encode.site_cache``; ``levels``: :data:`levels` (:data:`highlight_levels` for
     the highlight shape); ``room``: attributes a record may carry (the count limit less the
     reserved slots); ``to_ns``: a non-int time to ns (``_convert.datetime_ns``); ``shape``: None
     for the otel shape, :data:`HIGHLIGHT_SHAPE` for the highlight shape.

@@ -33,10 +33,11 @@ from highlight_logging._core import osthread as _osthread
 from highlight_logging._core.record import Pending, Record
 from highlight_logging._core.settings import Settings
 from highlight_logging._export import counters as _counters
-from highlight_logging._export import priority, threads
 from highlight_logging._export import sigterm as _sigterm_rescue
+from highlight_logging._export import threads
 from highlight_logging._export.batch import Batcher
 from highlight_logging._export.prepare import RecordEncoder
+from highlight_logging._export.priority import Priority
 from highlight_logging._export.sender import Sender
 from highlight_logging._transport import Transport
 
@@ -102,13 +103,12 @@ class Pipeline:
         self._stopping = False
         self._stopped = False
         self._deadline = float("inf")  # the shutdown deadline, once shutdown() starts
-        self.counters = _counters.new_counters()
-        # Drops of records refused at the door (never accepted, so never queued): see _give_up.
-        self._refused = {"logs": 0, "spans": 0}
-        self._gave_up = False  # shutdown() counted what the worker held as lost: it counts no more
+        self._ledger = _counters.Ledger(self._lock, self)
+        self.counters = self._ledger.counters
         self._encoder.renew()  # a new resource: process.pid changed
         self._sender = Sender(self, self._abort)
-        self._batch = Batcher(self, self._encoder, self._sender)
+        self._priority = Priority(self, self._queue, self._sender, self._urgent.wait)
+        self._batch = Batcher(self, self._encoder, self._sender, self._priority)
 
     def adopt_fork(self) -> None:
         """This pipeline's process was forked without Python's fork hooks (uWSGI): what
@@ -149,11 +149,16 @@ class Pipeline:
             self._bytes_out += sum(r.size for r in gone)
             self._finished += len(gone)  # accepted, and done with (sent by a worker)
 
-    # --- what the sender and the batcher read (sender.Host) ---------------------------------------
+    # --- what the sender, the batcher and the priority read (sender.Host, priority.Host) -----------
 
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def hurried(self) -> bool:
+        """Someone waits on flush() or shutdown(): the worker works flat out."""
+        return self._flushers > 0 or self._stopping
 
     @property
     def queued(self) -> int:
@@ -242,11 +247,7 @@ class Pipeline:
     def _refuse(self, record: Pending) -> None:
         with self._lock:
             reason = "shutdown" if self._stopped else "queue_full"
-            self.counters["logs"]["dropped"][reason] += self.is_log(record)
-            self._refused["logs"] += self.is_log(record)
-            if self.has_span(record):
-                self.counters["spans"]["dropped"][reason] += 1
-                self._refused["spans"] += 1
+            self._ledger.refuse(self.is_log(record), self.has_span(record), reason)
         if reason == "queue_full":
             _counters.warn_queue_full(self)
 
@@ -258,15 +259,15 @@ class Pipeline:
                 self._queue.remove(record)
             except ValueError:
                 return  # shutdown() took it: it was accepted, and counted as lost there
-            self.counters["logs"]["dropped"]["shutdown"] += 1
-            self._refused["logs"] += 1
+            self._ledger.refuse(1, 0, "shutdown")
 
     def _accepted(self) -> int:
         """Records accepted into the queue, ever (the logs' "queued" counter, see stats())."""
         with self._done:
             return self._finished + self._in_hand + len(self._queue)
 
-    def _queued_bytes(self) -> int:
+    @property
+    def queued_bytes(self) -> int:
         return self._bytes_in - self._bytes_out
 
     def _start(self) -> None:
@@ -315,7 +316,7 @@ class Pipeline:
         batcher, sender = self._batch, self._sender
         try:
             while True:
-                self._step_back_during_burst()
+                self._priority.step_back_during_burst()
                 batch = self._take(batch_size)
                 if not batch:
                     break
@@ -347,13 +348,6 @@ class Pipeline:
         finally:
             with self._done:
                 self._flushers -= 1
-
-    def _step_back_during_burst(self) -> None:
-        priority.step_back_during_burst(self)
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep during a burst; flush() and shutdown() cut it short."""
-        self._urgent.wait(seconds)
 
     def _take(self, n: int) -> list[Pending]:
         queue = self._queue
@@ -390,24 +384,15 @@ class Pipeline:
         return len(self._queue) + self._in_hand <= self.settings.max_queue_size
 
     def count_exported(self, signal: str, count: int) -> None:
-        with self._lock:
-            if not self._gave_up:  # else shutdown() counted it as lost already
-                self.counters[signal]["exported"] += count
+        self._ledger.exported(signal, count)
 
     def count_drop(self, signal: str, reason: str, count: int) -> None:
-        if count <= 0:
-            return
-        with self._lock:
-            if self._gave_up:  # shutdown() counted it as lost already
-                return
-            self.counters[signal]["dropped"][reason] += count
-        _counters.warn_drop(self, signal, reason)
+        self._ledger.drop(signal, reason, count)
 
     # --- flush and shutdown ----------------------------------------------------------------------
 
     def dropped_total(self) -> int:
-        with self._lock:
-            return _counters.dropped_total(self.counters)
+        return self._ledger.dropped_total()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Export everything accepted so far; True when it all went out within ``timeout``."""
@@ -483,21 +468,12 @@ class Pipeline:
             self.counters["logs"]["dropped"]["shutdown"] += sum(map(self.is_log, leftover))
             self.counters["spans"]["dropped"]["shutdown"] += sum(map(self.has_span, leftover))
             self._finished += len(leftover)  # accepted, and done with: lost
-            if worker is not None and worker.is_alive():
-                self._give_up()
+            if worker is not None and worker.is_alive():  # what it holds is lost, counted once
+                self._ledger.give_up(self._finished + self._in_hand + len(self._queue) - self._reports)
             self._done.notify_all()
         if not (worker is not None and worker.is_alive()):
             self._sender.close()
         return not leftover and self.dropped_total() == 0
-
-    def _give_up(self) -> None:
-        """The worker outlived the shutdown deadline (blocked in a transport call, say): the records
-        it took from the queue and has neither exported nor counted are lost.  Counted here, once,
-        as ``shutdown``, and the worker counts nothing from now on, so that no record is counted
-        twice (one it still delivers later counts as lost).  Called under both locks."""
-        self._gave_up = True
-        accepted_logs = self._finished + self._in_hand + len(self._queue) - self._reports
-        _counters.count_unsettled(self.counters, accepted_logs, self._refused, "shutdown")
 
     def add_counts(self, total: _counters.Counters) -> None:
         """Add this pipeline's counters to ``total`` (see ``process.stats``)."""
@@ -509,5 +485,4 @@ class Pipeline:
 
     def summary(self) -> str | None:
         """One line naming every loss, or None when nothing was lost."""
-        with self._lock:
-            return _counters.summary(self.counters, self._sender.last_error)
+        return self._ledger.summary(self._sender.last_error)

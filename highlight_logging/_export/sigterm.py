@@ -14,12 +14,29 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from highlight_logging._core import native as _native
 from highlight_logging._core import osthread as _osthread
 
 GRACE = 0.15  # how long the main thread has to start its handler before the watcher takes over
+
+
+class Rescue(Protocol):
+    """The C module's SIGTERM rescue (see ``_speedups.pyi``; absent on Windows)."""
+
+    def sigterm_arm(self) -> int | None: ...
+    def sigterm_wait(self, fd: int, /) -> bool: ...
+    def sigterm_ours(self) -> bool: ...
+    def sigterm_disarm(self) -> None: ...
+    def sigterm_die(self) -> None: ...
+
+
+def _rescue() -> Rescue | None:
+    """The C speedups where they are in use and have the rescue, else None."""
+    speedups = _native.speedups
+    return speedups if speedups is not None and hasattr(speedups, "sigterm_arm") else None
+
 
 #: The Python SIGTERM handler has started (set first thing by it): the watcher stands down.
 started = False
@@ -52,8 +69,8 @@ def arm(handler: Callable[[int, object], None], take_over: Callable[[], None]) -
     """Rescue ``handler`` (just installed for SIGTERM on the main thread) with a fresh pipe and
     watcher; in a forked child, replaces the parent's (whose watcher the child lacks)."""
     global started, _armed, _generation
-    speedups: Any = _native.speedups
-    if speedups is None or not hasattr(speedups, "sigterm_arm"):
+    speedups = _rescue()
+    if speedups is None:
         return
     started = False
     try:
@@ -77,8 +94,10 @@ def disarm() -> None:
     global _armed
     if _armed:
         _armed = False
+        speedups = _rescue()  # there: it armed
         try:
-            _native.speedups.sigterm_disarm()  # type: ignore[union-attr]
+            if speedups is not None:
+                speedups.sigterm_disarm()
         except Exception:
             pass
 
@@ -99,7 +118,7 @@ def after_fork_in_child(handler: Callable[[int, object], None], take_over: Calla
 
 
 def _watch(
-    speedups: Any,
+    speedups: Rescue,
     fd: int,
     generation: int,
     handler: Callable[[int, object], None],
@@ -121,6 +140,6 @@ def _watch(
 
 def die() -> None:
     """Die by SIGTERM from any thread (``signal.signal`` works on the main thread only)."""
-    speedups: Any = _native.speedups
-    if speedups is not None and hasattr(speedups, "sigterm_die"):
+    speedups = _rescue()
+    if speedups is not None:
         speedups.sigterm_die()

@@ -39,7 +39,7 @@ except ImportError:
 needs_c = pytest.mark.skipif(_native.speedups is None, reason="no C speedups in this install, or not in use")
 
 SETTINGS = Settings()
-ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
+ROOM = SETTINGS.attribute_count_limit - _convert.RESERVED_SLOTS
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
 ROOT = ROOT
 DATETIME_NS = _convert.datetime_ns  # the general path's, which general() replaces while it runs
@@ -47,10 +47,10 @@ DATETIME_NS = _convert.datetime_ns  # the general path's, which general() replac
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    saved_sites, saved_levels = dict(_encode._site_cache), dict(_plain.levels)
+    saved_sites, saved_levels = dict(_encode.site_cache), dict(_plain.levels)
     yield
-    _encode._site_cache.clear()
-    _encode._site_cache.update(saved_sites)
+    _encode.site_cache.clear()
+    _encode.site_cache.update(saved_sites)
     _plain.levels.clear()
     _plain.levels.update(saved_levels)
 
@@ -69,7 +69,7 @@ def pending(when: Any = None, extras: Any = (("k", 7),), site: Any = SITE) -> Pe
 def general(chunk: list[Pending], to_ns: Callable[[Any], int], room: int = ROOM) -> list[bytes] | type:
     """The general path's LogRecords (``to_ns`` standing in for ``datetime_ns``), or the type of
     the exception it raised."""
-    settings = Settings(attribute_count_limit=room + _convert._RESERVED)
+    settings = Settings(attribute_count_limit=room + _convert.RESERVED_SLOTS)
     encoder = RecordEncoder(settings)
     saved = _convert.datetime_ns
     _convert.datetime_ns = to_ns  # type: ignore[assignment]
@@ -91,7 +91,7 @@ def both(
     copies = [p._replace(attributes=dict(p.attributes), extras=tuple(p.extras)) for p in chunk]
     reference = general(copies, to_ns, room)
     try:
-        c: Any = _speedups.plain_logs(list(chunk), _encode._site_cache, _plain.levels, room, to_ns)
+        c: Any = _speedups.plain_logs(list(chunk), _encode.site_cache, _plain.levels, room, to_ns)
     except BaseException as exc:
         return [reference, type(exc)]
     if isinstance(reference, list):
@@ -139,7 +139,7 @@ def test_a_list_of_extras_changed_by_python_code_is_not_read_as_a_tuple() -> Non
         def to_ns(value):
             extras[:] = [10**60 + i for i in range(20)]  # ints where pairs were
             return time.time_ns()
-        print(_speedups.plain_logs([p], _encode._site_cache, _plain.levels, 100, to_ns))
+        print(_speedups.plain_logs([p], _encode.site_cache, _plain.levels, 100, to_ns))
         """
     done = run_python(code)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -281,7 +281,7 @@ def test_many_extras_are_checked_for_duplicates_in_linear_time() -> None:
     p = pending(extras=many)
     limit = 10**6
     started = time.perf_counter()
-    c = _speedups.plain_logs([p], _encode._site_cache, _plain.levels, limit, _convert.datetime_ns)  # type: ignore[union-attr]
+    c = _speedups.plain_logs([p], _encode.site_cache, _plain.levels, limit, _convert.datetime_ns)  # type: ignore[union-attr]
     took = time.perf_counter() - started
     assert c[0] is not None
     assert took < 2.0, f"{took:.3f} s: quadratic again?"

@@ -39,7 +39,7 @@ except ImportError:
     _speedups = None
 
 SETTINGS = Settings()
-ROOM = SETTINGS.attribute_count_limit - _convert._RESERVED
+ROOM = SETTINGS.attribute_count_limit - _convert.RESERVED_SLOTS
 SITE = (SITE_KEYS, "/app/views.py", "checkout", 42, 1234, "MainThread")
 NOW = time.time_ns()
 AWARE = datetime.now(timezone.utc)
@@ -51,11 +51,11 @@ IMPLEMENTATIONS = [] if _speedups is None else [pytest.param(_speedups.plain_log
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    saved_sites, saved_levels = dict(_encode._site_cache), dict(_plain.levels)
+    saved_sites, saved_levels = dict(_encode.site_cache), dict(_plain.levels)
     saved_highlight = dict(_plain.highlight_levels)
     yield
-    _encode._site_cache.clear()
-    _encode._site_cache.update(saved_sites)
+    _encode.site_cache.clear()
+    _encode.site_cache.update(saved_sites)
     _plain.levels.clear()
     _plain.levels.update(saved_levels)
     _plain.highlight_levels.clear()
@@ -98,7 +98,7 @@ def fast(impl: Any, make: Callable[[], Pending], learn: bool = True) -> bytes | 
         _plain.learn(p)
         if p.site is not None:
             _encode.site_attributes(p.site)
-    [out] = impl([p], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns)
+    [out] = impl([p], _encode.site_cache, _plain.levels, ROOM, _convert.datetime_ns)
     assert out is None or type(out) is bytes
     return out  # type: ignore[no-any-return]
 
@@ -177,7 +177,7 @@ def test_a_level_name_reused_with_another_number_is_declined(impl: Any) -> None:
     """``levels`` is keyed by name: a name logged at another number never borrows its encoding."""
     fast(impl, lambda: pending(level=(20, "INFO")))
     make = lambda: pending(level=(25, "INFO"))  # noqa: E731
-    [out] = impl([make()], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns)
+    [out] = impl([make()], _encode.site_cache, _plain.levels, ROOM, _convert.datetime_ns)
     assert out is None
 
 
@@ -187,7 +187,7 @@ def test_a_batch_mixes_both_kinds_in_order(impl: Any) -> None:
     makers = [PLAIN["int extra"], NOT_PLAIN["exception"], PLAIN["scalars"], NOT_PLAIN["repeated key"]]
     for make in makers:
         fast(impl, make)  # learn levels and sites
-    out = impl([m() for m in makers], _encode._site_cache, _plain.levels, ROOM, _convert.datetime_ns)
+    out = impl([m() for m in makers], _encode.site_cache, _plain.levels, ROOM, _convert.datetime_ns)
     assert [o is None for o in out] == [False, True, False, True]
     assert out[0] == general(makers[0])
     assert out[2] == general(makers[2])
@@ -325,7 +325,7 @@ def fast_hl(impl: Any, make: Callable[[], Pending]) -> bytes | None:
     if p.site is not None:
         _encode.site_attributes(p.site)
     [out] = impl(
-        [p], _encode._site_cache, _plain.highlight_levels, ROOM, _convert.datetime_ns, _plain.HIGHLIGHT_SHAPE
+        [p], _encode.site_cache, _plain.highlight_levels, ROOM, _convert.datetime_ns, _plain.HIGHLIGHT_SHAPE
     )
     return out  # type: ignore[no-any-return]
 

@@ -30,7 +30,7 @@ class FakeClock:
         self.pipeline = pipeline
         self.rate = rate
         self.sleeps = 0
-        pipeline._pause = self.sleep  # type: ignore[method-assign]  # the worker's burst pause, too
+        pipeline._priority.pause = self.sleep  # the worker's burst pause, too
 
     def monotonic(self) -> float:
         return self.now
@@ -60,11 +60,11 @@ def test_steps_back_while_records_arrive_faster_than_the_burst_rate(monkeypatch:
     clock = FakeClock(p, 20_000)
     monkeypatch.setattr(_priority, "time", clock)
     p._queue.append(record(observed_s=99.8))  # logged 0.2 s ago
-    p._step_back_during_burst()
+    p._priority.step_back_during_burst()
     assert 0.3 <= clock.now - 100.0 <= 0.3 + 2 * _priority.BURST_SLICE
     assert clock.sleeps >= 0.3 / _priority.BURST_SLICE - 1
     clock.sleeps = 0
-    p._step_back_during_burst()  # the same record is now due: no second wait
+    p._priority.step_back_during_burst()  # the same record is now due: no second wait
     assert clock.sleeps == 0
 
 
@@ -73,7 +73,7 @@ def test_a_flush_cuts_the_burst_pause_short(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(_priority, "BURST_SLICE", 30.0)
     p = pipeline()
     p._queue.append(record(time.time()))
-    paused = threading.Thread(target=p._step_back_during_burst, daemon=True)
+    paused = threading.Thread(target=p._priority.step_back_during_burst, daemon=True)
     paused.start()
     with p._done:  # what flush() does before it waits
         p._flushers += 1
@@ -87,7 +87,7 @@ def test_nothing_queued_nothing_held_back(monkeypatch: pytest.MonkeyPatch) -> No
     p = pipeline()
     clock = FakeClock(p, 20_000)
     monkeypatch.setattr(_priority, "time", clock)
-    p._step_back_during_burst()
+    p._priority.step_back_during_burst()
     assert clock.sleeps == 0
 
 
@@ -97,7 +97,7 @@ def test_a_steady_trickle_is_not_a_burst(monkeypatch: pytest.MonkeyPatch) -> Non
     clock = FakeClock(p, 2_000)
     monkeypatch.setattr(_priority, "time", clock)
     p._queue.append(record())
-    p._step_back_during_burst()
+    p._priority.step_back_during_burst()
     assert clock.sleeps == 1
 
 
@@ -108,9 +108,9 @@ def test_never_steps_back_while_someone_waits_on_flush(monkeypatch: pytest.Monke
     monkeypatch.setattr(_priority, "time", clock)
     p._queue.append(record())
     p._flushers = 1
-    p._step_back_during_burst()
+    p._priority.step_back_during_burst()
     p._flushers, p._stopping = 0, True
-    p._step_back_during_burst()
+    p._priority.step_back_during_burst()
     assert clock.sleeps == 0
 
 
@@ -120,14 +120,14 @@ def test_never_steps_back_with_a_quarter_of_the_buffer_in_use(monkeypatch: pytes
     clock = FakeClock(p, 20_000)
     monkeypatch.setattr(_priority, "time", clock)
     p._queue.extend(record() for _ in range(10))
-    p._step_back_during_burst()
+    p._priority.step_back_during_burst()
     assert clock.sleeps == 0
     q = pipeline(max_queue_bytes=4096)
     clock = FakeClock(q, 20_000)
     monkeypatch.setattr(_priority, "time", clock)
     q._queue.append(record())
     q._bytes_in = 1024
-    q._step_back_during_burst()
+    q._priority.step_back_during_burst()
     assert clock.sleeps == 0
 
 

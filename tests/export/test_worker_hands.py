@@ -29,7 +29,7 @@ def test_a_batch_of_large_records_stays_within_about_one_request() -> None:
     sizes = [r.size for r in batch]
     assert batch == records[: len(batch)]  # in order, none lost
     assert sum(sizes[:-1]) < 100_000 <= sum(sizes)  # stops at the first record that reaches the budget
-    assert pipeline._queued_bytes() == sum(r.size for r in records[len(batch) :])
+    assert pipeline.queued_bytes == sum(r.size for r in records[len(batch) :])
     rest = (
         pipeline._take(512)
         + pipeline._take(512)
@@ -37,7 +37,7 @@ def test_a_batch_of_large_records_stays_within_about_one_request() -> None:
         + pipeline._take(512)
         + pipeline._take(512)
     )
-    assert batch + rest == records and pipeline._queued_bytes() == 0
+    assert batch + rest == records and pipeline.queued_bytes == 0
 
 
 def test_small_records_still_come_a_full_batch_at_a_time() -> None:
