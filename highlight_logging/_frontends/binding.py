@@ -10,7 +10,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from highlight_logging import _providers
 from highlight_logging._core import diag as _diag
 from highlight_logging._core import settings as _settings
 from highlight_logging._core.record import Pending
@@ -66,6 +65,10 @@ class Binding:
         if self.settings.disabled:
             pass
         elif self.settings.use_otel_providers:
+            # Imported only when used: loaded in every process, it let pool workers sleep through
+            # SIGTERM (tests/test_sigterm_race.py, under load).
+            from highlight_logging import _providers
+
             self.pipeline = _providers.get(self.settings)
         else:
             self.pipeline = _process.get(self.settings)
