@@ -26,6 +26,14 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 RECORDS = 1000
 SHUTDOWN_TIMEOUT = 3.0  # the default
 
+HUB_CLASS = {
+    "gevent": "__import__('gevent.hub').hub.Hub",
+    "eventlet": "__import__('eventlet.hubs.hub').hubs.hub.BaseHub",
+}
+
+# Hubs the app has by the time it prints them: eventlet's monkey_patch() builds the main thread's.
+APP_HUBS = {"gevent": 0, "eventlet": 1}
+
 PATCH = {
     "gevent": "import gevent.monkey; gevent.monkey.patch_all()",
     "eventlet": "import eventlet; eventlet.monkey_patch()",
@@ -48,6 +56,10 @@ deadline = time.monotonic() + 20
 while not os.path.exists(flag) and time.monotonic() < deadline:
     sum(range(2000))
 logging.info("last")
+# The app's own hubs only: the export thread blocks without one.
+import gc
+hub_class = {hub_class}
+print("hubs", sum(isinstance(o, hub_class) for o in gc.get_objects()), flush=True)
 print("ready", flush=True)
 time.sleep(60)  # a patched sleep: the hub waits, as a server's does
 """
@@ -65,6 +77,7 @@ def _run(receiver: Receiver, tmp_path: Path, library: str, when: str, sig: signa
             before=patch if when == "before" else "",
             after=patch if when == "after" else "",
             records=RECORDS,
+            hub_class=HUB_CLASS[library],
         )
     )
     flag = tmp_path / "flag"
@@ -73,6 +86,7 @@ def _run(receiver: Receiver, tmp_path: Path, library: str, when: str, sig: signa
         "PYTHONPATH": ROOT,
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{receiver.endpoint}",
         "PYTHONWARNINGS": "ignore",  # eventlet's own deprecation notice
+        "PYTHONFAULTHANDLER": "1",  # a process that hangs is made to say where (SIGABRT below)
     }
     with _sigint_not_ignored():  # a child of a background run would inherit an ignored SIGINT
         proc = subprocess.Popen(
@@ -94,10 +108,17 @@ def _run(receiver: Receiver, tmp_path: Path, library: str, when: str, sig: signa
         arrived = receiver.wait_for(lambda: len(bodies()) >= RECORDS + 1, 15)
         flag.touch()
         assert arrived, f"{len(bodies())} of {RECORDS + 1} arrived while the app computed"
+        # A hub on the export thread (green sockets there) shared green objects across threads.
+        assert proc.stdout.readline().strip() == f"hubs {APP_HUBS[library]}"
         assert proc.stdout.readline().strip() == "ready"
         start = time.monotonic()
         proc.send_signal(sig)
-        proc.wait(SHUTDOWN_TIMEOUT + 5)
+        try:
+            proc.wait(SHUTDOWN_TIMEOUT + 5)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"still running {SHUTDOWN_TIMEOUT + 5} s after {sig.name}:\n{err}")
         took = time.monotonic() - start
         assert proc.stderr is not None
         err = proc.stderr.read()

@@ -30,20 +30,23 @@ __all__ = [
     "get_ident",
     "new_thread",
     "on_main_thread",
+    "original",
     "patched",
     "sleep",
 ]
 
 
-def _original(module: str, name: str) -> Any:
+def original(module: str, name: str) -> Any:
     """``module.name`` as it was before gevent or eventlet patched it (as it is, if unpatched)."""
     gevent_monkey = sys.modules.get("gevent.monkey")
     if gevent_monkey is not None:
         return gevent_monkey.get_original(module, name)
+    current = getattr(sys.modules[module], name)
     patcher = sys.modules.get("eventlet.patcher")
-    if patcher is not None:
+    # eventlet's original() is a fresh copy of the module, patched or not: taken only for a green name.
+    if patcher is not None and str(getattr(current, "__module__", "")).startswith("eventlet"):
         return getattr(patcher.original(module), name)
-    return getattr(sys.modules[module], name)
+    return current
 
 
 def patched() -> bool:
@@ -56,11 +59,11 @@ def patched() -> bool:
 
 
 # Resolved once: functions taken before any patching are the originals already.
-_allocate_lock: Callable[[], Any] = _original("_thread", "allocate_lock")
-_start_new_thread: Callable[..., int] = _original("_thread", "start_new_thread")
-get_ident: Callable[[], int] = _original("_thread", "get_ident")
-_rlock: Callable[[], Any] = _original("_thread", "RLock")
-_sleep: Callable[[float], None] = _original("time", "sleep")
+_allocate_lock: Callable[[], Any] = original("_thread", "allocate_lock")
+_start_new_thread: Callable[..., int] = original("_thread", "start_new_thread")
+get_ident: Callable[[], int] = original("_thread", "get_ident")
+_rlock: Callable[[], Any] = original("_thread", "RLock")
+_sleep: Callable[[float], None] = original("time", "sleep")
 _main_ident = get_ident() if threading.current_thread() is threading.main_thread() else 0
 
 

@@ -19,12 +19,13 @@ import importlib.util
 import os
 import socket
 import ssl
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 
+from highlight_logging._core import osthread as _osthread
 from highlight_logging._core.settings import Settings, is_plaintext
+from highlight_logging._transport import blocking
 from highlight_logging._transport.base import (
     GRPC_METHODS,
     GZIP_LEVEL,
@@ -72,7 +73,7 @@ class _SetupError(Exception):
 
 
 class _Conn:
-    def __init__(self, sock: socket.socket, scheme: str, authority: str) -> None:
+    def __init__(self, sock: blocking.Stream, scheme: str, authority: str) -> None:
         self.sock, self.scheme, self.authority = sock, scheme, authority
         self.pid = os.getpid()  # a connection inherited through fork belongs to the parent
         self.wire = Connection()
@@ -123,13 +124,12 @@ def _addresses(host: str, port: int) -> list[tuple[int, tuple[str, int]]]:
     where /etc/hosts lists only 127.0.0.1."""
     found: list[tuple[int, tuple[str, int]]] = []
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+        infos = blocking.getaddrinfo(host, port)
     except socket.gaierror:
         infos = []
         if not _is_localhost(host):
             raise
-    for family, _, _, _, sockaddr in infos:
-        entry = (int(family), (str(sockaddr[0]), int(sockaddr[1])))
+    for entry in infos:
         if entry not in found:
             found.append(entry)
     if _is_localhost(host):
@@ -153,16 +153,9 @@ def _open_socket(host: str, port: int, deadline: float) -> socket.socket:
     every_timed_out = True
     addresses = _addresses(host, port)
     for index, (family, address) in enumerate(addresses):
-        sock = None
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.settimeout(_remaining(deadline) / (len(addresses) - index))
-            sock.connect(address)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
+            return blocking.connect(family, address, _remaining(deadline) / (len(addresses) - index))
         except OSError as exc:
-            if sock is not None:
-                sock.close()
             timed_out = isinstance(exc, TimeoutError)
             errors.append(f"{address[0]}: {'timed out' if timed_out else exc.strerror or exc}")
             if not timed_out:
@@ -194,7 +187,7 @@ class H2Transport:
         self._metadata = [(k.lower(), v) for k, v in settings.headers]
         self._conns: dict[str, _Conn] = {}
         self._tls_context: ssl.SSLContext | None = None
-        self._lock = threading.Lock()  # guards the three fields cancel() reads
+        self._lock = _osthread.Lock()  # guards the three fields cancel() reads
         self._outstanding = 0  # requests started and not yet answered (or failed)
         self._cancelled = False
         self._active: set[_Conn] = set()  # connections with requests outstanding: cancel() wakes each
@@ -373,15 +366,19 @@ class H2Transport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
             sock = _open_socket(host, parts.port or 443, deadline)
+        stream: blocking.Stream = sock
         try:
             if not plaintext:
+                tls = blocking.TlsStream(sock, self._tls(), host)
+                sock.settimeout(_remaining(deadline))
                 try:
-                    sock = self._tls().wrap_socket(sock, server_hostname=host)  # handshake under the timeout
+                    tls.handshake()
                 except ssl.SSLError as exc:
                     raise ConnectionError(f"TLS handshake with {target} failed: {exc}") from exc
-                if sock.selected_alpn_protocol() != "h2":
+                if tls.selected_alpn_protocol() != "h2":
                     raise ConnectionError(f"{target} did not agree to HTTP/2 over TLS (ALPN)")
-            conn = _Conn(sock, "http" if plaintext else "https", target)
+                stream = tls
+            conn = _Conn(stream, "http" if plaintext else "https", target)
             with self._lock:
                 self._active.add(conn)  # cancel() wakes the wait for the collector's SETTINGS too
                 if self._cancelled:
@@ -394,7 +391,7 @@ class H2Transport:
             return conn
         except BaseException:
             with self._lock:
-                self._active = {c for c in self._active if c.sock is not sock}
+                self._active = {c for c in self._active if c.sock is not stream}
             sock.close()
             raise
 
@@ -409,7 +406,7 @@ class H2Transport:
         if self._tls_context is None:
             s = self._settings
             try:
-                ctx = ssl.create_default_context(cafile=s.certificate_file or None)
+                ctx = blocking.tls_context(s.certificate_file or None)
                 if not s.certificate_file:
                     # Trust what grpcio trusts too (its bundled roots, or the file its variable
                     # names), so choosing this client never turns a working setup into TLS errors.
@@ -581,7 +578,7 @@ class H2Transport:
                 socks.append(self._tunnelling)
         for sock in socks:
             try:  # shutdown wakes a blocked recv/send; close() from another thread would not
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                blocking.shutdown(sock)
             except Exception:
                 pass
 

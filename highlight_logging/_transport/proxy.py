@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from highlight_logging._core import diag as _diag
+from highlight_logging._transport import blocking
 from highlight_logging._transport.base import RESOLVER_PREFIXES
 
 __all__ = [
@@ -257,7 +258,7 @@ def tunnel(
         return remaining
 
     try:
-        sock = socket.create_connection((proxy.host, proxy.port), timeout=left())
+        sock = blocking.create_connection(proxy.host, proxy.port, left())
     except TimeoutError:
         raise TimeoutError(f"{proxy}: connecting timed out") from None
     except OSError as exc:

@@ -283,6 +283,71 @@ def test_tls_with_client_certificate(tmp_path: Path) -> None:
     assert (missing.ok, missing.retryable) == (False, False)  # bad configuration: not retried
 
 
+_PATCHED_TLS = """
+import sys
+{patch}
+import gc
+from highlight_logging._core.settings import resolve
+from highlight_logging._transport import LOGS
+from highlight_logging._transport.h2 import H2Transport
+
+endpoint, cert, body = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
+settings = resolve({{"endpoint": endpoint, "certificate_file": cert}}, environ={{}})
+out = H2Transport(settings).export(LOGS, body, 10.0)
+hubs = sum(isinstance(o, {hub}) for o in gc.get_objects())
+print(out.ok, out.detail, hubs)
+"""
+
+
+@pytest.mark.parametrize(
+    "library, patch, hub, app_hubs",
+    [
+        ("gevent", "import gevent.monkey; gevent.monkey.patch_all()", "__import__('gevent.hub').hub.Hub", 0),
+        (
+            "eventlet",
+            "import eventlet; eventlet.monkey_patch()",
+            "__import__('eventlet.hubs.hub').hubs.hub.BaseHub",
+            1,
+        ),
+    ],
+)
+def test_tls_under_monkey_patching_uses_no_hub(
+    tmp_path: Path, library: str, patch: str, hub: str, app_hubs: int
+) -> None:
+    """Under gevent or eventlet the built-in client still speaks TLS (to grpcio's server), on the
+    standard library's own sockets: no hub is built for it (eventlet's monkey_patch() builds the app's)."""
+    pytest.importorskip(library)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server, recorder, port = _serve(
+        "127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    )
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONWARNINGS": "ignore"}
+        script = _PATCHED_TLS.format(patch=patch, hub=hub)
+        args = [f"https://127.0.0.1:{port}", str(cert), _logs().hex()]
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.stop(0)
+    ok, *_, hubs = done.stdout.split() or ["no output", "-1"]
+    assert ok == "True" and int(hubs) == app_hubs and len(recorder.metadata) == 1, done.stdout + done.stderr
+
+
 _FORK_SCRIPT = """
 import multiprocessing, sys
 sys.path.insert(0, sys.argv[2])
