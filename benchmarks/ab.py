@@ -32,6 +32,7 @@ FIELDS = (
     ("app_cpu_us", "caller cpu us/call"),
     ("cpu_us", "cpu us/rec"),
     ("e2e_rps", "delivered rec/s"),
+    ("p99_us", "p99 us"),  # paced only
 )
 
 
