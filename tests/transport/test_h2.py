@@ -286,16 +286,18 @@ def test_tls_with_client_certificate(tmp_path: Path) -> None:
 _PATCHED_TLS = """
 import sys
 {patch}
-import gc
-from highlight_logging._core.settings import resolve
-from highlight_logging._transport import LOGS
-from highlight_logging._transport.h2 import H2Transport
+import gc, logging
+import highlight_logging
 
-endpoint, cert, body = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
-settings = resolve({{"endpoint": endpoint, "certificate_file": cert}}, environ={{}})
-out = H2Transport(settings).export(LOGS, body, 10.0)
+endpoint, cert = sys.argv[1], sys.argv[2]
+log = logging.getLogger("patched-tls")
+log.addHandler(highlight_logging.HighlightHandler(endpoint=endpoint, certificate_file=cert))
+log.setLevel(logging.INFO)
+log.propagate = False
+log.info("over TLS from the export thread")
+delivered = highlight_logging.flush(10)
 hubs = sum(isinstance(o, {hub}) for o in gc.get_objects())
-print(out.ok, out.detail, hubs)
+print(delivered, hubs)
 """
 
 
@@ -314,7 +316,7 @@ print(out.ok, out.detail, hubs)
 def test_tls_under_monkey_patching_uses_no_hub(
     tmp_path: Path, library: str, patch: str, hub: str, app_hubs: int
 ) -> None:
-    """Under gevent or eventlet the built-in client still speaks TLS (to grpcio's server), on the
+    """Under gevent or eventlet the export thread still speaks TLS (to grpcio's server) on the
     standard library's own sockets: no hub is built for it (eventlet's monkey_patch() builds the app's)."""
     pytest.importorskip(library)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -333,7 +335,7 @@ def test_tls_under_monkey_patching_uses_no_hub(
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONWARNINGS": "ignore"}
         script = _PATCHED_TLS.format(patch=patch, hub=hub)
-        args = [f"https://127.0.0.1:{port}", str(cert), _logs().hex()]
+        args = [f"https://127.0.0.1:{port}", str(cert)]
         done = subprocess.run(
             [sys.executable, "-c", script, *args],
             env=env,
@@ -344,8 +346,9 @@ def test_tls_under_monkey_patching_uses_no_hub(
         )
     finally:
         server.stop(0)
-    ok, *_, hubs = done.stdout.split() or ["no output", "-1"]
-    assert ok == "True" and int(hubs) == app_hubs and len(recorder.metadata) == 1, done.stdout + done.stderr
+    assert done.stdout.split() == ["True", str(app_hubs)] and len(recorder.metadata) == 1, (
+        done.stdout + done.stderr
+    )
 
 
 _FORK_SCRIPT = """
