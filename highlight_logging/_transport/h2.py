@@ -118,11 +118,11 @@ class _Conn:
         return False
 
 
-def _addresses(host: str, port: int) -> list[tuple[int, tuple[str, int]]]:
+def _addresses(host: str, port: int) -> list[tuple[int, blocking.Address]]:
     """Where ``host`` is, in the resolver's order: (family, address) for each.  ``localhost``
     always means both loopbacks (RFC 6761; c-ares, which grpcio uses, answers so too), even
     where /etc/hosts lists only 127.0.0.1."""
-    found: list[tuple[int, tuple[str, int]]] = []
+    found: list[tuple[int, blocking.Address]] = []
     try:
         infos = blocking.getaddrinfo(host, port)
     except socket.gaierror:
