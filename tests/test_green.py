@@ -68,6 +68,19 @@ time.sleep(60)  # a patched sleep: the hub waits, as a server's does
 _EVENTLET_OWN = "RLock(s) were not greened, to fix this error make sure you run eventlet.monkey_patch()"
 
 
+def _sleeping_in_the_hub(pid: int) -> bool:
+    """The main thread is blocked in the hub's wait (poll, epoll, select or a plain sleep), read
+    from /proc (True where there is none).  A signal that lands while the hub runs Python code
+    instead may be lost to the library's own handlers, with or without us (seen with eventlet: a
+    Ctrl-C sent the moment the app printed "ready" left it asleep in the hub)."""
+    try:
+        with open(f"/proc/{pid}/wchan", encoding="ascii") as f:
+            wchan = f.read()
+    except OSError:
+        return True
+    return any(word in wchan for word in ("poll", "select", "nanosleep"))
+
+
 def _run(receiver: Receiver, tmp_path: Path, library: str, when: str, sig: signal.Signals) -> None:
     pytest.importorskip(library)
     script = tmp_path / "app.py"
@@ -111,6 +124,9 @@ def _run(receiver: Receiver, tmp_path: Path, library: str, when: str, sig: signa
         # A hub on the export thread (green sockets there) shared green objects across threads.
         assert proc.stdout.readline().strip() == f"hubs {APP_HUBS[library]}"
         assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10
+        while not _sleeping_in_the_hub(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         start = time.monotonic()
         proc.send_signal(sig)
         try:
