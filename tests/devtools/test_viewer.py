@@ -225,6 +225,19 @@ def _post(url: str, body: bytes, **headers: str) -> int:
         return int(r.status)
 
 
+def test_text_search_matches_attribute_values_not_the_records_bytes(served: Served) -> None:
+    """A search for "%" once found records whose timestamp held a 0x25 byte (and "a" any record
+    with 0x61 in its time): attribute values are matched as text, filed or not yet."""
+    t = (time.time_ns() & ~0xFFFF) | 0x2525  # the byte of "%" in the time's fixed64
+    http = f"{served.receiver.http_endpoint}/v1/logs"
+    records = [_record("plain", 9, t), _record("tagged", 9, t + 1, note="100% sure")]
+    assert _post(http, _logs(*records).SerializeToString()) == 200
+    found = [i["body"] for i in served.get("api/logs?q=%25")["items"]]  # perhaps before it is filed
+    served.settle()
+    assert found == ["tagged"]
+    assert [i["body"] for i in served.get("api/logs?q=%25")["items"]] == ["tagged"]
+
+
 def test_otlp_http_and_every_filter(served: Served) -> None:
     base_ms = time.time_ns() // 1_000_000 - 60_000
     base, ms = base_ms * 1_000_000, 1_000_000

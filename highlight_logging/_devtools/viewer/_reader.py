@@ -23,6 +23,7 @@ from highlight_logging._devtools.viewer._schema import (
     LogQuery,
     _attributes,
     _is_hex,
+    attribute_text_contains,
 )
 
 
@@ -84,8 +85,8 @@ class StoreReader(RowDecoder):
         if q.text:
             like = "%" + q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             # Attribute values are searched in the record's bytes: exact case (the message: any case).
-            where.append("(body LIKE ? ESCAPE '\\' OR instr(raw, ?) > 0)")
-            params += [like, q.text.encode("utf-8", "surrogatepass")]
+            where.append("(body LIKE ? ESCAPE '\\' OR (instr(raw, ?) > 0 AND attr_has(raw, ?)))")
+            params += [like, q.text.encode("utf-8", "surrogatepass"), q.text]
         if q.trace:
             where.append("((trace_id = ? AND trace_id != '') OR (request_id = ? AND request_id != ''))")
             params += [q.trace.lower() if _is_hex(q.trace) else q.trace, q.trace]
@@ -373,7 +374,11 @@ def _matcher(q: LogQuery) -> Callable[[Sequence[Any]], bool]:
             and severity >= q.min_severity
             and (not q.scope or scope == q.scope)
             and (not q.service or service == q.service)
-            and (not q.text or lowered in body.lower() or needle in raw)
+            and (
+                not q.text
+                or lowered in body.lower()
+                or (needle in raw and attribute_text_contains(raw, q.text))
+            )
             and (
                 not q.trace
                 or (trace_id != "" and trace_id == trace)

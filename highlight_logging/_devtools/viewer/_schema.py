@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from highlight_logging._devtools.receiver import PyValue, any_value_to_python
 
@@ -139,6 +140,20 @@ def _attributes(attributes: Any) -> dict[str, PyValue]:
     return out
 
 
+def attribute_text_contains(raw: bytes, text: str) -> bool:
+    """Whether an attribute value of the LogRecord ``raw`` contains ``text`` (exact case).  Its
+    bytes alone would also match inside timestamps, ids and lengths: a search for "%" found records
+    whose time had a 0x25 byte."""
+    try:
+        attributes = _attributes(LogRecord.FromString(raw).attributes)
+    except Exception:  # not a LogRecord after all: no match, never an error in a query
+        return False
+    return any(
+        text in (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+        for value in attributes.values()
+    )
+
+
 class StoreBase:
     """The connection (in memory, or ``path``), its schema, the ids handed out and the counts."""
 
@@ -151,6 +166,7 @@ class StoreBase:
         if path:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.create_function("attr_has", 2, attribute_text_contains, deterministic=True)
         self._db.executescript(_SCHEMA)
         self._counts = self._count(self._db)
         # Ids are handed out here (each kept request reserves its records' ids), never reused.

@@ -11,7 +11,8 @@ const FOLD_LINES = 4;
 const LEVELS = ["", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 const HIDDEN_CHIPS = /^(exception\.|code\.|thread\.)/;
 
-const state = { live: true, timer: null, lastId: null, oldestId: null, view: "", params: {}, facets: null };
+// route: bumped at every navigation, so a view's late answers never touch the view that replaced it.
+const state = { live: true, timer: null, route: 0, view: "", params: {}, facets: null };
 
 // ---- DOM helpers -------------------------------------------------------------------------------
 
@@ -145,6 +146,7 @@ function parseHash() {
 
 function route() {
   stopPolling();
+  state.route += 1;
   const { parts, params } = parseHash();
   const view = parts[0] || "logs";
   state.view = view;
@@ -228,30 +230,35 @@ function logQuery(params) {
 }
 
 async function logsView(params) {
+  const mine = state.route;
+  const current = () => state.route === mine;
   await loadFacets();
+  if (!current()) return;
   const list = el("ul", { class: "list", id: "log-list", "aria-label": "Log records, newest first" });
   const more = el("button", { type: "button", class: "more", text: "Load older", id: "load-older" });
   show(el("h2", { text: "Logs" }), logFilters(params), list, more);
   const query = logQuery(params);
   const data = await api("logs", Object.assign({ limit: PAGE }, query));
-  state.lastId = data.last_id;
-  state.oldestId = data.items.length ? data.items[data.items.length - 1].id : null;
+  if (!current()) return;
+  let lastId = data.last_id;
+  let oldestId = data.items.length ? data.items[data.items.length - 1].id : null;
   if (!data.items.length) list.append(el("li", { class: "empty", id: "no-rows", text: "No log records match (yet). New ones appear here live." }));
   for (const item of data.items) list.append(logRow(item));
   more.hidden = data.items.length < PAGE;
   more.addEventListener("click", async () => {
-    const older = await api("logs", Object.assign({ limit: PAGE, before: state.oldestId }, query));
+    const older = await api("logs", Object.assign({ limit: PAGE, before: oldestId }, query));
     for (const item of older.items) list.append(logRow(item));
-    if (older.items.length) state.oldestId = older.items[older.items.length - 1].id;
+    if (older.items.length) oldestId = older.items[older.items.length - 1].id;
     more.hidden = older.items.length < PAGE;
   });
   const tail = async () => {
     if (!state.live || state.view !== "logs") return;
     // A "last N minutes" window moves with the clock; a custom one stays.
-    const fresh = await api("logs", Object.assign(logQuery(params), { after: state.lastId, limit: 500 }));
+    const fresh = await api("logs", Object.assign(logQuery(params), { after: lastId, limit: 500 }));
+    if (!current()) return; // a filter changed meanwhile: these answer the old one
     if (fresh.items.length) {
       document.getElementById("no-rows")?.remove();
-      state.lastId = Math.max(state.lastId, ...fresh.items.map((item) => item.id));
+      lastId = Math.max(lastId, ...fresh.items.map((item) => item.id));
       const shown = new Set(Array.from(list.children, (row) => row.dataset.id));
       const rows = fresh.items.filter((item) => !shown.has(String(item.id))).map((item) => logRow(item, true));
       list.prepend(...rows);
@@ -497,13 +504,14 @@ async function traceView(params) {
 
 function startPolling(fn, ms) {
   stopPolling();
+  const mine = state.route;
   const tick = async () => {
     try {
       await fn();
     } catch (err) {
       setStatus("viewer unreachable: " + err.message);
     }
-    state.timer = setTimeout(tick, ms || POLL_MS);
+    if (state.route === mine) state.timer = setTimeout(tick, ms || POLL_MS); // else the next view polls
   };
   state.timer = setTimeout(tick, ms || POLL_MS);
 }
