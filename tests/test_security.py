@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 import structlog
+from certs import self_signed
 from loguru import logger as loguru_logger
 
 import highlight_logging
@@ -62,29 +61,7 @@ def test_default_endpoint_is_the_hosted_collector_over_tls() -> None:
 
 @pytest.fixture
 def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *(
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ),
-            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+    cert, key = self_signed(tmp_path)
     rx = Receiver()  # reuse its servicers on a TLS port
     server = grpc.server(futures.ThreadPoolExecutor(4))
     from highlight_logging._devtools import receiver as _receiver

@@ -22,6 +22,7 @@ import h2.errors
 import h2.events
 import h2.settings
 import pytest
+from certs import self_signed
 from h2_server import ScriptedConnection, ScriptedServer, answer_all
 from otlp_receiver import (
     Blackhole,
@@ -255,16 +256,7 @@ def test_a_collector_allowing_one_stream_at_a_time() -> None:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_tls_with_client_certificate(tmp_path: Path) -> None:
     """TLS endpoints use ALPN h2, verify against certificate_file and present the client certificate."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"),
-            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+    cert, key = self_signed(tmp_path)
     creds = grpc.ssl_server_credentials(
         [(key.read_bytes(), cert.read_bytes())], root_certificates=cert.read_bytes(), require_client_auth=True
     )
@@ -319,16 +311,7 @@ def test_tls_under_monkey_patching_uses_no_hub(
     """Under gevent or eventlet the export thread still speaks TLS (to grpcio's server) on the
     standard library's own sockets: no hub is built for it (eventlet's monkey_patch() builds the app's)."""
     pytest.importorskip(library)
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"),
-            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+    cert, key = self_signed(tmp_path)
     server, recorder, port = _serve(
         "127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
     )
