@@ -39,7 +39,7 @@ static const char *const pending_names[P_FIELDS] = {PENDING_LAYOUT(PENDING_NAME)
 /* What the Python side expects of this module (_core.native.ABI): raise it with that one whenever a
  * function's arguments, the Pending layout or a setup's contract change, so that a stale build
  * beside newer Python code is set aside (pure Python) instead of being called the wrong way. */
-#define ABI 4
+#define ABI 5
 
 /* _core.convert._SAME_MOMENT (ns); a test checks the two agree. */
 #define SAME_MOMENT 1000000000ULL
@@ -1274,6 +1274,19 @@ static PyObject *capture_setup(PyObject *module, PyObject *const *args, Py_ssize
  * anything is consumed, and _export takes its Python path, the reference.  Past the checks it
  * calls capture_record() with exactly the arguments the Python path passes. */
 
+/* Only exact str keys in ``dict``: then no lookup in it runs Python code (a key's __eq__ could
+ * change the dict mid-way, and the Python path would see another one).  The C readings below
+ * decline any other dict. */
+static int str_keys_only(PyObject *dict)
+{
+    Py_ssize_t at = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &at, &key, &value))
+        if (!PyUnicode_CheckExact(key))
+            return 0;
+    return 1;
+}
+
 static PyObject *sl_rare;          /* _frontends.structlog._RARE_KEYS, as a tuple */
 static PyObject *sl_levels;        /* _frontends.structlog._LEVELS */
 static PyObject *sl_default_scope; /* _frontends.structlog.DEFAULT_SCOPE */
@@ -1326,13 +1339,8 @@ static PyObject *structlog_event(PyObject *module, PyObject *const *args, Py_ssi
     PyObject *event = args[1];
     if (!PyDict_CheckExact(event))
         Py_RETURN_NONE;
-    /* Only exact str keys: then no lookup below can run Python code (a key's __eq__ could change
-     * the dict mid-way, and the Python path would see another dict). */
-    Py_ssize_t at = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(event, &at, &key, &value))
-        if (!PyUnicode_CheckExact(key))
-            Py_RETURN_NONE;
+    if (!str_keys_only(event))
+        Py_RETURN_NONE;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sl_rare); i++) {
         int has = PyDict_Contains(event, PyTuple_GET_ITEM(sl_rare, i));
         if (has != 0)
@@ -1401,6 +1409,240 @@ done:
     return result;
 }
 
+/* --- logrecord_event(): HighlightHandler.emit's common case, in C -------------------------------
+ *
+ * Why: with capture_record() in C, emit's own Python reads of a LogRecord (the message, the extras
+ * past LogRecord's own attributes, the site, the time) were most of its call (figures:
+ * docs/performance.md).  This reads an exact, unmodified logging.LogRecord the way
+ * _frontends.handler reads it; anything else returns None before anything is read, and emit takes
+ * its Python path.  Once the message is formatted (the user's __str__ ran) it never declines: what
+ * is unusual past that point (stack_info, an odd created, a non-str key) goes to the Python
+ * reference, _frontends.handler._pending, with that message. */
+
+static PyTypeObject *lr_type;    /* logging.LogRecord */
+static unsigned int lr_version;  /* its tp_version_tag when set up: any change to the class ends the C path */
+static PyObject *lr_standard;    /* _frontends.handler._STANDARD */
+static PyObject *lr_last_init;   /* _frontends.handler._LAST_INIT */
+static Py_ssize_t lr_n_init;     /* _frontends.handler._N_INIT */
+static PyObject *lr_site_keys;   /* _core.record.SITE_KEYS */
+static PyObject *lr_unformatted; /* _frontends.handler._unformatted(record, exc) -> str */
+static PyObject *lr_reference;   /* _frontends.handler._pending(settings, record, body) -> Pending */
+static PyObject *lr_no_skip;     /* capture_record's default skip, frozenset() */
+static PyObject *str_msg, *str_args, *str_created, *str_levelno, *str_levelname, *str_pathname, *str_func_name,
+    *str_lineno, *str_thread, *str_thread_name, *str_stack_info, *str_exc_info, *str_get_message, *str_name;
+
+PyDoc_STRVAR(logrecord_setup_doc,
+             "logrecord_setup(record_type, standard, n_init, last_init, site_keys, unformatted, reference)\n\n"
+             "What logrecord_event() reads from _frontends.handler, once at its import.");
+
+static PyObject *logrecord_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyFrozenSet_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
+        !PyUnicode_CheckExact(args[3]) || !PyTuple_CheckExact(args[4]) || !PyCallable_Check(args[5]) ||
+        !PyCallable_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "logrecord_setup(): unexpected arguments");
+        return NULL;
+    }
+    Py_ssize_t n_init = PyLong_AsSsize_t(args[2]);
+    if (n_init < 1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "logrecord_setup(): n_init must be positive");
+        return NULL;
+    }
+    static const char *const names[] = {"msg", "args", "created", "levelno", "levelname", "pathname", "funcName",
+                                        "lineno", "thread", "threadName", "stack_info", "exc_info", "getMessage",
+                                        "name"};
+    PyObject **slots[] = {&str_msg, &str_args, &str_created, &str_levelno, &str_levelname, &str_pathname,
+                          &str_func_name, &str_lineno, &str_thread, &str_thread_name, &str_stack_info,
+                          &str_exc_info, &str_get_message, &str_name};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (*slots[i] == NULL && (*slots[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return NULL;
+    if (lr_no_skip == NULL && (lr_no_skip = PyFrozenSet_New(NULL)) == NULL)
+        return NULL;
+    /* A class attribute lookup gives the class a version tag (the method cache's); from then on any
+     * change to it (a patched getMessage, a property) gives it another, and the C path stops. */
+    PyObject *method = PyObject_GetAttr(args[0], str_get_message);
+    if (method == NULL)
+        return NULL;
+    Py_DECREF(method);
+    Py_XSETREF(lr_type, (PyTypeObject *)Py_NewRef(args[0]));
+    lr_version = lr_type->tp_version_tag; /* 0: none given; then the C path is never taken */
+    Py_XSETREF(lr_standard, Py_NewRef(args[1]));
+    lr_n_init = n_init;
+    Py_XSETREF(lr_last_init, Py_NewRef(args[3]));
+    Py_XSETREF(lr_site_keys, Py_NewRef(args[4]));
+    Py_XSETREF(lr_unformatted, Py_NewRef(args[5]));
+    Py_XSETREF(lr_reference, Py_NewRef(args[6]));
+    Py_RETURN_NONE;
+}
+
+/* record.getMessage() of an unmodified LogRecord: ``str(msg)``, then ``% args`` if args; a failure
+ * (an Exception) gives _unformatted(record, exc), as _frontends.handler._message does. */
+static PyObject *logrecord_message(PyObject *record, PyObject *msg, PyObject *args)
+{
+    PyObject *text = PyUnicode_CheckExact(msg) ? Py_NewRef(msg) : PyObject_Str(msg);
+    if (text != NULL) {
+        int truth = PyObject_IsTrue(args);
+        if (truth > 0)
+            Py_SETREF(text, PyNumber_Remainder(text, args));
+        else if (truth < 0)
+            Py_CLEAR(text);
+    }
+    if (text != NULL || !PyErr_ExceptionMatches(PyExc_Exception))
+        return text;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL)
+        PyException_SetTraceback(value, traceback);
+    PyObject *result = value == NULL ? NULL : PyObject_CallFunctionObjArgs(lr_unformatted, record, value, NULL);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return result;
+}
+
+/* One (key, value) of a record's dict into ``extras`` unless it is one of LogRecord's own: 0 or -1. */
+static int logrecord_extra(PyObject *extras, PyObject *key, PyObject *value)
+{
+    int standard = PySet_Contains(lr_standard, key);
+    if (standard != 0)
+        return standard < 0 ? -1 : 0;
+    PyObject *pair = PyTuple_Pack(2, key, value);
+    int result = pair == NULL ? -1 : PyList_Append(extras, pair);
+    Py_XDECREF(pair);
+    return result;
+}
+
+/* _frontends.handler._extras for an exact LogRecord: what the user passed as ``extra`` (or a filter
+ * added), in the order given; the same steps, in one pass over the dict where the keys past
+ * LogRecord.__init__'s own are the extras.  NULL without an error: a key that is not an exact str
+ * where the reference would compare or hash it (the reference then reads it). */
+static PyObject *logrecord_extras(PyObject *fields)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(fields), at = 0, i = 0;
+    PyObject *key, *value, *extras = PyList_New(0);
+    int past_init = 0; /* the key at lr_n_init - 1 is LogRecord.__init__'s last, as the reference checks */
+    if (extras == NULL)
+        return NULL;
+    while (PyDict_Next(fields, &at, &key, &value)) {
+        if (i == lr_n_init - 1) {
+            if (!PyUnicode_CheckExact(key))
+                goto decline;
+            past_init = n >= lr_n_init && PyUnicode_Compare(key, lr_last_init) == 0;
+            if (!past_init)
+                break; /* a filter moved the boundary: every key is checked below */
+        } else if (i >= lr_n_init) {
+            if (!PyUnicode_CheckExact(key))
+                goto decline;
+            if (logrecord_extra(extras, key, value) < 0)
+                goto error;
+        }
+        i++;
+    }
+    if (past_init)
+        return extras;
+    /* The set difference: every key not LogRecord's own, in the dict's order. */
+    at = 0;
+    while (PyDict_Next(fields, &at, &key, &value))
+        if (!PyUnicode_CheckExact(key))
+            goto decline;
+    at = 0;
+    while (PyDict_Next(fields, &at, &key, &value))
+        if (logrecord_extra(extras, key, value) < 0)
+            goto error;
+    return extras;
+decline:
+error:
+    Py_DECREF(extras);
+    return NULL;
+}
+
+PyDoc_STRVAR(logrecord_event_doc,
+             "logrecord_event(settings, record) -> Pending | None\n\n"
+             "HighlightHandler.emit's common case (no formatter); None: not that case, take the Python path.");
+
+static PyObject *logrecord_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || lr_type == NULL || cap_fallback == NULL) {
+        PyErr_SetString(PyExc_TypeError, "logrecord_event(settings, record), after the setups");
+        return NULL;
+    }
+    PyObject *record = args[1];
+    if (Py_TYPE(record) != lr_type || lr_version == 0 || lr_type->tp_version_tag != lr_version)
+        Py_RETURN_NONE;
+    PyObject *fields = PyObject_GenericGetDict(record, NULL);
+    if (fields == NULL) {
+        if (clear_exception() < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *msg = NULL, *margs = NULL, *body = NULL, *extras = NULL, *site = NULL, *when = NULL;
+    PyObject *attributes = NULL, *result = NULL;
+    if (!PyDict_CheckExact(fields))
+        goto decline;
+    if (!str_keys_only(fields))
+        goto decline;
+    /* The message's own parts, and no getMessage of the instance's own: else the Python path. */
+    msg = Py_XNewRef(PyDict_GetItemWithError(fields, str_msg));
+    margs = msg == NULL ? NULL : Py_XNewRef(PyDict_GetItemWithError(fields, str_args));
+    if (margs == NULL || PyDict_GetItemWithError(fields, str_get_message) != NULL)
+        goto decline;
+    if ((body = logrecord_message(record, msg, margs)) == NULL)
+        goto done;
+    /* From here on the message is formatted: the unusual goes to the reference, with it. */
+    PyObject *v[9];
+    PyObject *const read[9] = {str_stack_info, str_created, str_levelno, str_levelname, str_name,
+                               str_exc_info, str_pathname, str_func_name, str_lineno};
+    for (int i = 0; i < 9; i++)
+        if ((v[i] = PyDict_GetItemWithError(fields, read[i])) == NULL)
+            goto reference;
+    PyObject *thread = PyDict_GetItemWithError(fields, str_thread);
+    PyObject *thread_name = thread == NULL ? NULL : PyDict_GetItemWithError(fields, str_thread_name);
+    if (thread_name == NULL || v[0] != Py_None || !PyFloat_CheckExact(v[1]))
+        goto reference;
+    if ((extras = logrecord_extras(fields)) == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        goto reference;
+    }
+    site = PyTuple_Pack(6, lr_site_keys, v[6], v[7], v[8], thread, thread_name);
+    if (site == NULL || (when = PyLong_FromDouble(PyFloat_AS_DOUBLE(v[1]) * 1e9)) == NULL ||
+        (attributes = PyDict_New()) == NULL)
+        goto done;
+    PyObject *levelno = Py_NewRef(v[2]), *level_name = Py_NewRef(v[3]), *name = Py_NewRef(v[4]);
+    PyObject *exc_info = Py_NewRef(v[5]);
+    PyObject *call[C_ARGS] = {
+        args[0], when, levelno, level_name, name, body, attributes, extras, exc_info, Py_None, site,
+        lr_no_skip, Py_False, Py_True,
+    };
+    result = capture_record(module, call, C_ARGS, NULL);
+    Py_DECREF(levelno);
+    Py_DECREF(level_name);
+    Py_DECREF(name);
+    Py_DECREF(exc_info);
+    goto done;
+reference:
+    if (!PyErr_Occurred())
+        result = PyObject_CallFunctionObjArgs(lr_reference, args[0], record, body, NULL);
+    goto done;
+decline:
+    if (!PyErr_Occurred())
+        result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(fields);
+    Py_XDECREF(msg);
+    Py_XDECREF(margs);
+    Py_XDECREF(body);
+    Py_XDECREF(extras);
+    Py_XDECREF(site);
+    Py_XDECREF(when);
+    Py_XDECREF(attributes);
+    return result;
+}
+
 /* Forks this process descends through, counted in every child of fork() by a pthread_atfork()
  * handler: also a fork in C that runs none of Python's hooks (uWSGI's workers).  Read on every
  * record: a memory read where os.getpid() is a system call. */
@@ -1430,6 +1672,8 @@ static PyMethodDef methods[] = {
     {"maybe_secret", (PyCFunction)maybe_secret_py, METH_O, maybe_secret_doc},
     {"structlog_event", (PyCFunction)(void (*)(void))structlog_event, METH_FASTCALL, structlog_event_doc},
     {"structlog_setup", (PyCFunction)(void (*)(void))structlog_setup, METH_FASTCALL, structlog_setup_doc},
+    {"logrecord_event", (PyCFunction)(void (*)(void))logrecord_event, METH_FASTCALL, logrecord_event_doc},
+    {"logrecord_setup", (PyCFunction)(void (*)(void))logrecord_setup, METH_FASTCALL, logrecord_setup_doc},
     {"forks", forks, METH_NOARGS, forks_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -1,5 +1,5 @@
 # _export.fastpath's fast path (its reference: the general path), and the C twins of _core.convert.capture_record_py,
-# _core.scrub and _frontends.structlog (see _speedups.c).
+# _core.scrub, _frontends.structlog and _frontends.handler (see _speedups.c).
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -62,6 +62,17 @@ def structlog_setup(
     /,
 ) -> None: ...
 def structlog_event(settings: Settings, event_dict: dict[str, Any], site: Site, /) -> Pending | None: ...
+def logrecord_setup(
+    record_type: type,
+    standard: frozenset[str],
+    n_init: int,
+    last_init: str,
+    site_keys: tuple[str, ...],
+    unformatted: Callable[[Any, BaseException], str],
+    reference: Callable[[Settings, Any, Any], Pending],
+    /,
+) -> None: ...
+def logrecord_event(settings: Settings, record: Any, /) -> Pending | None: ...
 
 # The SIGTERM rescue (see _export/sigterm.py); absent on Windows.
 def sigterm_arm() -> int | None: ...

@@ -1,5 +1,5 @@
 """The optional C extension, ``_speedups.c``, for the modules that have a C twin (``_export.fastpath``,
-``_core.convert``, ``_core.scrub``, ``_frontends.structlog``): one place decides whether it is used.
+``_core.convert``, ``_core.scrub``, ``_frontends.structlog``, ``_frontends.handler``): one place decides whether it is used.
 
 ``speedups`` is None when it was not built (no compiler at install time: the Python references
 run, and for ``_export.fastpath`` the general path), when ``HIGHLIGHT_LOGGING_PURE_PYTHON`` was set at
@@ -18,7 +18,7 @@ from highlight_logging._core import diag as _diag
 
 #: The ``ABI`` the C module must declare (``#define ABI`` in ``_speedups.c``): raise both together
 #: whenever a C function's arguments, the Pending layout or a setup's contract change.
-ABI = 4
+ABI = 5
 
 #: HIGHLIGHT_LOGGING_PURE_PYTHON was set at import: the C path is not used even where it was built.
 pure_python = bool(os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"))

@@ -26,6 +26,9 @@ class _State(threading.local):
 
 
 state = _State()
+#: Set once StructlogProcessor first leaves a note: until then no record needs the check (a thread-local
+#: read per record spared where structlog does not feed stdlib logging).
+armed = False
 
 
 def exported_by_structlog(record: logging.LogRecord) -> bool:

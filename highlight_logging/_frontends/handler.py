@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from highlight_logging._core import native as _native
 from highlight_logging._core.coerce import safe_str
 from highlight_logging._core.convert import capture_record
-from highlight_logging._core.record import Attributes, logrecord_site
+from highlight_logging._core.record import SITE_KEYS, Attributes, Pending, logrecord_site
+from highlight_logging._core.settings import Settings
 from highlight_logging._export import process as _process
+from highlight_logging._frontends import dedupe as _dedupe
 from highlight_logging._frontends import otel_duplicates as _otel_duplicates
 from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
-from highlight_logging._frontends.dedupe import exported_by_structlog
 
 # Attributes every LogRecord has (plus what formatters and OTel's record factory add): the rest
 # of ``record.__dict__`` is what the user passed as ``extra``.
@@ -56,9 +59,61 @@ def _message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
     except Exception as exc:
-        # logger.info("%d", "x"): keep what the user wrote, and say why it did not format.
-        args = f"; args: {safe_str(record.args)}" if record.args else ""
-        return f"{safe_str(record.msg)} [formatting failed: {type(exc).__name__}: {safe_str(exc)}{args}]"
+        return _unformatted(record, exc)
+
+
+def _unformatted(record: logging.LogRecord, exc: BaseException) -> str:
+    # logger.info("%d", "x"): keep what the user wrote, and say why it did not format.
+    args = f"; args: {safe_str(record.args)}" if record.args else ""
+    return f"{safe_str(record.msg)} [formatting failed: {type(exc).__name__}: {safe_str(exc)}{args}]"
+
+
+def _pending(settings: Settings, record: logging.LogRecord, body: Any) -> Pending:
+    """The Pending of ``record`` with the message ``body``: the reference of ``logrecord_event``."""
+    attrs: Attributes = {}
+    if record.stack_info:
+        attrs["code.stacktrace"] = safe_str(record.stack_info)
+    return capture_record(
+        settings,
+        int(record.created * 1e9),
+        record.levelno,
+        record.levelname,
+        record.name,
+        body,
+        attrs,
+        _extras(record),
+        record.exc_info,
+        site=logrecord_site(record),
+    )
+
+
+def _unmodified(cls: type) -> bool:
+    """``cls`` is logging's own LogRecord as logging defines it: its getMessage, no attribute hook,
+    no descriptor over an instance attribute (a class patched before our import)."""
+    get_message = cls.__dict__.get("getMessage")
+    return (
+        getattr(get_message, "__module__", None) == "logging"
+        and getattr(get_message, "__qualname__", None) == "LogRecord.getMessage"
+        and getattr(cls, "__getattribute__", None) is getattr(object, "__getattribute__", None)
+        and not hasattr(cls, "__getattr__")
+        and not any(hasattr(getattr(cls, name, None), "__set__") for name in _PLAIN_RECORD)
+    )
+
+
+#: The C reading of an exact LogRecord (``logrecord_event`` in ``_speedups.c``), or None: every
+#: record then takes the Python path.  Why: with ``capture_record`` in C, emit's own Python reads
+#: (the message, the extras, the site, the time) were ~1.5 us of its ~2.2 us (figures:
+#: docs/performance.md).  Used only where ``capture_record`` is the C twin too.
+_logrecord_event: Callable[[Settings, logging.LogRecord], Pending | None] | None = None
+if (
+    _native.speedups is not None
+    and capture_record is _native.speedups.capture_record
+    and _unmodified(_LogRecord)
+):
+    _native.speedups.logrecord_setup(
+        _LogRecord, _STANDARD, _N_INIT, _LAST_INIT, SITE_KEYS, _unformatted, _pending
+    )
+    _logrecord_event = _native.speedups.logrecord_event
 
 
 class HighlightHandler(logging.Handler):
@@ -100,26 +155,18 @@ class HighlightHandler(logging.Handler):
             _otel_duplicates.check(self._binding.settings, record.name)
         try:
             pipeline = self._binding.get()
-            if pipeline is None or record.name.startswith(INTERNAL_LOGGERS) or exported_by_structlog(record):
+            if (
+                pipeline is None
+                or record.name.startswith(INTERNAL_LOGGERS)
+                or (_dedupe.armed and _dedupe.exported_by_structlog(record))
+            ):
                 return
-            body = self.format(record) if self.formatter is not None else _message(record)
-            attrs: Attributes = {}
-            if record.stack_info:
-                attrs["code.stacktrace"] = safe_str(record.stack_info)
-            pipeline.submit(
-                capture_record(
-                    pipeline.settings,
-                    int(record.created * 1e9),
-                    record.levelno,
-                    record.levelname,
-                    record.name,
-                    body,
-                    attrs,
-                    _extras(record),
-                    record.exc_info,
-                    site=logrecord_site(record),
-                )
-            )
+            pending: Pending | None = None
+            if self.formatter is not None:
+                pending = _pending(pipeline.settings, record, self.format(record))
+            elif _logrecord_event is not None:
+                pending = _logrecord_event(pipeline.settings, record)
+            pipeline.submit(pending or _pending(pipeline.settings, record, _message(record)))
         except RecursionError:
             raise
         except Exception as exc:

@@ -432,11 +432,13 @@ class StructlogProcessor:
         if record is not None:
             if get("_from_structlog"):
                 _dedupe.state.pending, _dedupe.state.matched = (record.name, record.levelno), None
+                _dedupe.armed = True
         elif isinstance(logger, logging.Logger) and self._drop is None:
             _dedupe.state.exported = id(event_dict)
             stdlib_level = _level(method_name)[0]
             if logger.isEnabledFor(stdlib_level):  # else no LogRecord follows
                 _dedupe.state.pending, _dedupe.state.matched = (logger.name, stdlib_level), None
+                _dedupe.armed = True
 
 
 def _not_stdlib(logger: Any) -> bool:

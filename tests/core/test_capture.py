@@ -528,3 +528,245 @@ def test_a_logger_whose_class_raises_goes_the_python_path_s_way() -> None:
     finally:
         _structlog._plain_event = c_path
     assert len(with_c) == 1 and with_c == reference
+
+
+# --- logrecord_event: HighlightHandler.emit's common case in C -------------------------------------
+
+
+class _Shouty:
+    def __str__(self) -> str:
+        return "shouty %s"
+
+
+class _BadStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+_MSGS = st.sampled_from(
+    [
+        "plain",
+        "user %s did %s",
+        "%d items",
+        "%(who)s left",
+        "100%",
+        "%s",
+        _Shouty(),
+        _BadStr(),
+        42,
+        None,
+        "x" * 300,
+    ]
+)
+_ARGS = st.sampled_from([(), (1, "login"), ("x",), (3,), ({"who": "ann"},), (None,), ([1, 2],), (_BadStr(),)])
+_RECORD_EXTRA = st.dictionaries(
+    st.sampled_from(
+        ["k", "user", "message", "asctime", "taskName", "otelSpanID", "color_message", "a.b", "z"]
+    ),
+    st.one_of(
+        st.integers(),
+        st.text(max_size=12),
+        st.none(),
+        st.lists(st.integers(), max_size=2),
+        st.just(_BadStr()),
+    ),
+    max_size=4,
+)
+
+
+def _handler_exports(handler: Any, record: Any) -> list[Any]:
+    """What ``handler`` submits for ``record`` (observed times left out, exceptions as strings)."""
+    got: list[Any] = []
+    handler._binding.get().submit = got.append
+    handler.handle(record)
+    out = []
+    for p in got:
+        info = p.exception
+        fields = None if info is None else (info.type, info.message, info.stacktrace)
+        out.append(p._replace(observed_ns=0, exception=fields))
+    return out
+
+
+def _both_paths(handler: Any, make: Any) -> tuple[list[Any], list[Any]]:
+    """(C path's, Python path's) exports of a fresh record from ``make()`` each."""
+    from highlight_logging._frontends import handler as _handler
+
+    c_path = _handler._logrecord_event
+    assert c_path is not None
+    try:
+        with mock.patch("time.time_ns", return_value=1_800_000_000_000_000_000):
+            with_c = _handler_exports(handler, make())
+            _handler._logrecord_event = None
+            reference = _handler_exports(handler, make())
+    finally:
+        _handler._logrecord_event = c_path
+    return with_c, reference
+
+
+def _own_message() -> str:
+    return "mine"
+
+
+def _fail() -> None:
+    try:
+        {}["k"]
+    except KeyError as exc:
+        raise ValueError("no such user") from exc
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(
+    msg=_MSGS,
+    args=_ARGS,
+    extra=_RECORD_EXTRA,
+    stack=st.sampled_from([None, "Stack (most recent call last):\n  x"]),
+    with_exc=st.booleans(),
+    level=st.sampled_from([10, 20, 25, 40]),
+    mutate=st.sampled_from(["none", "add", "delete", "readd", "created", "getMessage", "nonstr"]),
+)
+def test_log_records_are_read_in_c_as_the_python_path_reads_them(
+    msg: Any,
+    args: tuple[Any, ...],
+    extra: dict[str, Any],
+    stack: Any,
+    with_exc: bool,
+    level: int,
+    mutate: str,
+) -> None:
+    """Generated LogRecords (odd messages, failing formats, extras named like LogRecord's own
+    attributes, filters that add, delete or re-set attributes): the C reading submits the very
+    Pending the Python path submits, or declines and the Python path does it."""
+    import logging
+
+    from highlight_logging import HighlightHandler
+
+    try:
+        _fail()
+    except ValueError as e:
+        error = e
+    handler = HighlightHandler(endpoint="http://127.0.0.1:9")
+
+    def make() -> logging.LogRecord:
+        clean = {
+            k: v for k, v in extra.items() if k not in ("message", "asctime")
+        }  # makeRecord refuses these
+        record = logging.getLogger("app.views").makeRecord(
+            "app.views",
+            level,
+            "/app/views.py",
+            7,
+            msg,
+            args,
+            (type(error), error, error.__traceback__) if with_exc else None,
+            "checkout",
+            clean or None,
+            sinfo=stack,
+        )
+        record.created = 1_700_000_000.25  # the same record twice, as far as the two paths read it
+        if mutate == "add":
+            record.tenant = "acme"
+        elif mutate == "delete":
+            del record.lineno
+        elif mutate == "readd":
+            funcname = record.funcName
+            del record.funcName
+            record.funcName = funcname
+        elif mutate == "created":
+            record.created = 1_700_000_000  # an int
+        elif mutate == "getMessage":
+            record.getMessage = _own_message  # type: ignore[method-assign]  # one object: its repr is an extra
+        elif mutate == "nonstr":
+            vars(record)[7] = "seven"
+        return record
+
+    with_c, reference = _both_paths(handler, make)
+    assert with_c == reference
+
+
+@needs_c
+def test_a_plain_log_record_is_read_in_c() -> None:
+    """The common record is the C path's; a subclass, a patched class and a record with a formatter
+    are the Python path's."""
+    import logging
+
+    from highlight_logging import HighlightHandler
+    from highlight_logging._frontends import handler as _handler
+
+    handler = HighlightHandler(endpoint="http://127.0.0.1:9")
+    settings_ = handler._binding.get().settings
+    logger = logging.getLogger("app")
+    record = logger.makeRecord("app", 20, "/app/a.py", 3, "user %s did %s", (1, "login"), None, "f", {"k": 1})
+    pending = _handler._logrecord_event(settings_, record)  # type: ignore[misc]
+    assert type(pending) is Pending and pending.body == "user 1 did login" and pending.extras == (("k", 1),)
+    assert pending.when == int(record.created * 1e9) and pending.site == (
+        SITE_KEYS,
+        "/app/a.py",
+        "f",
+        3,
+        record.thread,
+        record.threadName,
+    )
+
+    class Mine(logging.LogRecord):
+        pass
+
+    assert _handler._logrecord_event(settings_, Mine("app", 20, "/a.py", 3, "m", (), None)) is None  # type: ignore[misc]
+    original = logging.LogRecord.getMessage
+    logging.LogRecord.getMessage = lambda self: "patched"  # type: ignore[method-assign]
+    try:
+        assert _handler._logrecord_event(settings_, record) is None  # type: ignore[misc]
+        assert _handler_exports(handler, record)[0].body == "patched"
+    finally:
+        logging.LogRecord.getMessage = original  # type: ignore[method-assign]
+    calls: list[Any] = []
+    c_path = _handler._logrecord_event
+    _handler._logrecord_event = lambda *a: calls.append(a) or c_path(*a)  # type: ignore[misc,assignment]
+    try:
+        _handler_exports(handler, record)
+        assert len(calls) == 1
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        assert _handler_exports(handler, record)[0].body == "INFO user 1 did login"
+        assert len(calls) == 1
+    finally:
+        _handler._logrecord_event = c_path
+
+
+@needs_c
+def test_a_log_record_with_keys_that_run_code_is_left_to_the_python_path() -> None:
+    """A non-str key whose __eq__ changes the record (met by any lookup of a key with its hash):
+    the C reading declines before looking anything up."""
+    import logging
+
+    from highlight_logging import HighlightHandler
+    from highlight_logging._frontends import handler as _handler
+
+    record = logging.LogRecord("app", 20, "/a.py", 3, "m", (), None)
+    fields = vars(record)
+
+    class Meddler:
+        armed = False
+
+        def __hash__(self) -> int:
+            return hash("msg")
+
+        def __eq__(self, other: object) -> bool:
+            if Meddler.armed:
+                Meddler.armed = False
+                fields.clear()
+            return False
+
+    fields[Meddler()] = "k"
+    Meddler.armed = True
+    handler = HighlightHandler(endpoint="http://127.0.0.1:9")
+    assert _handler._logrecord_event(handler._binding.get().settings, record) is None  # type: ignore[misc]
+    assert Meddler.armed and "msg" in fields
+
+
+@needs_c
+def test_logrecord_event_checks_its_arguments() -> None:
+    """Wrong arguments to the setup or the call are a TypeError, not a crash."""
+    with pytest.raises(TypeError):
+        _speedups.logrecord_setup(object, set(), 1, "x", (), str, str)  # type: ignore[union-attr,arg-type]
+    with pytest.raises(TypeError):
+        _speedups.logrecord_event(SETTINGS)  # type: ignore[union-attr,call-arg]
