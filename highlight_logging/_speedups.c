@@ -1492,15 +1492,19 @@ static PyObject *logrecord_message(PyObject *record, PyObject *msg, PyObject *ar
     }
     if (text != NULL || !PyErr_ExceptionMatches(PyExc_Exception))
         return text;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *value = PyErr_GetRaisedException();
+#else
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
     PyErr_NormalizeException(&type, &value, &traceback);
     if (traceback != NULL && value != NULL)
         PyException_SetTraceback(value, traceback);
-    PyObject *result = value == NULL ? NULL : PyObject_CallFunctionObjArgs(lr_unformatted, record, value, NULL);
     Py_XDECREF(type);
-    Py_XDECREF(value);
     Py_XDECREF(traceback);
+#endif
+    PyObject *result = value == NULL ? NULL : PyObject_CallFunctionObjArgs(lr_unformatted, record, value, NULL);
+    Py_XDECREF(value);
     return result;
 }
 

@@ -24,7 +24,7 @@ from highlight_logging._core.record import THREAD_KEYS, Attributes, ExceptionInf
 from highlight_logging._export import process as _process
 from highlight_logging._frontends import dedupe as _dedupe
 from highlight_logging._frontends import otel_duplicates as _otel_duplicates
-from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding
+from highlight_logging._frontends.binding import INTERNAL_LOGGERS, Binding, Sink
 from highlight_logging._frontends.handler import _STANDARD, reaches_highlight_handler
 
 __all__ = ["DEFAULT_SCOPE", "StructlogProcessor"]
@@ -295,7 +295,20 @@ class StructlogProcessor:
             self._check_otel = False
             _otel_duplicates.check_wrapped(self._binding.settings, logger)
         try:
-            self._export(logger, method_name, event_dict)
+            pipeline = self._binding.get()
+            if pipeline is None:
+                pass
+            elif _plain_event is not None and type(event_dict) is dict and _not_stdlib(logger):
+                # A native event, read in C (see structlog_event in _speedups.c); None: not the
+                # common case, and _export's Python, the reference, takes it.
+                thread_site = self._thread_site()
+                pending = _plain_event(pipeline.settings, event_dict, thread_site)
+                if pending is not None:
+                    pipeline.submit(pending)
+                else:
+                    self._export(pipeline, logger, method_name, event_dict, thread_site)
+            else:
+                self._export(pipeline, logger, method_name, event_dict, None)
         except Exception as exc:  # structlog does not shield the caller: never raise into it
             _process.count_frontend_loss("StructlogProcessor", exc)
         if self._drop is not None:
@@ -308,21 +321,15 @@ class StructlogProcessor:
             return (THREAD_KEYS, *caller)
         return (THREAD_KEYS, threading.get_ident(), threading.current_thread().name)
 
-    def _export(self, logger: Any, method_name: str, event_dict: EventDict) -> None:
-        pipeline = self._binding.get()
+    def _export(
+        self, pipeline: Sink, logger: Any, method_name: str, event_dict: EventDict, thread_site: Site | None
+    ) -> None:
+        """The reference reading of an event (``thread_site``: read already, when the C reading
+        declined it)."""
         # type() first: the ABC isinstance() check costs more than the rest of this line
-        if pipeline is None or (type(event_dict) is not dict and not isinstance(event_dict, Mapping)):
+        if type(event_dict) is not dict and not isinstance(event_dict, Mapping):
             return
         settings = pipeline.settings
-        thread_site: Site | None = None  # read once, should the C reading decline
-        if _plain_event is not None and type(event_dict) is dict and _not_stdlib(logger):
-            # A native event, read in C (see structlog_event in _speedups.c); None: not the
-            # common case, and the Python below, the reference, takes it.
-            thread_site = self._thread_site()
-            pending = _plain_event(settings, event_dict, thread_site)
-            if pending is not None:
-                pipeline.submit(pending)
-                return
         get = event_dict.get
         rare = not _RARE_KEYS.isdisjoint(event_dict)
         record = get("_record") if rare else None
