@@ -1182,7 +1182,10 @@ static PyObject *capture_record(PyObject *module, PyObject *const *args, Py_ssiz
     int plain = 1;
     for (int i = 0; i < P_FIELDS; i++) {
         PyTuple_SET_ITEM(pending, i, items[i]);
-        plain = plain && untrackable(items[i], 2); /* extras: pairs of plain values; site: names */
+        /* extras: pairs of plain values; site: names.  Each item is looked at even once the record
+         * itself must stay tracked (loguru's time, a datetime subclass with a __dict__): its
+         * extras and site then still leave the collector's lists. */
+        plain = untrackable(items[i], 2) && plain;
     }
     /* A queued record of plain values is left out of the cycle collector's work: with the queue
      * holding 20,000 of them, each full collection walked them all, and their number kept

@@ -7,6 +7,7 @@ import shutil
 import sysconfig
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 from unittest import mock
 
@@ -309,6 +310,14 @@ def test_a_plain_record_is_left_out_of_the_cycle_collector() -> None:
     assert not gc.is_tracked(plain) and not gc.is_tracked(plain.extras)
     held = _speedups.capture_record(SETTINGS, 1, 20, "INFO", "s", "b", {}, [("k", [1, 2])], site=site)
     assert gc.is_tracked(held)
+
+    class Stamp(datetime):  # loguru's time: a datetime subclass whose instances have a __dict__
+        pass
+
+    when = Stamp(2026, 12, 7, tzinfo=timezone.utc)
+    tracked = _speedups.capture_record(SETTINGS, when, 20, "INFO", "s", "b", {}, {"k": 1}.items(), site=site)
+    assert gc.is_tracked(tracked) and gc.is_tracked(when)
+    assert not gc.is_tracked(tracked.extras) and not gc.is_tracked(tracked.site)  # still left out
 
 
 @needs_c
