@@ -39,7 +39,7 @@ static const char *const pending_names[P_FIELDS] = {PENDING_LAYOUT(PENDING_NAME)
 /* What the Python side expects of this module (_core.native.ABI): raise it with that one whenever a
  * function's arguments, the Pending layout or a setup's contract change, so that a stale build
  * beside newer Python code is set aside (pure Python) instead of being called the wrong way. */
-#define ABI 5
+#define ABI 6
 
 /* _core.convert._SAME_MOMENT (ns); a test checks the two agree. */
 #define SAME_MOMENT 1000000000ULL
@@ -1417,13 +1417,21 @@ done:
  * Why: with capture_record() in C, emit's own Python reads of a LogRecord (the message, the extras
  * past LogRecord's own attributes, the site, the time) were most of its call (figures:
  * docs/performance.md).  This reads an exact, unmodified logging.LogRecord the way
- * _frontends.handler reads it; anything else returns None before anything is read, and emit takes
- * its Python path.  Once the message is formatted (the user's __str__ ran) it never declines: what
- * is unusual past that point (stack_info, an odd created, a non-str key) goes to the Python
- * reference, _frontends.handler._pending, with that message. */
+ * _frontends.handler reads it; anything else returns None before any code of the user's ran, and
+ * emit takes its Python path.  Once the message is formatted (the user's __str__ ran) it never
+ * declines: what is unusual past that point (stack_info, an odd created, a record its own
+ * formatting changed) goes to the Python reference, _frontends.handler._pending, with that message.
+ *
+ * Values read from the record's dict are borrowed, and every allocation may run a collection whose
+ * callbacks or finalizers change the dict: each value is held (a new reference) before the next
+ * allocation. */
 
 static PyTypeObject *lr_type;    /* logging.LogRecord */
-static unsigned int lr_version;  /* its tp_version_tag when set up: any change to the class ends the C path */
+static PyObject *lr_func;        /* LogRecord.getMessage as set up, and its code: swapped, the C path stops */
+static PyObject *lr_code;
+static PyObject *lr_check;       /* _frontends.handler._unmodified(cls) -> bool, after a change to the class */
+static unsigned int lr_version;  /* the class's version tag when last checked and found unmodified */
+static unsigned int lr_refused;  /* ... and when last found modified */
 static PyObject *lr_standard;    /* _frontends.handler._STANDARD */
 static PyObject *lr_last_init;   /* _frontends.handler._LAST_INIT */
 static Py_ssize_t lr_n_init;     /* _frontends.handler._N_INIT */
@@ -1435,15 +1443,15 @@ static PyObject *str_msg, *str_args, *str_created, *str_levelno, *str_levelname,
     *str_lineno, *str_thread, *str_thread_name, *str_stack_info, *str_exc_info, *str_get_message, *str_name;
 
 PyDoc_STRVAR(logrecord_setup_doc,
-             "logrecord_setup(record_type, standard, n_init, last_init, site_keys, unformatted, reference)\n\n"
+             "logrecord_setup(record_type, standard, n_init, last_init, site_keys, unformatted, reference, check)\n\n"
              "What logrecord_event() reads from _frontends.handler, once at its import.");
 
 static PyObject *logrecord_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyFrozenSet_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
+    if (nargs != 8 || !PyType_Check(args[0]) || !PyFrozenSet_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
         !PyUnicode_CheckExact(args[3]) || !PyTuple_CheckExact(args[4]) || !PyCallable_Check(args[5]) ||
-        !PyCallable_Check(args[6])) {
+        !PyCallable_Check(args[6]) || !PyCallable_Check(args[7])) {
         PyErr_SetString(PyExc_TypeError, "logrecord_setup(): unexpected arguments");
         return NULL;
     }
@@ -1464,37 +1472,67 @@ static PyObject *logrecord_setup(PyObject *module, PyObject *const *args, Py_ssi
             return NULL;
     if (lr_no_skip == NULL && (lr_no_skip = PyFrozenSet_New(NULL)) == NULL)
         return NULL;
-    /* A class attribute lookup gives the class a version tag (the method cache's); from then on any
-     * change to it (a patched getMessage, a property) gives it another, and the C path stops. */
-    PyObject *method = PyObject_GetAttr(args[0], str_get_message);
+    PyObject *method = PyObject_GetAttr(args[0], str_get_message); /* gives the class a version tag */
     if (method == NULL)
         return NULL;
-    Py_DECREF(method);
+    if (!PyFunction_Check(method)) {
+        Py_DECREF(method);
+        PyErr_SetString(PyExc_TypeError, "logrecord_setup(): getMessage is not a function");
+        return NULL;
+    }
     Py_XSETREF(lr_type, (PyTypeObject *)Py_NewRef(args[0]));
-    lr_version = lr_type->tp_version_tag; /* 0: none given; then the C path is never taken */
+    Py_XSETREF(lr_func, method);
+    Py_XSETREF(lr_code, Py_NewRef(PyFunction_GET_CODE(method)));
+    lr_version = PyType_HasFeature(lr_type, Py_TPFLAGS_VALID_VERSION_TAG) ? lr_type->tp_version_tag : 0;
+    lr_refused = 0;
     Py_XSETREF(lr_standard, Py_NewRef(args[1]));
     lr_n_init = n_init;
     Py_XSETREF(lr_last_init, Py_NewRef(args[3]));
     Py_XSETREF(lr_site_keys, Py_NewRef(args[4]));
     Py_XSETREF(lr_unformatted, Py_NewRef(args[5]));
     Py_XSETREF(lr_reference, Py_NewRef(args[6]));
+    Py_XSETREF(lr_check, Py_NewRef(args[7]));
     Py_RETURN_NONE;
 }
 
-/* record.getMessage() of an unmodified LogRecord: ``str(msg)``, then ``% args`` if args; a failure
- * (an Exception) gives _unformatted(record, exc), as _frontends.handler._message does. */
-static PyObject *logrecord_message(PyObject *record, PyObject *msg, PyObject *args)
+/* LogRecord is the class as set up: 1; changed (a patched getMessage, a property over an
+ * attribute): 0; -1 with an error that is not an Exception.  A change to the class gives it another
+ * version tag: the Python check (_unmodified) runs once per tag, so a class set back as it was
+ * (a test's patch undone) is read in C again. */
+static int lr_usable(void)
 {
-    PyObject *text = PyUnicode_CheckExact(msg) ? Py_NewRef(msg) : PyObject_Str(msg);
-    if (text != NULL) {
-        int truth = PyObject_IsTrue(args);
-        if (truth > 0)
-            Py_SETREF(text, PyNumber_Remainder(text, args));
-        else if (truth < 0)
-            Py_CLEAR(text);
+    PyTypeObject *t = lr_type;
+    if (!PyFunction_Check(lr_func) || PyFunction_GET_CODE(lr_func) != lr_code)
+        return 0; /* getMessage's code swapped */
+    if (PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag != 0) {
+        if (t->tp_version_tag == lr_version)
+            return 1;
+        if (t->tp_version_tag == lr_refused)
+            return 0;
     }
-    if (text != NULL || !PyErr_ExceptionMatches(PyExc_Exception))
-        return text;
+    PyObject *method = PyObject_GetAttr((PyObject *)t, str_get_message); /* a new tag, if any */
+    int ok = method == lr_func;
+    Py_XDECREF(method);
+    if (ok) {
+        PyObject *answer = PyObject_CallOneArg(lr_check, (PyObject *)t);
+        ok = answer == NULL ? -1 : PyObject_IsTrue(answer);
+        Py_XDECREF(answer);
+    }
+    if (ok < 0 || PyErr_Occurred())
+        return clear_exception() < 0 ? -1 : 0;
+    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) || t->tp_version_tag == 0)
+        return 0; /* no tag to remember the answer by: the Python path, every time */
+    if (ok)
+        lr_version = t->tp_version_tag;
+    else
+        lr_refused = t->tp_version_tag;
+    return ok;
+}
+
+/* _frontends.handler._unformatted(record, exc), called as _message calls it: inside ``except
+ * Exception``, with the exception being handled (sys.exc_info() in the args' __repr__). */
+static PyObject *logrecord_unformatted(PyObject *record)
+{
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *value = PyErr_GetRaisedException();
 #else
@@ -1506,70 +1544,114 @@ static PyObject *logrecord_message(PyObject *record, PyObject *msg, PyObject *ar
     Py_XDECREF(type);
     Py_XDECREF(traceback);
 #endif
-    PyObject *result = value == NULL ? NULL : PyObject_CallFunctionObjArgs(lr_unformatted, record, value, NULL);
-    Py_XDECREF(value);
+    if (value == NULL)
+        return NULL;
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *previous = PyErr_GetHandledException();
+    PyErr_SetHandledException(value);
+    PyObject *result = PyObject_CallFunctionObjArgs(lr_unformatted, record, value, NULL);
+    PyErr_SetHandledException(previous);
+    Py_XDECREF(previous);
+#else
+    PyObject *p_type, *p_value, *p_traceback;
+    PyErr_GetExcInfo(&p_type, &p_value, &p_traceback);
+    PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(value)), Py_NewRef(value), PyException_GetTraceback(value));
+    PyObject *result = PyObject_CallFunctionObjArgs(lr_unformatted, record, value, NULL);
+    PyErr_SetExcInfo(p_type, p_value, p_traceback);
+#endif
+    Py_DECREF(value);
     return result;
 }
 
-/* One (key, value) of a record's dict into ``extras`` unless it is one of LogRecord's own: 0 or -1. */
-static int logrecord_extra(PyObject *extras, PyObject *key, PyObject *value)
+/* record.getMessage() of an unmodified LogRecord, step for step: ``str(self.msg)``, then
+ * ``self.args`` read for its truth and read again for ``%`` (the user's __str__ or __bool__ may
+ * change it); a failure (an Exception) gives _unformatted, as _frontends.handler._message does. */
+static PyObject *logrecord_message(PyObject *record, PyObject *msg)
 {
+    PyObject *text = PyUnicode_CheckExact(msg) ? Py_NewRef(msg) : PyObject_Str(msg);
+    if (text != NULL) {
+        PyObject *args = PyObject_GetAttr(record, str_args);
+        int truth = args == NULL ? -1 : PyObject_IsTrue(args);
+        Py_XDECREF(args);
+        if (truth > 0) {
+            args = PyObject_GetAttr(record, str_args);
+            Py_SETREF(text, args == NULL ? NULL : PyNumber_Remainder(text, args));
+            Py_XDECREF(args);
+        } else if (truth < 0) {
+            Py_CLEAR(text);
+        }
+    }
+    if (text != NULL || !PyErr_ExceptionMatches(PyExc_Exception))
+        return text;
+    return logrecord_unformatted(record);
+}
+
+#define LR_HELD_EXTRAS 64 /* more extras than this: the Python reference reads them */
+
+/* One key of the record's dict for the extras: held in ``held`` unless it is LogRecord's own.
+ * 1, 0 (not an exact str, or too many: the reference), -1 error.  Allocates nothing. */
+static int logrecord_hold(PyObject **held, Py_ssize_t *count, PyObject *key, PyObject *value)
+{
+    if (!PyUnicode_CheckExact(key))
+        return 0;
     int standard = PySet_Contains(lr_standard, key);
     if (standard != 0)
-        return standard < 0 ? -1 : 0;
-    PyObject *pair = PyTuple_Pack(2, key, value);
-    int result = pair == NULL ? -1 : PyList_Append(extras, pair);
-    Py_XDECREF(pair);
-    return result;
+        return standard < 0 ? -1 : 1;
+    if (*count >= LR_HELD_EXTRAS)
+        return 0;
+    held[2 * *count] = Py_NewRef(key);
+    held[2 * *count + 1] = Py_NewRef(value);
+    (*count)++;
+    return 1;
 }
 
 /* _frontends.handler._extras for an exact LogRecord: what the user passed as ``extra`` (or a filter
- * added), in the order given; the same steps, in one pass over the dict where the keys past
- * LogRecord.__init__'s own are the extras.  NULL without an error: a key that is not an exact str
- * where the reference would compare or hash it (the reference then reads it). */
+ * added), in the order given; the same steps.  The dict is walked without allocating, the pairs
+ * held, and only then are the tuples built.  NULL without an error: the reference reads them. */
 static PyObject *logrecord_extras(PyObject *fields)
 {
-    Py_ssize_t n = PyDict_GET_SIZE(fields), at = 0, i = 0;
-    PyObject *key, *value, *extras = PyList_New(0);
-    int past_init = 0; /* the key at lr_n_init - 1 is LogRecord.__init__'s last, as the reference checks */
-    if (extras == NULL)
-        return NULL;
-    while (PyDict_Next(fields, &at, &key, &value)) {
+    PyObject *held[2 * LR_HELD_EXTRAS], *key, *value, *extras = NULL;
+    Py_ssize_t n = PyDict_GET_SIZE(fields), at = 0, i = 0, count = 0;
+    int past_init = 0, r = 1; /* past_init: the key at lr_n_init - 1 is __init__'s last, as the reference checks */
+    while (r > 0 && PyDict_Next(fields, &at, &key, &value)) {
         if (i == lr_n_init - 1) {
-            if (!PyUnicode_CheckExact(key))
-                goto decline;
+            if (!PyUnicode_CheckExact(key)) {
+                r = 0;
+                break;
+            }
             past_init = n >= lr_n_init && PyUnicode_Compare(key, lr_last_init) == 0;
             if (!past_init)
                 break; /* a filter moved the boundary: every key is checked below */
         } else if (i >= lr_n_init) {
-            if (!PyUnicode_CheckExact(key))
-                goto decline;
-            if (logrecord_extra(extras, key, value) < 0)
-                goto error;
+            r = logrecord_hold(held, &count, key, value);
         }
         i++;
     }
-    if (past_init)
-        return extras;
-    /* The set difference: every key not LogRecord's own, in the dict's order. */
-    at = 0;
-    while (PyDict_Next(fields, &at, &key, &value))
-        if (!PyUnicode_CheckExact(key))
-            goto decline;
-    at = 0;
-    while (PyDict_Next(fields, &at, &key, &value))
-        if (logrecord_extra(extras, key, value) < 0)
-            goto error;
+    if (r > 0 && !past_init) { /* the set difference: every key not LogRecord's own, in order */
+        at = 0;
+        while (r > 0 && PyDict_Next(fields, &at, &key, &value))
+            r = logrecord_hold(held, &count, key, value);
+    }
+    if (r > 0 && (extras = PyList_New(count)) != NULL)
+        for (Py_ssize_t j = 0; j < count; j++) {
+            PyObject *pair = PyTuple_Pack(2, held[2 * j], held[2 * j + 1]);
+            if (pair == NULL) {
+                Py_CLEAR(extras);
+                break;
+            }
+            PyList_SET_ITEM(extras, j, pair);
+        }
+    for (Py_ssize_t j = 0; j < 2 * count; j++)
+        Py_DECREF(held[j]);
     return extras;
-decline:
-error:
-    Py_DECREF(extras);
-    return NULL;
 }
 
 PyDoc_STRVAR(logrecord_event_doc,
              "logrecord_event(settings, record) -> Pending | None\n\n"
              "HighlightHandler.emit's common case (no formatter); None: not that case, take the Python path.");
+
+enum { LR_STACK_INFO, LR_CREATED, LR_LEVELNO, LR_LEVELNAME, LR_NAME, LR_EXC_INFO, LR_PATHNAME, LR_FUNC_NAME,
+       LR_LINENO, LR_THREAD, LR_THREAD_NAME, LR_READ };
 
 static PyObject *logrecord_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1578,70 +1660,73 @@ static PyObject *logrecord_event(PyObject *module, PyObject *const *args, Py_ssi
         return NULL;
     }
     PyObject *record = args[1];
-    if (Py_TYPE(record) != lr_type || lr_version == 0 || lr_type->tp_version_tag != lr_version)
+    if (Py_TYPE(record) != lr_type)
         Py_RETURN_NONE;
+    int usable = lr_usable();
+    if (usable <= 0)
+        return usable < 0 ? NULL : Py_NewRef(Py_None);
     PyObject *fields = PyObject_GenericGetDict(record, NULL);
     if (fields == NULL) {
         if (clear_exception() < 0)
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *msg = NULL, *margs = NULL, *body = NULL, *extras = NULL, *site = NULL, *when = NULL;
-    PyObject *attributes = NULL, *result = NULL;
-    if (!PyDict_CheckExact(fields))
-        goto decline;
-    if (!str_keys_only(fields))
+    PyObject *msg = NULL, *body = NULL, *extras = NULL, *site = NULL, *when = NULL, *attributes = NULL;
+    PyObject *result = NULL, *v[LR_READ] = {NULL};
+    if (!PyDict_CheckExact(fields) || !str_keys_only(fields))
         goto decline;
     /* The message's own parts, and no getMessage of the instance's own: else the Python path. */
     msg = Py_XNewRef(PyDict_GetItemWithError(fields, str_msg));
-    margs = msg == NULL ? NULL : Py_XNewRef(PyDict_GetItemWithError(fields, str_args));
-    if (margs == NULL || PyDict_GetItemWithError(fields, str_get_message) != NULL)
+    if (msg == NULL || PyDict_GetItemWithError(fields, str_args) == NULL ||
+        PyDict_GetItemWithError(fields, str_get_message) != NULL)
         goto decline;
-    if ((body = logrecord_message(record, msg, margs)) == NULL)
+    if ((body = logrecord_message(record, msg)) == NULL)
         goto done;
-    /* From here on the message is formatted: the unusual goes to the reference, with it. */
-    PyObject *v[9];
-    PyObject *const read[9] = {str_stack_info, str_created, str_levelno, str_levelname, str_name,
-                               str_exc_info, str_pathname, str_func_name, str_lineno};
-    for (int i = 0; i < 9; i++)
-        if ((v[i] = PyDict_GetItemWithError(fields, read[i])) == NULL)
+    /* From here on the message is formatted: the unusual goes to the reference, with it.  The
+     * user's code ran: the record may have another dict, keys or class by now. */
+    PyObject *now = PyObject_GenericGetDict(record, NULL);
+    int same = now == fields;
+    Py_XDECREF(now);
+    if (now == NULL && clear_exception() < 0)
+        goto done;
+    if (!same || Py_TYPE(record) != lr_type || lr_usable() <= 0 || PyErr_Occurred() || !str_keys_only(fields))
+        goto reference;
+    PyObject *const read[LR_READ] = {str_stack_info, str_created, str_levelno, str_levelname, str_name,
+                                     str_exc_info, str_pathname, str_func_name, str_lineno, str_thread,
+                                     str_thread_name};
+    for (int i = 0; i < LR_READ; i++) /* held at once: nothing allocates in between */
+        if ((v[i] = Py_XNewRef(PyDict_GetItemWithError(fields, read[i]))) == NULL)
             goto reference;
-    PyObject *thread = PyDict_GetItemWithError(fields, str_thread);
-    PyObject *thread_name = thread == NULL ? NULL : PyDict_GetItemWithError(fields, str_thread_name);
-    if (thread_name == NULL || v[0] != Py_None || !PyFloat_CheckExact(v[1]))
+    if (v[LR_STACK_INFO] != Py_None || !PyFloat_CheckExact(v[LR_CREATED]))
         goto reference;
     if ((extras = logrecord_extras(fields)) == NULL) {
         if (PyErr_Occurred())
             goto done;
         goto reference;
     }
-    site = PyTuple_Pack(6, lr_site_keys, v[6], v[7], v[8], thread, thread_name);
-    if (site == NULL || (when = PyLong_FromDouble(PyFloat_AS_DOUBLE(v[1]) * 1e9)) == NULL ||
+    site = PyTuple_Pack(6, lr_site_keys, v[LR_PATHNAME], v[LR_FUNC_NAME], v[LR_LINENO], v[LR_THREAD],
+                        v[LR_THREAD_NAME]);
+    if (site == NULL || (when = PyLong_FromDouble(PyFloat_AS_DOUBLE(v[LR_CREATED]) * 1e9)) == NULL ||
         (attributes = PyDict_New()) == NULL)
         goto done;
-    PyObject *levelno = Py_NewRef(v[2]), *level_name = Py_NewRef(v[3]), *name = Py_NewRef(v[4]);
-    PyObject *exc_info = Py_NewRef(v[5]);
     PyObject *call[C_ARGS] = {
-        args[0], when, levelno, level_name, name, body, attributes, extras, exc_info, Py_None, site,
-        lr_no_skip, Py_False, Py_True,
+        args[0], when, v[LR_LEVELNO], v[LR_LEVELNAME], v[LR_NAME], body, attributes, extras, v[LR_EXC_INFO],
+        Py_None, site, lr_no_skip, Py_False, Py_True,
     };
     result = capture_record(module, call, C_ARGS, NULL);
-    Py_DECREF(levelno);
-    Py_DECREF(level_name);
-    Py_DECREF(name);
-    Py_DECREF(exc_info);
     goto done;
 reference:
-    if (!PyErr_Occurred())
+    if (!PyErr_Occurred() || clear_exception() == 0)
         result = PyObject_CallFunctionObjArgs(lr_reference, args[0], record, body, NULL);
     goto done;
 decline:
     if (!PyErr_Occurred())
         result = Py_NewRef(Py_None);
 done:
+    for (int i = 0; i < LR_READ; i++)
+        Py_XDECREF(v[i]);
     Py_DECREF(fields);
     Py_XDECREF(msg);
-    Py_XDECREF(margs);
     Py_XDECREF(body);
     Py_XDECREF(extras);
     Py_XDECREF(site);

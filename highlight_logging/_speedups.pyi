@@ -70,6 +70,7 @@ def logrecord_setup(
     site_keys: tuple[str, ...],
     unformatted: Callable[[Any, BaseException], str],
     reference: Callable[[Settings, Any, Any], Pending],
+    check: Callable[[type], bool],
     /,
 ) -> None: ...
 def logrecord_event(settings: Settings, record: Any, /) -> Pending | None: ...

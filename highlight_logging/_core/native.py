@@ -18,7 +18,7 @@ from highlight_logging._core import diag as _diag
 
 #: The ``ABI`` the C module must declare (``#define ABI`` in ``_speedups.c``): raise both together
 #: whenever a C function's arguments, the Pending layout or a setup's contract change.
-ABI = 5
+ABI = 6
 
 #: HIGHLIGHT_LOGGING_PURE_PYTHON was set at import: the C path is not used even where it was built.
 pure_python = bool(os.environ.get("HIGHLIGHT_LOGGING_PURE_PYTHON"))

@@ -111,7 +111,7 @@ if (
     and _unmodified(_LogRecord)
 ):
     _native.speedups.logrecord_setup(
-        _LogRecord, _STANDARD, _N_INIT, _LAST_INIT, SITE_KEYS, _unformatted, _pending
+        _LogRecord, _STANDARD, _N_INIT, _LAST_INIT, SITE_KEYS, _unformatted, _pending, _unmodified
     )
     _logrecord_event = _native.speedups.logrecord_event
 

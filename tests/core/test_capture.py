@@ -691,6 +691,248 @@ def test_log_records_are_read_in_c_as_the_python_path_reads_them(
 
     with_c, reference = _both_paths(handler, make)
     assert with_c == reference
+    from highlight_logging._frontends import handler as _handler
+
+    try:
+        answered = _handler._logrecord_event(handler._binding.get().settings, make())  # type: ignore[misc]
+    except AttributeError:  # no lineno: the reference's own error, which emit hands to handleError
+        assert mutate == "delete"
+    else:
+        assert (answered is None) == (mutate in ("getMessage", "nonstr"))  # declined only there
+
+
+def _runs(make: Any, use_c: bool) -> tuple[list[Any], list[Any]]:
+    """(what a handler submits for ``make()``, what it met: handleError's exceptions or one that
+    propagated) on one path."""
+    import logging
+    import sys
+
+    from highlight_logging import HighlightHandler
+    from highlight_logging._frontends import handler as _handler
+
+    handler = HighlightHandler(endpoint="http://127.0.0.1:9")
+    errors: list[Any] = []
+    handler.handleError = lambda record: errors.append(repr(sys.exc_info()[1]))  # type: ignore[method-assign]
+    c_path = _handler._logrecord_event
+    if not use_c:
+        _handler._logrecord_event = None
+    try:
+        try:
+            got = _handler_exports(handler, make())
+        except BaseException as exc:
+            got, errors = [], [*errors, repr(exc)]
+    finally:
+        _handler._logrecord_event = c_path
+    assert isinstance(logging.getLogger(), logging.Logger)
+    return got, errors
+
+
+def _same_both_ways(factory: Any) -> list[Any]:
+    """Runs ``factory(calls)()`` on each path; both give the same exports, the same errors and the
+    same calls into the user's code.  Returns the C path's calls."""
+    with mock.patch("time.time_ns", return_value=1_800_000_000_000_000_000):
+        c_calls: list[Any] = []
+        with_c = _runs(factory(c_calls), True)
+        py_calls: list[Any] = []
+        reference = _runs(factory(py_calls), False)
+    assert with_c == reference and c_calls == py_calls
+    return c_calls
+
+
+def _record(msg: Any, args: Any = ()) -> Any:
+    import logging
+
+    record = logging.LogRecord("app", 20, "/app/a.py", 3, msg, args, None)
+    record.created = 1_700_000_000.25
+    return record
+
+
+@needs_c
+def test_a_record_its_own_formatting_changes_is_read_as_getmessage_reads_it() -> None:
+    """The user's __str__ or __bool__ changes the record while its message is formatted: args read
+    after str(msg), and twice; a record whose dict is replaced, or gains a key that runs code, or
+    loses args: the same export and the same calls into the user's code both ways (second
+    reviewer's cases)."""
+
+    def resets_args(calls: list[Any]) -> Any:
+        def make() -> Any:
+            record = _record(None, ("old",))
+
+            class Msg:
+                def __str__(self) -> str:
+                    calls.append("str")
+                    record.args = ("new",)
+                    return "v=%s"
+
+            record.msg = Msg()
+            return record
+
+        return make
+
+    def deletes_args(calls: list[Any]) -> Any:
+        def make() -> Any:
+            record = _record(None, ("old",))
+
+            class Msg:
+                def __str__(self) -> str:
+                    calls.append("str")
+                    del record.args
+                    return "v=%s"
+
+            record.msg = Msg()
+            return record
+
+        return make
+
+    def replaces_dict(calls: list[Any]) -> Any:
+        def make() -> Any:
+            record = _record(None)
+
+            class Msg:
+                def __str__(self) -> str:
+                    calls.append("str")
+                    record.__dict__ = dict(record.__dict__, levelname="SWAPPED", tenant="acme")
+                    return "hi"
+
+            record.msg = Msg()
+            return record
+
+        return make
+
+    def adds_a_key_that_runs_code(calls: list[Any]) -> Any:
+        def make() -> Any:
+            record = _record(None)
+
+            class Key:
+                def __hash__(self) -> int:
+                    return hash("exc_info")
+
+                def __eq__(self, other: object) -> bool:
+                    calls.append(("eq", other))
+                    return other == "exc_info"
+
+            class Msg:
+                def __str__(self) -> str:
+                    fields = vars(record)
+                    fields[Key()] = fields.pop("exc_info")
+                    return "m"
+
+            record.msg = Msg()
+            return record
+
+        return make
+
+    def swaps_args_in_bool(calls: list[Any]) -> Any:
+        def make() -> Any:
+            record = _record("a=%(a)s")
+
+            class Args(dict[str, int]):
+                def __bool__(self) -> bool:
+                    calls.append("bool")
+                    record.args = {"a": 2}
+                    return True
+
+            record.args = Args(a=1)
+            return record
+
+        return make
+
+    def failed_format_seen_from_repr(calls: list[Any]) -> Any:
+        import sys
+
+        class Arg:
+            def __repr__(self) -> str:
+                calls.append(("repr while handling", repr(sys.exc_info()[0])))
+                return "Arg"
+
+        return lambda: _record("%d %d", (Arg(),))
+
+    for factory in (
+        resets_args,
+        deletes_args,
+        replaces_dict,
+        adds_a_key_that_runs_code,
+        swaps_args_in_bool,
+        failed_format_seen_from_repr,
+    ):
+        _same_both_ways(factory)
+    assert _same_both_ways(failed_format_seen_from_repr) == [("repr while handling", "<class 'TypeError'>")]
+
+
+@needs_c
+def test_values_stay_held_while_a_collection_changes_the_record() -> None:
+    """An allocation in the C reading may run a collection whose callback replaces the record's
+    values (on 3.10 and 3.11 in the allocating call): the values read stay alive (this crashed the
+    process before) and the record is exported as read."""
+    import gc
+    import logging
+
+    from highlight_logging import HighlightHandler
+    from highlight_logging._frontends import handler as _handler
+
+    state: dict[str, Any] = {"armed": False, "fired": 0}
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and state["armed"]:
+            state["armed"] = False
+            state["fired"] += 1
+            fields = vars(state["record"])
+            fields["levelname"] = "REPLACED"  # frees the only reference to the old, unique values
+            fields["pathname"] = "REPLACED_PATH"
+
+    class Msg:
+        def __str__(self) -> str:
+            # Past the tuple free list: the next tuple allocates.
+            state["keep"] = [(i, i) for i in range(5000)]
+            state["armed"] = True
+            return "m"
+
+    class Value(str):  # says when it is freed: never while the C reading still uses it
+        def __del__(self) -> None:
+            state["freed"] = state.get("freed", 0) + 1
+
+    record = logging.LogRecord("app", 20, "/a.py", 3, Msg(), (), None)
+    record.levelname = Value("LEVEL")
+    record.pathname = Value("/p/")
+    for i in range(20):
+        setattr(record, f"x{i}", i)
+    state["record"] = record
+    settings_ = HighlightHandler(endpoint="http://127.0.0.1:9")._binding.get().settings
+    gc.callbacks.append(callback)
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        pending = _handler._logrecord_event(settings_, record)  # type: ignore[misc]
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)
+    assert state["fired"] == 1 and not state.get("freed")  # replaced in the record, held by the reading
+    assert pending is not None and pending.level_name == "LEVEL" and pending.site[1] == "/p/"
+    del pending
+    assert state.get("freed") == 2
+
+
+@needs_c
+def test_a_patched_getmessage_code_is_the_python_path_s() -> None:
+    """getMessage's code swapped in place (the class itself unchanged): the patched text, as the
+    Python path gives it; the C path again once it is put back."""
+    import logging
+
+    from highlight_logging import HighlightHandler
+    from highlight_logging._frontends import handler as _handler
+
+    def patched(self: Any) -> str:
+        return "PATCHED"
+
+    settings_ = HighlightHandler(endpoint="http://127.0.0.1:9")._binding.get().settings
+    original = logging.LogRecord.getMessage.__code__
+    logging.LogRecord.getMessage.__code__ = patched.__code__
+    try:
+        assert _handler._logrecord_event(settings_, _record("m")) is None  # type: ignore[misc]
+        _same_both_ways(lambda calls: lambda: _record("m"))
+    finally:
+        logging.LogRecord.getMessage.__code__ = original
+    assert _handler._logrecord_event(settings_, _record("m")) is not None  # type: ignore[misc]
 
 
 @needs_c
@@ -725,9 +967,12 @@ def test_a_plain_log_record_is_read_in_c() -> None:
     logging.LogRecord.getMessage = lambda self: "patched"  # type: ignore[method-assign]
     try:
         assert _handler._logrecord_event(settings_, record) is None  # type: ignore[misc]
+        assert _handler._logrecord_event(settings_, record) is None  # type: ignore[misc]  # remembered
         assert _handler_exports(handler, record)[0].body == "patched"
     finally:
         logging.LogRecord.getMessage = original  # type: ignore[method-assign]
+    # The class put back as it was (a new version tag): checked once more, and read in C again.
+    assert _handler._logrecord_event(settings_, record) is not None  # type: ignore[misc]
     calls: list[Any] = []
     c_path = _handler._logrecord_event
     _handler._logrecord_event = lambda *a: calls.append(a) or c_path(*a)  # type: ignore[misc,assignment]
@@ -776,6 +1021,6 @@ def test_a_log_record_with_keys_that_run_code_is_left_to_the_python_path() -> No
 def test_logrecord_event_checks_its_arguments() -> None:
     """Wrong arguments to the setup or the call are a TypeError, not a crash."""
     with pytest.raises(TypeError):
-        _speedups.logrecord_setup(object, set(), 1, "x", (), str, str)  # type: ignore[union-attr,arg-type]
+        _speedups.logrecord_setup(object, set(), 1, "x", (), str, str, str)  # type: ignore[union-attr,arg-type]
     with pytest.raises(TypeError):
         _speedups.logrecord_event(SETTINGS)  # type: ignore[union-attr,call-arg]
