@@ -1442,6 +1442,18 @@ static PyObject *lr_no_skip;     /* capture_record's default skip, frozenset() *
 static PyObject *str_msg, *str_args, *str_created, *str_levelno, *str_levelname, *str_pathname, *str_func_name,
     *str_lineno, *str_thread, *str_thread_name, *str_stack_info, *str_exc_info, *str_get_message, *str_name;
 
+/* The class's version tag, or 0 when it has none that means anything: on 3.10 and 3.11 a change
+ * (PyType_Modified) clears Py_TPFLAGS_VALID_VERSION_TAG and leaves the old number until the next
+ * lookup; from 3.12 on it sets the number to 0 (and 3.13 no longer keeps the flag). */
+static unsigned int lr_tag(PyTypeObject *t)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+#endif
+    return t->tp_version_tag;
+}
+
 PyDoc_STRVAR(logrecord_setup_doc,
              "logrecord_setup(record_type, standard, n_init, last_init, site_keys, unformatted, reference, check)\n\n"
              "What logrecord_event() reads from _frontends.handler, once at its import.");
@@ -1483,7 +1495,7 @@ static PyObject *logrecord_setup(PyObject *module, PyObject *const *args, Py_ssi
     Py_XSETREF(lr_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(lr_func, method);
     Py_XSETREF(lr_code, Py_NewRef(PyFunction_GET_CODE(method)));
-    lr_version = PyType_HasFeature(lr_type, Py_TPFLAGS_VALID_VERSION_TAG) ? lr_type->tp_version_tag : 0;
+    lr_version = lr_tag(lr_type);
     lr_refused = 0;
     Py_XSETREF(lr_standard, Py_NewRef(args[1]));
     lr_n_init = n_init;
@@ -1504,10 +1516,11 @@ static int lr_usable(void)
     PyTypeObject *t = lr_type;
     if (!PyFunction_Check(lr_func) || PyFunction_GET_CODE(lr_func) != lr_code)
         return 0; /* getMessage's code swapped */
-    if (PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) && t->tp_version_tag != 0) {
-        if (t->tp_version_tag == lr_version)
+    unsigned int tag = lr_tag(t);
+    if (tag != 0) {
+        if (tag == lr_version)
             return 1;
-        if (t->tp_version_tag == lr_refused)
+        if (tag == lr_refused)
             return 0;
     }
     PyObject *method = PyObject_GetAttr((PyObject *)t, str_get_message); /* a new tag, if any */
@@ -1520,12 +1533,12 @@ static int lr_usable(void)
     }
     if (ok < 0 || PyErr_Occurred())
         return clear_exception() < 0 ? -1 : 0;
-    if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) || t->tp_version_tag == 0)
+    if ((tag = lr_tag(t)) == 0)
         return 0; /* no tag to remember the answer by: the Python path, every time */
     if (ok)
-        lr_version = t->tp_version_tag;
+        lr_version = tag;
     else
-        lr_refused = t->tp_version_tag;
+        lr_refused = tag;
     return ok;
 }
 
