@@ -232,7 +232,14 @@ def test_text_search_matches_attribute_values_not_the_records_bytes(served: Serv
     http = f"{served.receiver.http_endpoint}/v1/logs"
     records = [_record("plain", 9, t), _record("tagged", 9, t + 1, note="100% sure")]
     assert _post(http, _logs(*records).SerializeToString()) == 200
-    found = [i["body"] for i in served.get("api/logs?q=%25")["items"]]  # perhaps before it is filed
+    # Perhaps before it is filed: asked until the request reaches the store (it comes down a pipe
+    # after the receiver's answer), which holds both records or neither.
+    deadline = time.monotonic() + 10
+    while (
+        not (found := [i["body"] for i in served.get("api/logs?q=%25")["items"]])
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
     served.settle()
     assert found == ["tagged"]
     assert [i["body"] for i in served.get("api/logs?q=%25")["items"]] == ["tagged"]
