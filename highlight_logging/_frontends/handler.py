@@ -102,8 +102,8 @@ def _unmodified(cls: type) -> bool:
 
 #: The C reading of an exact LogRecord (``logrecord_event`` in ``_speedups.c``), or None: every
 #: record then takes the Python path.  Why: with ``capture_record`` in C, emit's own Python reads
-#: (the message, the extras, the site, the time) were ~1.5 us of its ~2.2 us (figures:
-#: docs/performance.md).  Used only where ``capture_record`` is the C twin too.
+#: (the message, the extras, the site, the time) were most of its call (docs/performance.md, On the
+#: caller's thread).  Used only where ``capture_record`` is the C twin too.
 _logrecord_event: Callable[[Settings, logging.LogRecord], Pending | None] | None = None
 if (
     _native.speedups is not None

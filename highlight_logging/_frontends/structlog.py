@@ -459,8 +459,8 @@ def _not_stdlib(logger: Any) -> bool:
 
 #: The C reading of a native event (``structlog_event`` in ``_speedups.c``), or None: every event
 #: then takes ``_export``'s Python path.  Why: with ``capture_record`` in C, the processor's own
-#: Python reads of a plain event were ~2.1 us of its ~4.5 us a call (best of 30 x 2,000 calls, the
-#: queue stubbed out).  It is used only where ``capture_record`` is the C twin too.  It reads the
+#: Python reads of a plain event were about half of its call (docs/performance.md, On the caller's
+#: thread).  It is used only where ``capture_record`` is the C twin too.  It reads the
 #: constants passed to it once, here (``DEFAULT_SCOPE`` included).
 _plain_event: Any = None
 if _native.speedups is not None and capture_record is _native.speedups.capture_record:
